@@ -1,0 +1,189 @@
+//! Delivery history and manual resend.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::app::find_app;
+use super::endpoint::find_endpoint;
+use super::error::{ApiError, ApiResult};
+use super::extract::QueryParams;
+use super::list::{Paging, list_response};
+use super::message::MessageOut;
+use crate::domain::ids::AppId;
+use crate::store::{Attempt, AttemptFilter, Order};
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageAttemptOut {
+    pub id: String,
+    pub msg_id: String,
+    pub endpoint_id: String,
+    pub url: String,
+    /// The start of the response body (at most 16 KiB), or why no answer came.
+    pub response: String,
+    /// 0 when no HTTP answer came back.
+    pub response_status_code: i64,
+    pub response_duration_ms: i64,
+    /// 0 success, 2 fail.
+    pub status: i64,
+    pub status_text: String,
+    /// 0 scheduled, 1 manual.
+    pub trigger_type: i64,
+    pub timestamp: DateTime<Utc>,
+    pub msg: Option<MessageOut>,
+}
+
+list_response!(ListResponseMessageAttemptOut, MessageAttemptOut);
+
+impl From<Attempt> for MessageAttemptOut {
+    fn from(a: Attempt) -> Self {
+        Self {
+            id: a.id.to_string(),
+            msg_id: a.msg_id.to_string(),
+            endpoint_id: a.endpoint_id.to_string(),
+            url: a.url,
+            response: a.response,
+            response_status_code: a.response_status_code,
+            response_duration_ms: a.response_duration_ms,
+            status: a.status.code(),
+            status_text: a.status.text().to_owned(),
+            trigger_type: a.trigger_type.code(),
+            timestamp: a.created_at,
+            msg: None,
+        }
+    }
+}
+
+fn filter_from(q: &QueryParams) -> ApiResult<AttemptFilter> {
+    let status_code_class = q.int("status_code_class", 0..=500)?;
+    if let Some(c) = status_code_class
+        && c % 100 != 0
+    {
+        return Err(ApiError::field(
+            &["query", "status_code_class"],
+            "must be 0, 100, 200, 300, 400 or 500",
+        ));
+    }
+    Ok(AttemptFilter {
+        status: q.int("status", 0..=3)?,
+        status_code_class,
+        before: q.time("before")?,
+        after: q.time("after")?,
+        event_types: q.list("event_types"),
+        ..Default::default()
+    })
+}
+
+async fn list(
+    state: &AppState,
+    app_id: &AppId,
+    filter: AttemptFilter,
+    q: &QueryParams,
+) -> ApiResult<Json<ListResponseMessageAttemptOut>> {
+    let paging = Paging::from_query(q, Order::Descending)?;
+    let rows = state.store.list_attempts(app_id, &filter, &paging.page).await?;
+    let with_msg = q.bool("with_msg")?;
+    let mut messages: HashMap<String, Option<MessageOut>> = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for attempt in rows {
+        let mut item = MessageAttemptOut::from(attempt);
+        if with_msg {
+            if !messages.contains_key(&item.msg_id) {
+                let msg = state
+                    .store
+                    .get_message(app_id, &item.msg_id)
+                    .await?
+                    .map(MessageOut::from);
+                messages.insert(item.msg_id.clone(), msg);
+            }
+            item.msg = messages.get(&item.msg_id).cloned().flatten();
+        }
+        out.push(item);
+    }
+    Ok(Json(paging.finish(out, |a| a.id.clone()).into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/attempt/endpoint/{endpoint_id}", tag = "Message Attempt",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path),
+           ("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query),
+           ("status" = Option<i64>, Query, description = "0 success, 1 pending, 2 fail, 3 sending"),
+           ("status_code_class" = Option<i64>, Query, description = "0 (no response), 100, 200, 300, 400, 500"),
+           ("before" = Option<String>, Query), ("after" = Option<String>, Query),
+           ("event_types" = Option<String>, Query), ("with_msg" = Option<bool>, Query)),
+    responses((status = 200, body = ListResponseMessageAttemptOut)))]
+pub async fn list_by_endpoint(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    q: QueryParams,
+) -> ApiResult<Json<ListResponseMessageAttemptOut>> {
+    let app = find_app(&state, &app_id).await?;
+    let ep = find_endpoint(&state, &app.id, &endpoint_id).await?;
+    let filter = AttemptFilter {
+        endpoint_id: Some(ep.id),
+        ..filter_from(&q)?
+    };
+    list(&state, &app.id, filter, &q).await
+}
+
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/attempt/msg/{msg_id}", tag = "Message Attempt",
+    params(("app_id" = String, Path), ("msg_id" = String, Path),
+           ("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query),
+           ("endpoint_id" = Option<String>, Query),
+           ("status" = Option<i64>, Query), ("status_code_class" = Option<i64>, Query),
+           ("before" = Option<String>, Query), ("after" = Option<String>, Query)),
+    responses((status = 200, body = ListResponseMessageAttemptOut)))]
+pub async fn list_by_msg(
+    State(state): State<AppState>,
+    Path((app_id, msg_id)): Path<(String, String)>,
+    q: QueryParams,
+) -> ApiResult<Json<ListResponseMessageAttemptOut>> {
+    let app = find_app(&state, &app_id).await?;
+    let msg = state
+        .store
+        .get_message(&app.id, &msg_id)
+        .await?
+        .ok_or(ApiError::NotFound("message"))?;
+    let endpoint_id = match q.str("endpoint_id") {
+        Some(ep) => Some(find_endpoint(&state, &app.id, ep).await?.id),
+        None => None,
+    };
+    let filter = AttemptFilter {
+        msg_id: Some(msg.id),
+        endpoint_id,
+        ..filter_from(&q)?
+    };
+    list(&state, &app.id, filter, &q).await
+}
+
+/// Sends a message to an endpoint again, now, with the retry schedule behind it.
+#[utoipa::path(post, path = "/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend", tag = "Message Attempt",
+    params(("app_id" = String, Path), ("msg_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 202, description = "Scheduled; answers {}")))]
+pub async fn resend(
+    State(state): State<AppState>,
+    Path((app_id, msg_id, endpoint_id)): Path<(String, String, String)>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let app = find_app(&state, &app_id).await?;
+    let msg = state
+        .store
+        .get_message(&app.id, &msg_id)
+        .await?
+        .ok_or(ApiError::NotFound("message"))?;
+    let ep = find_endpoint(&state, &app.id, &endpoint_id).await?;
+    if ep.disabled {
+        return Err(ApiError::Conflict(
+            "the endpoint is disabled; enable it before resending".to_owned(),
+        ));
+    }
+    state.store.resend(&msg, &ep, crate::store::now()).await?;
+    state.dispatcher.wake();
+    Ok((StatusCode::ACCEPTED, Json(json!({}))))
+}

@@ -1,0 +1,123 @@
+//! The one place where errors become HTTP answers.
+//!
+//! Shapes follow the Svix API: `{"code", "detail"}`, and for validation
+//! `422 {"detail": [{"loc", "msg", "type"}]}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::domain::validate::FieldError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("the database is unavailable; retry shortly")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The error body of every non-422 failure.
+#[derive(Serialize, ToSchema)]
+pub struct HttpErrorOut {
+    pub code: String,
+    pub detail: String,
+}
+
+/// One entry of a 422 answer.
+#[derive(Serialize, ToSchema)]
+pub struct ValidationErrorOut {
+    pub loc: Vec<String>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HttpValidationErrorOut {
+    pub detail: Vec<ValidationErrorOut>,
+}
+
+impl ApiError {
+    /// A single-field 422.
+    pub fn field(loc: &[&str], msg: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError {
+            loc: loc.iter().map(|s| (*s).to_owned()).collect(),
+            msg: msg.into(),
+            kind: "value_error",
+        }])
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "authentication_failed"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => Self::Conflict(what),
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => {
+                Self::Unavailable
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match self {
+            Self::Validation(errors) => {
+                let detail: Vec<ValidationErrorOut> = errors
+                    .into_iter()
+                    .map(|e| ValidationErrorOut {
+                        loc: e.loc,
+                        msg: e.msg,
+                        kind: e.kind.to_owned(),
+                    })
+                    .collect();
+                (status, Json(HttpValidationErrorOut { detail })).into_response()
+            }
+            Self::Internal(ref cause) => {
+                tracing::error!(error = %cause, "internal error");
+                (status, Json(json!({"code": code, "detail": self.to_string()}))).into_response()
+            }
+            Self::Unavailable => {
+                let mut resp = (status, Json(json!({"code": code, "detail": self.to_string()}))).into_response();
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                resp
+            }
+            other => (status, Json(json!({"code": code, "detail": other.to_string()}))).into_response(),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,36 @@
+//! Liveness and readiness in one answer: the process is up and its store answers.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthOut {
+    /// "ok", or "degraded" when the database does not answer.
+    pub status: &'static str,
+    pub database: &'static str,
+    pub version: &'static str,
+}
+
+#[utoipa::path(get, path = "/health", tag = "Health", security(),
+    responses((status = 200, body = HealthOut), (status = 503, body = HealthOut)))]
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthOut>) {
+    let database_ok = state.store.get_setting("health-probe").await.is_ok();
+    let (status, text, db) = if database_ok {
+        (StatusCode::OK, "ok", "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded", "unreachable")
+    };
+    (
+        status,
+        Json(HealthOut {
+            status: text,
+            database: db,
+            version: env!("CARGO_PKG_VERSION"),
+        }),
+    )
+}

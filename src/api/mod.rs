@@ -1,0 +1,122 @@
+//! The HTTP API, in the Svix v1 shapes so that Svix SDKs are Herald clients.
+
+pub mod app;
+pub mod attempt;
+pub mod auth;
+pub mod endpoint;
+pub mod error;
+pub mod event_type;
+pub mod extract;
+pub mod health;
+pub mod idempotency;
+pub mod list;
+pub mod message;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::get;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::Config;
+use crate::delivery::Dispatcher;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<Config>,
+    pub dispatcher: Dispatcher,
+    pub admin_token_hash: auth::TokenHash,
+}
+
+/// Room for a 1 MiB payload plus the message envelope around it; the payload
+/// itself is checked against 1 MiB exactly.
+const MAX_REQUEST_BYTES: usize = 1024 * 1024 + 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Herald", description = "Webhook delivery server. Paths and shapes follow the Svix v1 API."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(error::HttpErrorOut, error::HttpValidationErrorOut, error::ValidationErrorOut))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The authenticated `/api/v1` routes, and the OpenAPI document built from them.
+fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(app::list_apps, app::create_app))
+        .routes(routes!(app::get_app, app::put_app, app::patch_app, app::delete_app))
+        .routes(routes!(endpoint::list_endpoints, endpoint::create_endpoint))
+        .routes(routes!(
+            endpoint::get_endpoint,
+            endpoint::put_endpoint,
+            endpoint::patch_endpoint,
+            endpoint::delete_endpoint
+        ))
+        .routes(routes!(endpoint::get_secret))
+        .routes(routes!(endpoint::rotate_secret))
+        .routes(routes!(event_type::list_event_types, event_type::create_event_type))
+        .routes(routes!(
+            event_type::get_event_type,
+            event_type::put_event_type,
+            event_type::delete_event_type
+        ))
+        .routes(routes!(message::list_messages, message::create_message))
+        .routes(routes!(message::get_message))
+        .routes(routes!(attempt::list_by_endpoint))
+        .routes(routes!(attempt::list_by_msg))
+        .routes(routes!(attempt::resend))
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api_routes();
+    let (_, health_doc) = OpenApiRouter::new().routes(routes!(health::health)).split_for_parts();
+    doc.merge(health_doc);
+    doc
+}
+
+pub fn router(state: AppState) -> Router {
+    let (api, _) = api_routes();
+    let doc = Arc::new(openapi());
+    let api = api
+        // Layers run bottom-up: authenticate first, then idempotency (scoped to the caller).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent_posts,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/api/v1/health", get(health::health))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { axum::Json(doc.as_ref().clone()) }),
+        )
+        .merge(api)
+        .fallback(|| async { error::ApiError::NotFound("route") })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,391 @@
+//! One `Config`, loaded once: defaults, then the TOML file, then `HERALD_*`
+//! variables and command-line flags. A bad value stops the start with the key
+//! and the reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::domain::retry::{RetrySchedule, parse_duration};
+use crate::domain::target::TargetPolicy;
+
+/// Every setting, as text, from flags or the environment (clap fills both).
+/// The same keys, in snake_case, may appear in the TOML file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Settings {
+    /// Address the HTTP API listens on [default: 127.0.0.1:8080]
+    #[arg(long, env = "HERALD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Where Herald keeps its data [default: sqlite://./herald-data/herald.db]
+    #[arg(long, env = "HERALD_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Bearer token of the admin API. Unset: the first start generates one,
+    /// prints it once and keeps only its hash
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Delays between delivery attempts, comma-separated ("1s,2s" = three
+    /// attempts in all); up to 10% jitter is added
+    /// [default: 5s,5m,30m,2h,5h,10h,10h]
+    #[arg(long, env = "HERALD_RETRY_SCHEDULE", value_name = "DELAYS")]
+    pub retry_schedule: Option<String>,
+
+    /// How long one delivery attempt may take [default: 15s]
+    #[arg(long, env = "HERALD_REQUEST_TIMEOUT", value_name = "DURATION")]
+    pub request_timeout: Option<String>,
+
+    /// Allow http:// endpoint URLs (for local development) [default: false]
+    #[arg(long, env = "HERALD_ALLOW_HTTP", value_name = "BOOL")]
+    pub allow_http: Option<String>,
+
+    /// Comma-separated CIDRs exempt from the private-address block, e.g.
+    /// "10.20.0.0/16" [default: none]
+    #[arg(long, env = "HERALD_ALLOWED_TARGET_NETWORKS", value_name = "CIDRS")]
+    pub allowed_target_networks: Option<String>,
+
+    /// Most deliveries in flight at once [default: 256]
+    #[arg(long, env = "HERALD_MAX_CONCURRENT_DELIVERIES", value_name = "N")]
+    pub max_concurrent_deliveries: Option<String>,
+
+    /// On shutdown, how long in-flight deliveries may take to finish [default: 30s]
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+
+    /// Log filter, in tracing's EnvFilter syntax [default: info]
+    #[arg(long, env = "HERALD_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database: DatabaseUrl,
+    pub admin_token: Option<String>,
+    pub retry_schedule: RetrySchedule,
+    pub request_timeout: Duration,
+    pub target_policy: TargetPolicy,
+    pub max_concurrent_deliveries: usize,
+    pub shutdown_grace: Duration,
+    pub log: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error("cannot read the config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+impl Config {
+    /// Defaults suited to a developer's machine: loopback, a local SQLite file.
+    pub fn load(cli: &Settings, file: Option<&Path>) -> Result<Self, ConfigError> {
+        let from_file = match file {
+            Some(path) => read_file(path)?,
+            None => Settings::default(),
+        };
+        let file_label = file.map(|p| p.display().to_string());
+        Self::from_layers(cli, &from_file, file_label.as_deref())
+    }
+
+    fn from_layers(top: &Settings, file: &Settings, file_label: Option<&str>) -> Result<Self, ConfigError> {
+        // The value wins from the flags/environment, else from the file; errors
+        // name whichever source the bad value came from.
+        let pick = |env_key: &'static str, file_key: &'static str, a: &Option<String>, b: &Option<String>| match (a, b)
+        {
+            (Some(v), _) => Some((env_key.to_owned(), v.clone())),
+            (None, Some(v)) => Some((
+                format!("{file_key} in {}", file_label.unwrap_or("the config file")),
+                v.clone(),
+            )),
+            (None, None) => None,
+        };
+        macro_rules! get {
+            ($field:ident, $env:literal) => {
+                pick($env, stringify!($field), &top.$field, &file.$field)
+            };
+        }
+
+        let listen = parse_or(get!(listen, "HERALD_LISTEN"), "127.0.0.1:8080", |s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| format!("'{s}' is not an address such as 127.0.0.1:8080"))
+        })?;
+        let database = parse_or(
+            get!(database_url, "HERALD_DATABASE_URL"),
+            "sqlite://./herald-data/herald.db",
+            parse_database_url,
+        )?;
+        let admin_token = match get!(admin_token, "HERALD_ADMIN_TOKEN") {
+            None => None,
+            Some((key, v)) if v.len() < MIN_ADMIN_TOKEN_LEN => {
+                return Err(invalid(
+                    key,
+                    format!("must be at least {MIN_ADMIN_TOKEN_LEN} characters long"),
+                ));
+            }
+            Some((_, v)) => Some(v),
+        };
+        let retry_schedule = parse_or(
+            get!(retry_schedule, "HERALD_RETRY_SCHEDULE"),
+            "5s,5m,30m,2h,5h,10h,10h",
+            |s| RetrySchedule::parse(s).map_err(|e| e.to_string()),
+        )?;
+        let request_timeout = parse_or(get!(request_timeout, "HERALD_REQUEST_TIMEOUT"), "15s", |s| {
+            let d = parse_duration(s).map_err(|e| e.to_string())?;
+            if d.is_zero() || d > Duration::from_secs(300) {
+                return Err("must be between 1ms and 5m".to_owned());
+            }
+            Ok(d)
+        })?;
+        let allow_http = parse_or(get!(allow_http, "HERALD_ALLOW_HTTP"), "false", parse_bool)?;
+        let allowed_networks = parse_or(
+            get!(allowed_target_networks, "HERALD_ALLOWED_TARGET_NETWORKS"),
+            "",
+            parse_networks,
+        )?;
+        let max_concurrent_deliveries = parse_or(
+            get!(max_concurrent_deliveries, "HERALD_MAX_CONCURRENT_DELIVERIES"),
+            "256",
+            |s| match s.parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                _ => Err(format!("'{s}' is not a number between 1 and 100000")),
+            },
+        )?;
+        let shutdown_grace = parse_or(get!(shutdown_grace, "HERALD_SHUTDOWN_GRACE"), "30s", |s| {
+            parse_duration(s).map_err(|e| e.to_string())
+        })?;
+        let log = get!(log, "HERALD_LOG").map_or_else(|| "info".to_owned(), |(_, v)| v);
+
+        Ok(Self {
+            listen,
+            database,
+            admin_token,
+            retry_schedule,
+            request_timeout,
+            target_policy: TargetPolicy {
+                allow_http,
+                allowed_networks,
+            },
+            max_concurrent_deliveries,
+            shutdown_grace,
+            log,
+        })
+    }
+
+    /// How long a claimed delivery stays reserved: longer than any attempt can take.
+    pub fn lease_duration(&self) -> Duration {
+        self.request_timeout + Duration::from_secs(15)
+    }
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_or<T>(
+    value: Option<(String, String)>,
+    default: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    match value {
+        Some((key, v)) => parse(v.trim()).map_err(|reason| invalid(key, reason)),
+        None => parse(default).map_err(|reason| invalid("default", reason)),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("'{s}' is not true or false")),
+    }
+}
+
+fn parse_networks(s: &str) -> Result<Vec<IpNet>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("'{p}' is not a CIDR such as 10.0.0.0/8"))
+        })
+        .collect()
+}
+
+fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
+    if let Some(rest) = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")) {
+        let path = rest.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            return Err("names no file; use sqlite://path/to/herald.db".to_owned());
+        }
+        return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+    }
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        return Ok(DatabaseUrl::Postgres(s.to_owned()));
+    }
+    Err(format!("'{s}' is neither sqlite://FILE nor postgres://…"))
+}
+
+/// Reads the TOML file into the same text settings the flags produce.
+fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+    let file_err = |reason: String| ConfigError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    let mut s = Settings::default();
+    for (key, value) in table {
+        let text = toml_to_text(&value).ok_or_else(|| {
+            invalid(
+                format!("{key} in {}", path.display()),
+                "must be a string, number, boolean or list",
+            )
+        })?;
+        let slot = match key.as_str() {
+            "listen" => &mut s.listen,
+            "database_url" => &mut s.database_url,
+            "admin_token" => &mut s.admin_token,
+            "retry_schedule" => &mut s.retry_schedule,
+            "request_timeout" => &mut s.request_timeout,
+            "allow_http" => &mut s.allow_http,
+            "allowed_target_networks" => &mut s.allowed_target_networks,
+            "max_concurrent_deliveries" => &mut s.max_concurrent_deliveries,
+            "shutdown_grace" => &mut s.shutdown_grace,
+            "log" => &mut s.log,
+            _ => {
+                return Err(invalid(
+                    format!("{key} in {}", path.display()),
+                    "is not a known setting",
+                ));
+            }
+        };
+        *slot = Some(text);
+    }
+    Ok(s)
+}
+
+fn toml_to_text(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(toml_to_text)
+            .collect::<Option<Vec<_>>>()
+            .map(|parts| parts.join(",")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_text(top: Settings) -> String {
+        Config::from_layers(&top, &Settings::default(), None)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn no_configuration_gives_the_documented_defaults() {
+        let c = Config::from_layers(&Settings::default(), &Settings::default(), None).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database, DatabaseUrl::Sqlite("./herald-data/herald.db".into()));
+        assert_eq!(c.retry_schedule, RetrySchedule::default());
+        assert_eq!(c.request_timeout, Duration::from_secs(15));
+        assert!(!c.target_policy.allow_http);
+        assert!(c.target_policy.allowed_networks.is_empty());
+        assert!(c.admin_token.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_reason() {
+        let e = err_text(Settings {
+            retry_schedule: Some("5s,later".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("HERALD_RETRY_SCHEDULE: 'later' is not a duration"), "{e}");
+        let e = err_text(Settings {
+            listen: Some("nowhere".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("HERALD_LISTEN:"), "{e}");
+        let e = err_text(Settings {
+            allow_http: Some("maybe".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("HERALD_ALLOW_HTTP:"), "{e}");
+        let e = err_text(Settings {
+            allowed_target_networks: Some("10.0.0.0/33".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("HERALD_ALLOWED_TARGET_NETWORKS:"), "{e}");
+        let e = err_text(Settings {
+            admin_token: Some("short".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("HERALD_ADMIN_TOKEN:"), "{e}");
+        let e = err_text(Settings {
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("HERALD_DATABASE_URL:"), "{e}");
+        let e = err_text(Settings {
+            request_timeout: Some("0s".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("HERALD_REQUEST_TIMEOUT:"), "{e}");
+    }
+
+    #[test]
+    fn the_file_fills_in_and_the_environment_overrides_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\nretry_schedule = [\"1s\", \"2s\"]\nallow_http = true\n",
+        )
+        .unwrap();
+        let env = Settings {
+            listen: Some("127.0.0.1:9001".into()),
+            ..Default::default()
+        };
+        let c = Config::load(&env, Some(&path)).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(c.retry_schedule.max_attempts(), 3);
+        assert!(c.target_policy.allow_http);
+    }
+
+    #[test]
+    fn errors_in_the_file_name_the_file_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "request_timeout = \"fast\"\n").unwrap();
+        let e = Config::load(&Settings::default(), Some(&path)).unwrap_err().to_string();
+        assert!(e.starts_with("request_timeout in "), "{e}");
+        std::fs::write(&path, "colour = \"blue\"\n").unwrap();
+        let e = Config::load(&Settings::default(), Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("colour") && e.contains("not a known setting"), "{e}");
+    }
+}

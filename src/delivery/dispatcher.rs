@@ -1,0 +1,205 @@
+//! The dispatcher: claims due deliveries and runs each attempt as a task.
+//!
+//! It never polls: it sleeps until the earliest due delivery, and a publish,
+//! a resend or a finished attempt wakes it early. In-flight attempts are
+//! capped by a semaphore.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::sender;
+use crate::config::Config;
+use crate::domain::ids::AttemptId;
+use crate::domain::status::DeliveryStatus;
+use crate::store::{Attempt, DeliveryJob, NextStep, Store};
+
+/// Longest nap between checks when nothing is due: a safety net, not the
+/// mechanism (wake-ups are).
+const IDLE_CHECK: Duration = Duration::from_secs(30);
+/// Pause after a store error before trying again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// Most deliveries claimed in one transaction.
+const CLAIM_BATCH: usize = 128;
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    client: reqwest::Client,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, client: reqwest::Client) -> Self {
+        let slots = Arc::new(Semaphore::new(config.max_concurrent_deliveries));
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                client,
+                wake: Notify::new(),
+                slots,
+            }),
+        }
+    }
+
+    /// Tells the dispatcher that new work may be due now.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Runs until `shutdown`; attempts are spawned on `tracker` so the caller
+    /// can wait for them to finish.
+    pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
+        tracing::info!(
+            max_in_flight = self.inner.config.max_concurrent_deliveries,
+            "dispatcher started"
+        );
+        while !shutdown.is_cancelled() {
+            let Some(permits) = self.reserve_slots(&shutdown).await else {
+                break;
+            };
+            match self
+                .inner
+                .store
+                .claim_due(Utc::now(), permits.len() as u32, self.inner.config.lease_duration())
+                .await
+            {
+                Ok(jobs) if jobs.is_empty() => {
+                    drop(permits);
+                    self.sleep_until_due(&shutdown).await;
+                }
+                Ok(jobs) => {
+                    for (job, permit) in jobs.into_iter().zip(permits) {
+                        let this = self.clone();
+                        tracker.spawn(async move { this.attempt(job, permit).await });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming deliveries failed; retrying");
+                    drop(permits);
+                    sleep_or_cancel(ERROR_BACKOFF, &shutdown).await;
+                }
+            }
+        }
+        tracing::info!("dispatcher stopped");
+    }
+
+    /// Waits for at least one free slot, then takes as many as are free.
+    async fn reserve_slots(&self, shutdown: &CancellationToken) -> Option<Vec<OwnedSemaphorePermit>> {
+        let slots = &self.inner.slots;
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.ok()?,
+            () = shutdown.cancelled() => return None,
+        };
+        let mut permits = vec![first];
+        while permits.len() < CLAIM_BATCH {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        Some(permits)
+    }
+
+    async fn sleep_until_due(&self, shutdown: &CancellationToken) {
+        let nap = match self.inner.store.next_due_at().await {
+            Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(IDLE_CHECK),
+            Ok(None) => IDLE_CHECK,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the next due time failed");
+                ERROR_BACKOFF
+            }
+        };
+        if nap.is_zero() {
+            return;
+        }
+        tokio::select! {
+            () = self.inner.wake.notified() => {}
+            () = tokio::time::sleep(nap) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+
+    async fn attempt(&self, job: DeliveryJob, _permit: OwnedSemaphorePermit) {
+        let inner = &self.inner;
+        let started_at = Utc::now();
+        let result = if job.endpoint_disabled {
+            sender::AttemptResult {
+                status_code: 0,
+                response: "not sent: the endpoint is disabled".to_owned(),
+                duration: Duration::ZERO,
+            }
+        } else {
+            sender::send(
+                &inner.client,
+                &inner.config.target_policy,
+                &job,
+                inner.config.request_timeout,
+                started_at,
+            )
+            .await
+        };
+        let attempts_made = job.attempts_made + 1;
+        let succeeded = result.succeeded();
+        let next = if succeeded {
+            NextStep::Succeeded
+        } else if job.endpoint_disabled {
+            NextStep::Exhausted
+        } else {
+            let jitter = rand::thread_rng().r#gen::<f64>();
+            match inner.config.retry_schedule.next_delay(attempts_made, jitter) {
+                Some(delay) => NextStep::RetryAt(Utc::now() + delay),
+                None => NextStep::Exhausted,
+            }
+        };
+        let attempt = Attempt {
+            id: AttemptId::generate(),
+            msg_id: job.msg_id.clone(),
+            endpoint_id: job.endpoint_id.clone(),
+            url: job.url.clone(),
+            response: result.response,
+            response_status_code: i64::from(result.status_code),
+            response_duration_ms: i64::try_from(result.duration.as_millis()).unwrap_or(i64::MAX),
+            status: if succeeded {
+                DeliveryStatus::Success
+            } else {
+                DeliveryStatus::Fail
+            },
+            trigger_type: job.trigger_type,
+            created_at: started_at,
+        };
+        tracing::debug!(
+            msg_id = %job.msg_id, endpoint_id = %job.endpoint_id, attempt = attempts_made,
+            status = result.status_code, outcome = ?next, "attempt finished"
+        );
+        if let NextStep::Exhausted = next {
+            tracing::warn!(msg_id = %job.msg_id, endpoint_id = %job.endpoint_id, attempts = attempts_made,
+                "delivery exhausted its retries");
+        }
+        if let Err(e) = inner.store.complete_attempt(&job, &attempt, next).await {
+            // The lease will expire and the delivery be tried again: at least once.
+            tracing::error!(error = %e, msg_id = %job.msg_id, "recording an attempt failed");
+        }
+        // A retry may now be due sooner than the dispatcher's current nap.
+        self.wake();
+    }
+}
+
+async fn sleep_or_cancel(d: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(d) => {}
+        () = shutdown.cancelled() => {}
+    }
+}

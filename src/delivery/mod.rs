@@ -1,0 +1,8 @@
+//! Getting messages to endpoints: claim due deliveries, send them, record
+//! what happened, schedule what comes next.
+
+pub mod client;
+pub mod dispatcher;
+pub mod sender;
+
+pub use dispatcher::Dispatcher;

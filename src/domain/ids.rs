@@ -1,0 +1,79 @@
+//! Prefixed, time-sortable identifiers (`app_…`, `ep_…`, `msg_…`, `atmpt_…`).
+//!
+//! A ULID after the prefix sorts by creation time, so ids double as cursors
+//! for pagination and clients can order them without a timestamp.
+
+use std::fmt;
+
+use ulid::Ulid;
+
+macro_rules! prefixed_id {
+    ($name:ident, $prefix:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn generate() -> Self {
+                Self(format!("{}{}", $prefix, Ulid::new()))
+            }
+
+            /// Accepts only a well-formed id of this kind; anything else may be a uid.
+            pub fn parse(s: &str) -> Option<Self> {
+                let rest = s.strip_prefix($prefix)?;
+                Ulid::from_string(rest).ok()?;
+                Some(Self(s.to_owned()))
+            }
+
+            /// For values read back from the store, which only ever holds ids it generated.
+            pub fn from_trusted(s: String) -> Self {
+                Self(s)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+prefixed_id!(AppId, "app_");
+prefixed_id!(EndpointId, "ep_");
+prefixed_id!(MessageId, "msg_");
+prefixed_id!(AttemptId, "atmpt_");
+prefixed_id!(DeliveryId, "dlv_");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_carry_their_prefix_and_parse_back() {
+        let id = MessageId::generate();
+        assert!(id.as_str().starts_with("msg_"));
+        assert_eq!(MessageId::parse(id.as_str()), Some(id));
+    }
+
+    #[test]
+    fn ids_of_another_kind_or_garbage_do_not_parse() {
+        let app = AppId::generate();
+        assert_eq!(EndpointId::parse(app.as_str()), None);
+        assert_eq!(AppId::parse("app_not-a-ulid"), None);
+        assert_eq!(AppId::parse("my-app"), None);
+    }
+
+    #[test]
+    fn later_ids_sort_after_earlier_ones() {
+        let first = AppId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = AppId::generate();
+        assert!(first < second);
+    }
+}

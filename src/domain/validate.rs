@@ -1,0 +1,110 @@
+//! Field rules shared by the API's inputs, with errors that name the field.
+
+/// One problem with one field, located like `["body", "filterTypes", 2]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub loc: Vec<String>,
+    pub msg: String,
+    pub kind: &'static str,
+}
+
+/// Collects every problem in a request so the caller fixes them all at once.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<FieldError>);
+
+impl Problems {
+    pub fn add(&mut self, loc: &[&str], msg: impl Into<String>) {
+        self.0.push(FieldError {
+            loc: std::iter::once("body")
+                .chain(loc.iter().copied())
+                .map(str::to_owned)
+                .collect(),
+            msg: msg.into(),
+            kind: "value_error",
+        });
+    }
+
+    pub fn into_result(self) -> Result<(), Vec<FieldError>> {
+        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+    }
+}
+
+const MAX_ID_LEN: usize = 256;
+const MAX_CHANNEL_LEN: usize = 128;
+const MAX_CHANNELS: usize = 10;
+
+fn plain_name(s: &str, extra: &[char]) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') || extra.contains(&c))
+}
+
+/// `uid`s and event type names: 1–256 of `a-z A-Z 0-9 - _ .`.
+pub fn check_name(p: &mut Problems, field: &str, value: &str) {
+    if value.is_empty() || value.len() > MAX_ID_LEN {
+        p.add(&[field], format!("must be 1 to {MAX_ID_LEN} characters long"));
+    } else if !plain_name(value, &[]) {
+        p.add(&[field], "may contain only letters, digits, '-', '_' and '.'");
+    }
+}
+
+/// A uid must not look like a generated id, or lookups would be ambiguous.
+pub fn check_uid(p: &mut Problems, value: &str, id_prefix: &str) {
+    check_name(p, "uid", value);
+    if value.starts_with(id_prefix) {
+        p.add(
+            &["uid"],
+            format!("must not start with '{id_prefix}', which is reserved for ids"),
+        );
+    }
+}
+
+pub fn check_channels(p: &mut Problems, channels: &[String]) {
+    if channels.len() > MAX_CHANNELS {
+        p.add(&["channels"], format!("at most {MAX_CHANNELS} channels are allowed"));
+    }
+    for ch in channels {
+        if ch.is_empty() || ch.len() > MAX_CHANNEL_LEN || !plain_name(ch, &[':']) {
+            p.add(
+                &["channels"],
+                format!("'{ch}' must be 1 to {MAX_CHANNEL_LEN} of letters, digits, '-', '_', '.' and ':'"),
+            );
+        }
+    }
+}
+
+pub fn check_event_types(p: &mut Problems, field: &str, types: &[String]) {
+    for t in types {
+        if t.is_empty() || t.len() > MAX_ID_LEN || !plain_name(t, &[]) {
+            p.add(&[field], format!("'{t}' is not a valid event type name"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_located_under_body() {
+        let mut p = Problems::default();
+        check_name(&mut p, "name", "no spaces allowed");
+        let errs = p.into_result().unwrap_err();
+        assert_eq!(errs[0].loc, vec!["body", "name"]);
+    }
+
+    #[test]
+    fn good_values_pass() {
+        let mut p = Problems::default();
+        check_uid(&mut p, "customer-42", "app_");
+        check_channels(&mut p, &["ticket:42".into()]);
+        check_event_types(&mut p, "filterTypes", &["ticket.created".into()]);
+        assert!(p.into_result().is_ok());
+    }
+
+    #[test]
+    fn uids_cannot_pose_as_ids() {
+        let mut p = Problems::default();
+        check_uid(&mut p, "app_123", "app_");
+        assert!(p.into_result().is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! Herald: a self-hosted webhook delivery server.
+//!
+//! `run` is what the binary and the tests both start: the API and the
+//! delivery workers, on a listener the caller binds, until `shutdown`.
+
+pub mod api;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod store;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+use crate::api::AppState;
+use crate::delivery::Dispatcher;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("the HTTP server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Serves the API on `listener` and delivers messages until `shutdown` is
+/// cancelled; then stops accepting requests and gives in-flight deliveries
+/// `config.shutdown_grace` to finish. Anything unfinished is delivered after
+/// the next start.
+pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let config = Arc::new(config);
+    let store = store::open(&config.database).await?;
+    // The file lock guarantees no other process holds a lease on this database.
+    let released = store.release_all_leases(Utc::now()).await?;
+    if released > 0 {
+        tracing::info!(released, "deliveries in flight at the last stop will be sent again");
+    }
+    let admin_token_hash = api::auth::admin_token_hash(store.as_ref(), &config).await?;
+    let client = delivery::client::build(&config.target_policy, config.request_timeout)?;
+    let dispatcher = Dispatcher::new(store.clone(), config.clone(), client);
+
+    let attempts = TaskTracker::new();
+    let dispatcher_task = tokio::spawn(dispatcher.clone().run(shutdown.clone(), attempts.clone()));
+
+    let state = AppState {
+        store,
+        config: config.clone(),
+        dispatcher,
+        admin_token_hash,
+    };
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "Herald is listening");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+
+    if let Err(e) = dispatcher_task.await {
+        tracing::error!(error = %e, "the dispatcher ended abnormally");
+    }
+    attempts.close();
+    if tokio::time::timeout(config.shutdown_grace, attempts.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            in_flight = attempts.len(),
+            "shutdown grace period over; unfinished deliveries will be sent after the next start"
+        );
+    }
+    tracing::info!("Herald stopped");
+    Ok(())
+}

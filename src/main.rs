@@ -1,0 +1,103 @@
+//! The `herald` command: a thin shell around the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use herald::config::{Config, Settings};
+use tokio_util::sync::CancellationToken;
+
+/// Herald: a self-hosted webhook delivery server.
+///
+/// Products publish events to Herald's API; Herald signs them (Standard
+/// Webhooks), POSTs them to every subscribed endpoint, retries what fails
+/// and keeps the history. Settings come from flags, HERALD_* environment
+/// variables, or a TOML file (same names in snake_case), in that order.
+#[derive(Parser)]
+#[command(name = "herald", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API and the delivery workers
+    Serve(Args),
+    /// Create or upgrade the database schema, then exit
+    Migrate(Args),
+}
+
+#[derive(clap::Args)]
+struct Args {
+    /// TOML file with settings (keys as the flags, in snake_case)
+    #[arg(long, short, env = "HERALD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(flatten)]
+    settings: Settings,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (Command::Serve(args) | Command::Migrate(args)) = &cli.command;
+    let config = Config::load(&args.settings, args.config.as_deref()).context("invalid configuration")?;
+    init_logging(&config.log);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(_) => serve(config).await,
+            Command::Migrate(_) => {
+                herald::store::open(&config.database)
+                    .await
+                    .context("migration failed")?;
+                tracing::info!("the database schema is up to date");
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    herald::run(listener, config, shutdown).await?;
+    Ok(())
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+fn init_logging(filter: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    // Logs go to stderr; stdout carries only what a person must copy (a new token).
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}

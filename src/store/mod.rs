@@ -1,0 +1,173 @@
+//! The store contract. Every byte Herald keeps goes through `Store`, so a
+//! second backend is one more implementation, tested by the same suite.
+
+mod models;
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use models::*;
+
+use crate::config::DatabaseUrl;
+use crate::domain::ids::{AppId, EndpointId, MessageId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("another Herald process is using {0}; stop it first (one process per SQLite file)")]
+    Locked(String),
+    #[error("PostgreSQL is not supported by this build yet")]
+    Unsupported,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot prepare the data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Page through a list by id (or name): `beyond` is the last key already seen.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub limit: u32,
+    pub beyond: Option<String>,
+    pub order: Order,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
+}
+
+impl Order {
+    pub fn reversed(self) -> Self {
+        match self {
+            Self::Ascending => Self::Descending,
+            Self::Descending => Self::Ascending,
+        }
+    }
+}
+
+/// Filters for message lists.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub before: Option<DateTime<Utc>>,
+    pub after: Option<DateTime<Utc>>,
+    pub event_types: Vec<String>,
+    pub channel: Option<String>,
+}
+
+/// Filters for attempt lists.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptFilter {
+    pub endpoint_id: Option<EndpointId>,
+    pub msg_id: Option<MessageId>,
+    pub status: Option<i64>,
+    pub status_code_class: Option<i64>,
+    pub before: Option<DateTime<Utc>>,
+    pub after: Option<DateTime<Utc>>,
+    pub event_types: Vec<String>,
+}
+
+/// What to do with a delivery after an attempt.
+#[derive(Debug, Clone, Copy)]
+pub enum NextStep {
+    RetryAt(DateTime<Utc>),
+    Succeeded,
+    Exhausted,
+}
+
+/// The state of an idempotency key when a request arrives with it.
+#[derive(Debug, Clone)]
+pub enum IdempotencyState {
+    /// First sight: the caller runs the request and records its answer.
+    New,
+    /// The same key is being handled right now by another request.
+    InProgress,
+    /// Already answered: replay this.
+    Done { status: u16, body: Vec<u8> },
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Settings
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Returns false when the setting already had a value (which is kept).
+    async fn put_setting_if_absent(&self, name: &str, value: &str) -> StoreResult<bool>;
+
+    // Applications
+    async fn create_app(&self, app: &Application) -> StoreResult<()>;
+    async fn get_app(&self, id_or_uid: &str) -> StoreResult<Option<Application>>;
+    async fn list_apps(&self, page: &Page) -> StoreResult<Vec<Application>>;
+    async fn update_app(&self, app: &Application) -> StoreResult<()>;
+    async fn delete_app(&self, id: &AppId) -> StoreResult<bool>;
+
+    // Endpoints
+    async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()>;
+    async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> StoreResult<Option<Endpoint>>;
+    async fn list_endpoints(&self, app: &AppId, page: &Page) -> StoreResult<Vec<Endpoint>>;
+    async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()>;
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> StoreResult<bool>;
+
+    // Event types
+    async fn create_event_type(&self, et: &EventType) -> StoreResult<()>;
+    async fn get_event_type(&self, name: &str) -> StoreResult<Option<EventType>>;
+    async fn list_event_types(&self, page: &Page, include_archived: bool) -> StoreResult<Vec<EventType>>;
+    /// Inserts or replaces.
+    async fn upsert_event_type(&self, et: &EventType) -> StoreResult<()>;
+    async fn delete_event_type(&self, name: &str) -> StoreResult<bool>;
+
+    // Messages
+    /// Writes the message and one delivery per matching enabled endpoint in
+    /// one transaction: once this returns, the message cannot be lost.
+    /// Returns how many deliveries were created.
+    async fn publish(&self, msg: &Message) -> StoreResult<usize>;
+    async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> StoreResult<Option<Message>>;
+    async fn list_messages(&self, app: &AppId, filter: &MessageFilter, page: &Page) -> StoreResult<Vec<Message>>;
+
+    // Deliveries
+    /// Reserves up to `limit` due deliveries for `lease`, marking them sending.
+    async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> StoreResult<Vec<DeliveryJob>>;
+    /// Records an attempt and moves the delivery on, if the lease is still ours.
+    async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()>;
+    /// When the earliest pending delivery comes due, if any.
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Makes every leased delivery due now: used at start, when no other
+    /// process can hold a lease on this database.
+    async fn release_all_leases(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Schedules a manual resend of a message to an endpoint.
+    async fn resend(&self, msg: &Message, endpoint: &Endpoint, now: DateTime<Utc>) -> StoreResult<()>;
+
+    // Attempts
+    async fn list_attempts(&self, app: &AppId, filter: &AttemptFilter, page: &Page) -> StoreResult<Vec<Attempt>>;
+
+    // Idempotency
+    async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState>;
+    async fn idempotency_finish(&self, key: &str, status: u16, body: &[u8]) -> StoreResult<()>;
+    async fn idempotency_abandon(&self, key: &str) -> StoreResult<()>;
+}
+
+/// Opens the store the configuration names, running migrations first.
+pub async fn open(url: &DatabaseUrl) -> StoreResult<Arc<dyn Store>> {
+    match url {
+        DatabaseUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+        DatabaseUrl::Postgres(_) => Err(StoreError::Unsupported),
+    }
+}
+
+/// The current time at the precision the store keeps (milliseconds), so an
+/// object reads back exactly as it was answered when created.
+pub fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(3)
+}

@@ -1,0 +1,845 @@
+//! The embedded backend: one SQLite file in WAL mode, synchronous writes.
+//!
+//! SQLite allows one writer at a time, so writes go through a pool of one
+//! connection (no lock contention, no SQLITE_BUSY) and reads through a
+//! separate pool that WAL lets run beside it.
+
+use std::fs::File;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use rand::Rng;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
+
+use super::*;
+use crate::domain::filter::{Publication, Subscription, matches};
+use crate::domain::ids::{AttemptId, DeliveryId};
+use crate::domain::secret::EndpointSecret;
+use crate::domain::status::{DeliveryStatus, TriggerType};
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    /// Held for the life of the store: a second process on the file is refused.
+    _lock: File,
+}
+
+const READERS: u32 = 4;
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let lock_path = path.with_extension("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked(path.display().to_string()));
+        }
+
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a 2xx answer means the message is on disk, power loss included.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self {
+            writer,
+            reader,
+            _lock: lock,
+        })
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn opt_json<T: serde::Serialize>(v: &Option<T>) -> Option<String> {
+    v.as_ref().map(to_json)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn parse_opt_json<T: serde::de::DeserializeOwned>(what: &str, text: Option<String>) -> StoreResult<Option<T>> {
+    text.map(|t| parse_json(what, &t)).transpose()
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Adds `AND key > ?` (or `<`) and the ORDER BY / LIMIT of a page.
+fn push_page(qb: &mut QueryBuilder<'_, Sqlite>, key: &str, page: &Page) {
+    let (cmp, dir) = match page.order {
+        Order::Ascending => (">", "ASC"),
+        Order::Descending => ("<", "DESC"),
+    };
+    if let Some(beyond) = &page.beyond {
+        qb.push(format_args!(" AND {key} {cmp} ")).push_bind(beyond.clone());
+    }
+    qb.push(format_args!(" ORDER BY {key} {dir} LIMIT "))
+        .push_bind(i64::from(page.limit));
+}
+
+#[derive(FromRow)]
+struct AppRow {
+    id: String,
+    uid: Option<String>,
+    name: String,
+    rate_limit: Option<i64>,
+    metadata: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<AppRow> for Application {
+    type Error = StoreError;
+    fn try_from(r: AppRow) -> StoreResult<Self> {
+        Ok(Self {
+            id: AppId::from_trusted(r.id),
+            uid: r.uid,
+            name: r.name,
+            rate_limit: r.rate_limit,
+            metadata: parse_json("application metadata", &r.metadata)?,
+            created_at: from_ms(r.created_at),
+            updated_at: from_ms(r.updated_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct EndpointRow {
+    id: String,
+    app_id: String,
+    uid: Option<String>,
+    url: String,
+    description: String,
+    filter_types: Option<String>,
+    channels: Option<String>,
+    disabled: bool,
+    rate_limit: Option<i64>,
+    metadata: String,
+    headers: String,
+    secret: String,
+    previous_secret: Option<String>,
+    previous_secret_expires_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn parse_secret(text: &str) -> StoreResult<EndpointSecret> {
+    EndpointSecret::parse(text).map_err(|e| StoreError::Corrupt(format!("endpoint secret {e}")))
+}
+
+impl TryFrom<EndpointRow> for Endpoint {
+    type Error = StoreError;
+    fn try_from(r: EndpointRow) -> StoreResult<Self> {
+        let previous_secret = match (r.previous_secret, r.previous_secret_expires_at) {
+            (Some(s), Some(until)) => Some((parse_secret(&s)?, from_ms(until))),
+            _ => None,
+        };
+        Ok(Self {
+            id: EndpointId::from_trusted(r.id),
+            app_id: AppId::from_trusted(r.app_id),
+            uid: r.uid,
+            url: r.url,
+            description: r.description,
+            filter_types: parse_opt_json("endpoint filterTypes", r.filter_types)?,
+            channels: parse_opt_json("endpoint channels", r.channels)?,
+            disabled: r.disabled,
+            rate_limit: r.rate_limit,
+            metadata: parse_json("endpoint metadata", &r.metadata)?,
+            headers: parse_json("endpoint headers", &r.headers)?,
+            secret: parse_secret(&r.secret)?,
+            previous_secret,
+            created_at: from_ms(r.created_at),
+            updated_at: from_ms(r.updated_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct EventTypeRow {
+    name: String,
+    description: String,
+    archived: bool,
+    deprecated: bool,
+    schemas: Option<String>,
+    group_name: Option<String>,
+    feature_flags: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<EventTypeRow> for EventType {
+    type Error = StoreError;
+    fn try_from(r: EventTypeRow) -> StoreResult<Self> {
+        Ok(Self {
+            name: r.name,
+            description: r.description,
+            archived: r.archived,
+            deprecated: r.deprecated,
+            schemas: parse_opt_json("event type schemas", r.schemas)?,
+            group_name: r.group_name,
+            feature_flags: parse_opt_json("event type featureFlags", r.feature_flags)?,
+            created_at: from_ms(r.created_at),
+            updated_at: from_ms(r.updated_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct MessageRow {
+    id: String,
+    app_id: String,
+    event_type: String,
+    event_id: Option<String>,
+    payload: String,
+    channels: Option<String>,
+    tags: Option<String>,
+    created_at: i64,
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = StoreError;
+    fn try_from(r: MessageRow) -> StoreResult<Self> {
+        Ok(Self {
+            id: MessageId::from_trusted(r.id),
+            app_id: AppId::from_trusted(r.app_id),
+            event_type: r.event_type,
+            event_id: r.event_id,
+            payload: r.payload.into(),
+            channels: parse_opt_json("message channels", r.channels)?,
+            tags: parse_opt_json("message tags", r.tags)?,
+            created_at: from_ms(r.created_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct AttemptRow {
+    id: String,
+    msg_id: String,
+    endpoint_id: String,
+    url: String,
+    status: i64,
+    response_status_code: i64,
+    response: String,
+    response_duration_ms: i64,
+    trigger_type: i64,
+    created_at: i64,
+}
+
+impl TryFrom<AttemptRow> for Attempt {
+    type Error = StoreError;
+    fn try_from(r: AttemptRow) -> StoreResult<Self> {
+        Ok(Self {
+            id: AttemptId::from_trusted(r.id),
+            msg_id: MessageId::from_trusted(r.msg_id),
+            endpoint_id: EndpointId::from_trusted(r.endpoint_id),
+            url: r.url,
+            status: DeliveryStatus::from_code(r.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("attempt status {}", r.status)))?,
+            response_status_code: r.response_status_code,
+            response: r.response,
+            response_duration_ms: r.response_duration_ms,
+            trigger_type: TriggerType::from_code(r.trigger_type),
+            created_at: from_ms(r.created_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct JobRow {
+    delivery_id: String,
+    lease_token: i64,
+    msg_id: String,
+    app_id: String,
+    attempts: i64,
+    trigger_type: i64,
+    payload: String,
+    #[sqlx(flatten)]
+    endpoint: EndpointRow,
+}
+
+fn collect<R, T>(rows: Vec<R>) -> StoreResult<Vec<T>>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
+
+const ENDPOINT_COLUMNS: &str = "e.id, e.app_id, e.uid, e.url, e.description, e.filter_types, e.channels, \
+     e.disabled, e.rate_limit, e.metadata, e.headers, e.secret, e.previous_secret, \
+     e.previous_secret_expires_at, e.created_at, e.updated_at";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    async fn put_setting_if_absent(&self, name: &str, value: &str) -> StoreResult<bool> {
+        let done = sqlx::query("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(value)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_app(&self, app: &Application) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO applications (id, uid, name, rate_limit, metadata, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(app.id.as_str())
+        .bind(&app.uid)
+        .bind(&app.name)
+        .bind(app.rate_limit)
+        .bind(to_json(&app.metadata))
+        .bind(ms(app.created_at))
+        .bind(ms(app.updated_at))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| uid_conflict(e, "an application with this uid already exists"))?;
+        Ok(())
+    }
+
+    async fn get_app(&self, id_or_uid: &str) -> StoreResult<Option<Application>> {
+        let row: Option<AppRow> = sqlx::query_as("SELECT * FROM applications WHERE id = ?1 OR uid = ?1")
+            .bind(id_or_uid)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(Application::try_from).transpose()
+    }
+
+    async fn list_apps(&self, page: &Page) -> StoreResult<Vec<Application>> {
+        let mut qb = QueryBuilder::new("SELECT * FROM applications WHERE 1 = 1");
+        push_page(&mut qb, "id", page);
+        collect(qb.build_query_as::<AppRow>().fetch_all(&self.reader).await?)
+    }
+
+    async fn update_app(&self, app: &Application) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE applications SET uid = ?, name = ?, rate_limit = ?, metadata = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&app.uid)
+        .bind(&app.name)
+        .bind(app.rate_limit)
+        .bind(to_json(&app.metadata))
+        .bind(ms(app.updated_at))
+        .bind(app.id.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(|e| uid_conflict(e, "an application with this uid already exists"))?;
+        Ok(())
+    }
+
+    async fn delete_app(&self, id: &AppId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM applications WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO endpoints (id, app_id, uid, url, description, filter_types, channels, disabled, \
+             rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(ep.id.as_str())
+        .bind(ep.app_id.as_str())
+        .bind(&ep.uid)
+        .bind(&ep.url)
+        .bind(&ep.description)
+        .bind(opt_json(&ep.filter_types))
+        .bind(opt_json(&ep.channels))
+        .bind(ep.disabled)
+        .bind(ep.rate_limit)
+        .bind(to_json(&ep.metadata))
+        .bind(to_json(&ep.headers))
+        .bind(ep.secret.expose())
+        .bind(ep.previous_secret.as_ref().map(|(s, _)| s.expose().to_owned()))
+        .bind(ep.previous_secret.as_ref().map(|(_, t)| ms(*t)))
+        .bind(ms(ep.created_at))
+        .bind(ms(ep.updated_at))
+        .execute(&self.writer)
+        .await
+        .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        Ok(())
+    }
+
+    async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> StoreResult<Option<Endpoint>> {
+        let row: Option<EndpointRow> =
+            sqlx::query_as("SELECT * FROM endpoints WHERE app_id = ?1 AND (id = ?2 OR uid = ?2)")
+                .bind(app.as_str())
+                .bind(id_or_uid)
+                .fetch_optional(&self.reader)
+                .await?;
+        row.map(Endpoint::try_from).transpose()
+    }
+
+    async fn list_endpoints(&self, app: &AppId, page: &Page) -> StoreResult<Vec<Endpoint>> {
+        let mut qb = QueryBuilder::new("SELECT * FROM endpoints WHERE app_id = ");
+        qb.push_bind(app.as_str().to_owned());
+        push_page(&mut qb, "id", page);
+        collect(qb.build_query_as::<EndpointRow>().fetch_all(&self.reader).await?)
+    }
+
+    async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE endpoints SET uid = ?, url = ?, description = ?, filter_types = ?, channels = ?, disabled = ?, \
+             rate_limit = ?, metadata = ?, headers = ?, secret = ?, previous_secret = ?, previous_secret_expires_at = ?, \
+             updated_at = ? WHERE id = ? AND app_id = ?",
+        )
+        .bind(&ep.uid)
+        .bind(&ep.url)
+        .bind(&ep.description)
+        .bind(opt_json(&ep.filter_types))
+        .bind(opt_json(&ep.channels))
+        .bind(ep.disabled)
+        .bind(ep.rate_limit)
+        .bind(to_json(&ep.metadata))
+        .bind(to_json(&ep.headers))
+        .bind(ep.secret.expose())
+        .bind(ep.previous_secret.as_ref().map(|(s, _)| s.expose().to_owned()))
+        .bind(ep.previous_secret.as_ref().map(|(_, t)| ms(*t)))
+        .bind(ms(ep.updated_at))
+        .bind(ep.id.as_str())
+        .bind(ep.app_id.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        Ok(())
+    }
+
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM endpoints WHERE id = ? AND app_id = ?")
+            .bind(id.as_str())
+            .bind(app.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_event_type(&self, et: &EventType) -> StoreResult<()> {
+        insert_event_type(&self.writer, et, false)
+            .await
+            .map_err(|e| uid_conflict(e, "an event type with this name already exists"))
+    }
+
+    async fn get_event_type(&self, name: &str) -> StoreResult<Option<EventType>> {
+        let row: Option<EventTypeRow> = sqlx::query_as("SELECT * FROM event_types WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(EventType::try_from).transpose()
+    }
+
+    async fn list_event_types(&self, page: &Page, include_archived: bool) -> StoreResult<Vec<EventType>> {
+        let mut qb = QueryBuilder::new("SELECT * FROM event_types WHERE 1 = 1");
+        if !include_archived {
+            qb.push(" AND archived = 0");
+        }
+        push_page(&mut qb, "name", page);
+        collect(qb.build_query_as::<EventTypeRow>().fetch_all(&self.reader).await?)
+    }
+
+    async fn upsert_event_type(&self, et: &EventType) -> StoreResult<()> {
+        Ok(insert_event_type(&self.writer, et, true).await?)
+    }
+
+    async fn delete_event_type(&self, name: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM event_types WHERE name = ?")
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn publish(&self, msg: &Message) -> StoreResult<usize> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(msg.id.as_str())
+        .bind(msg.app_id.as_str())
+        .bind(&msg.event_type)
+        .bind(&msg.event_id)
+        .bind(&*msg.payload)
+        .bind(opt_json(&msg.channels))
+        .bind(opt_json(&msg.tags))
+        .bind(ms(msg.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
+
+        let targets: Vec<(String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT id, filter_types, channels FROM endpoints WHERE app_id = ? AND disabled = 0")
+                .bind(msg.app_id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        let publication = Publication {
+            event_type: &msg.event_type,
+            channels: msg.channels.as_deref(),
+        };
+        let now = ms(msg.created_at);
+        let mut created = 0;
+        for (endpoint_id, types, channels) in targets {
+            let types: Option<Vec<String>> = parse_opt_json("endpoint filterTypes", types)?;
+            let channels: Option<Vec<String>> = parse_opt_json("endpoint channels", channels)?;
+            let sub = Subscription {
+                event_types: types.as_deref(),
+                channels: channels.as_deref(),
+            };
+            if !matches(&sub, &publication) {
+                continue;
+            }
+            insert_delivery(&mut tx, msg, &endpoint_id, TriggerType::Scheduled, now).await?;
+            created += 1;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> StoreResult<Option<Message>> {
+        let row: Option<MessageRow> =
+            sqlx::query_as("SELECT * FROM messages WHERE app_id = ?1 AND (id = ?2 OR event_id = ?2)")
+                .bind(app.as_str())
+                .bind(id_or_event_id)
+                .fetch_optional(&self.reader)
+                .await?;
+        row.map(Message::try_from).transpose()
+    }
+
+    async fn list_messages(&self, app: &AppId, filter: &MessageFilter, page: &Page) -> StoreResult<Vec<Message>> {
+        let mut qb = QueryBuilder::new("SELECT * FROM messages WHERE app_id = ");
+        qb.push_bind(app.as_str().to_owned());
+        if let Some(before) = filter.before {
+            qb.push(" AND created_at < ").push_bind(ms(before));
+        }
+        if let Some(after) = filter.after {
+            qb.push(" AND created_at > ").push_bind(ms(after));
+        }
+        push_in(&mut qb, "event_type", &filter.event_types);
+        if let Some(channel) = &filter.channel {
+            qb.push(" AND EXISTS (SELECT 1 FROM json_each(messages.channels) WHERE value = ")
+                .push_bind(channel.clone())
+                .push(")");
+        }
+        push_page(&mut qb, "id", page);
+        collect(qb.build_query_as::<MessageRow>().fetch_all(&self.reader).await?)
+    }
+
+    async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> StoreResult<Vec<DeliveryJob>> {
+        let lease_until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let token: i64 = rand::thread_rng().gen_range(1..i64::MAX);
+        let mut tx = self.writer.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE deliveries SET status = 3, next_attempt_at = ?1, lease_token = ?2, updated_at = ?3 \
+             WHERE id IN (SELECT id FROM deliveries WHERE status IN (1, 3) AND next_attempt_at <= ?3 \
+                          ORDER BY next_attempt_at LIMIT ?4)",
+        )
+        .bind(lease_until)
+        .bind(token)
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT d.id AS delivery_id, d.lease_token, d.msg_id, d.app_id, d.attempts, d.trigger_type, \
+             m.payload, {ENDPOINT_COLUMNS} \
+             FROM deliveries d JOIN messages m ON m.id = d.msg_id JOIN endpoints e ON e.id = d.endpoint_id \
+             WHERE d.lease_token = ? AND d.status = 3 ORDER BY d.id"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(&sql).bind(token).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows.into_iter()
+            .map(|r| {
+                let endpoint = Endpoint::try_from(r.endpoint)?;
+                Ok(DeliveryJob {
+                    delivery_id: DeliveryId::from_trusted(r.delivery_id),
+                    lease_token: r.lease_token,
+                    msg_id: MessageId::from_trusted(r.msg_id),
+                    app_id: AppId::from_trusted(r.app_id),
+                    endpoint_disabled: endpoint.disabled,
+                    secrets: endpoint.signing_secrets(now),
+                    url: endpoint.url,
+                    headers: endpoint.headers,
+                    endpoint_id: endpoint.id,
+                    payload: r.payload.into(),
+                    attempts_made: u32::try_from(r.attempts).unwrap_or(0),
+                    trigger_type: TriggerType::from_code(r.trigger_type),
+                })
+            })
+            .collect()
+    }
+
+    async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
+        let (status, next_at) = match next {
+            NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(ms(at))),
+            NextStep::Succeeded => (DeliveryStatus::Success, None),
+            NextStep::Exhausted => (DeliveryStatus::Fail, None),
+        };
+        let mut tx = self.writer.begin().await?;
+        // The delivery may have been deleted with its endpoint or message meanwhile.
+        sqlx::query(
+            "INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
+             response, response_duration_ms, trigger_type, created_at) \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?)",
+        )
+        .bind(attempt.id.as_str())
+        .bind(job.delivery_id.as_str())
+        .bind(attempt.msg_id.as_str())
+        .bind(attempt.endpoint_id.as_str())
+        .bind(job.app_id.as_str())
+        .bind(&attempt.url)
+        .bind(attempt.status.code())
+        .bind(attempt.response_status_code)
+        .bind(&attempt.response)
+        .bind(attempt.response_duration_ms)
+        .bind(attempt.trigger_type.code())
+        .bind(ms(attempt.created_at))
+        .bind(job.delivery_id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = attempts + 1, lease_token = NULL, \
+             updated_at = ? WHERE id = ? AND lease_token = ?",
+        )
+        .bind(status.code())
+        .bind(next_at)
+        .bind(ms(attempt.created_at))
+        .bind(job.delivery_id.as_str())
+        .bind(job.lease_token)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN (1, 3)")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(next.map(from_ms))
+    }
+
+    async fn release_all_leases(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let done =
+            sqlx::query("UPDATE deliveries SET status = 1, next_attempt_at = ?, lease_token = NULL WHERE status = 3")
+                .bind(ms(now))
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn resend(&self, msg: &Message, endpoint: &Endpoint, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        insert_delivery(&mut tx, msg, endpoint.id.as_str(), TriggerType::Manual, ms(now)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_attempts(&self, app: &AppId, filter: &AttemptFilter, page: &Page) -> StoreResult<Vec<Attempt>> {
+        let mut qb = QueryBuilder::new(
+            "SELECT a.id, a.msg_id, a.endpoint_id, a.url, a.status, a.response_status_code, a.response, \
+             a.response_duration_ms, a.trigger_type, a.created_at FROM attempts a WHERE a.app_id = ",
+        );
+        qb.push_bind(app.as_str().to_owned());
+        if let Some(ep) = &filter.endpoint_id {
+            qb.push(" AND a.endpoint_id = ").push_bind(ep.as_str().to_owned());
+        }
+        if let Some(msg) = &filter.msg_id {
+            qb.push(" AND a.msg_id = ").push_bind(msg.as_str().to_owned());
+        }
+        if let Some(status) = filter.status {
+            qb.push(" AND a.status = ").push_bind(status);
+        }
+        if let Some(class) = filter.status_code_class {
+            if class == 0 {
+                qb.push(" AND (a.response_status_code < 100 OR a.response_status_code >= 600)");
+            } else {
+                qb.push(" AND a.response_status_code >= ")
+                    .push_bind(class)
+                    .push(" AND a.response_status_code < ")
+                    .push_bind(class + 100);
+            }
+        }
+        if let Some(before) = filter.before {
+            qb.push(" AND a.created_at < ").push_bind(ms(before));
+        }
+        if let Some(after) = filter.after {
+            qb.push(" AND a.created_at > ").push_bind(ms(after));
+        }
+        if !filter.event_types.is_empty() {
+            qb.push(" AND a.msg_id IN (SELECT id FROM messages WHERE 1 = 1");
+            push_in(&mut qb, "event_type", &filter.event_types);
+            qb.push(")");
+        }
+        push_page(&mut qb, "a.id", page);
+        collect(qb.build_query_as::<AttemptRow>().fetch_all(&self.reader).await?)
+    }
+
+    async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState> {
+        let oldest = ms(now) - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE key = ? AND created_at < ?")
+            .bind(key)
+            .bind(oldest)
+            .execute(&mut *tx)
+            .await?;
+        let existing: Option<(Option<i64>, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT status_code, body FROM idempotency_keys WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let state = match existing {
+            Some((Some(status), body)) => IdempotencyState::Done {
+                status: u16::try_from(status).unwrap_or(500),
+                body: body.unwrap_or_default(),
+            },
+            Some((None, _)) => IdempotencyState::InProgress,
+            None => {
+                sqlx::query("INSERT INTO idempotency_keys (key, created_at) VALUES (?, ?)")
+                    .bind(key)
+                    .bind(ms(now))
+                    .execute(&mut *tx)
+                    .await?;
+                IdempotencyState::New
+            }
+        };
+        tx.commit().await?;
+        Ok(state)
+    }
+
+    async fn idempotency_finish(&self, key: &str, status: u16, body: &[u8]) -> StoreResult<()> {
+        sqlx::query("UPDATE idempotency_keys SET status_code = ?, body = ? WHERE key = ?")
+            .bind(i64::from(status))
+            .bind(body)
+            .bind(key)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn idempotency_abandon(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE key = ? AND status_code IS NULL")
+            .bind(key)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
+
+fn uid_conflict(e: sqlx::Error, what: &str) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict(what.to_owned())
+    } else {
+        StoreError::Database(e)
+    }
+}
+
+fn push_in(qb: &mut QueryBuilder<'_, Sqlite>, column: &str, values: &[String]) {
+    if values.is_empty() {
+        return;
+    }
+    qb.push(format_args!(" AND {column} IN ("));
+    let mut list = qb.separated(", ");
+    for v in values {
+        list.push_bind(v.clone());
+    }
+    list.push_unseparated(")");
+}
+
+async fn insert_delivery(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    msg: &Message,
+    endpoint_id: &str,
+    trigger: TriggerType,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, next_attempt_at, \
+         created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, 0, ?, ?, ?)",
+    )
+    .bind(DeliveryId::generate().as_str())
+    .bind(msg.id.as_str())
+    .bind(endpoint_id)
+    .bind(msg.app_id.as_str())
+    .bind(trigger.code())
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_event_type(pool: &SqlitePool, et: &EventType, replace: bool) -> Result<(), sqlx::Error> {
+    let conflict = if replace {
+        " ON CONFLICT (name) DO UPDATE SET description = excluded.description, archived = excluded.archived, \
+         deprecated = excluded.deprecated, schemas = excluded.schemas, group_name = excluded.group_name, \
+         feature_flags = excluded.feature_flags, updated_at = excluded.updated_at"
+    } else {
+        ""
+    };
+    sqlx::query(&format!(
+        "INSERT INTO event_types (name, description, archived, deprecated, schemas, group_name, feature_flags, \
+         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?){conflict}"
+    ))
+    .bind(&et.name)
+    .bind(&et.description)
+    .bind(et.archived)
+    .bind(et.deprecated)
+    .bind(opt_json(&et.schemas))
+    .bind(&et.group_name)
+    .bind(opt_json(&et.feature_flags))
+    .bind(ms(et.created_at))
+    .bind(ms(et.updated_at))
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! The test harness: the real server on a random port, a real receiver on
+//! loopback, and small helpers that make tests read like a user's story.
+#![allow(dead_code)]
+
+pub mod receiver;
+
+use std::time::Duration;
+
+use herald::config::{Config, Settings};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[allow(unused_imports)]
+pub use receiver::Receiver;
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub data: tempfile::TempDir,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Settings every test starts from: loopback receivers allowed, fast retries.
+pub fn test_settings(data: &std::path::Path) -> Settings {
+    Settings {
+        listen: Some("127.0.0.1:0".into()),
+        database_url: Some(format!("sqlite://{}", data.join("herald.db").display())),
+        admin_token: Some(TOKEN.into()),
+        retry_schedule: Some("100ms,200ms".into()),
+        request_timeout: Some("2s".into()),
+        allow_http: Some("true".into()),
+        allowed_target_networks: Some("127.0.0.0/8".into()),
+        shutdown_grace: Some("2s".into()),
+        log: Some("warn".into()),
+        ..Default::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts Herald with the test settings, changed by `adjust`.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(data.path());
+    adjust(&mut settings);
+    start(data, settings).await
+}
+
+async fn start(data: tempfile::TempDir, settings: Settings) -> TestApp {
+    let config = Config::load(&settings, None).expect("valid test config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let server = tokio::spawn(async move {
+        herald::run(listener, config, token).await.expect("server runs");
+    });
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        data,
+        shutdown,
+        server: Some(server),
+    }
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        answer(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Creates an application and answers its id.
+    pub async fn create_app(&self, name: &str) -> String {
+        let a = self.post("/api/v1/app", json!({"name": name})).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        a.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Creates an endpoint with extra fields merged in; answers the EndpointOut.
+    pub async fn create_endpoint(&self, app: &str, url: &str, extra: Value) -> Value {
+        let mut body = json!({"url": url});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let a = self.post(&format!("/api/v1/app/{app}/endpoint"), body).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        a.body
+    }
+
+    pub async fn secret(&self, app: &str, endpoint: &str) -> String {
+        let a = self.get(&format!("/api/v1/app/{app}/endpoint/{endpoint}/secret")).await;
+        a.body["key"].as_str().expect("key").to_owned()
+    }
+
+    /// Publishes a message; answers the MessageOut.
+    pub async fn publish(&self, app: &str, event_type: &str, payload: Value) -> Value {
+        let a = self
+            .post(
+                &format!("/api/v1/app/{app}/msg"),
+                json!({"eventType": event_type, "payload": payload}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+        a.body
+    }
+
+    /// Polls the attempt history until `done` holds or the deadline passes.
+    pub async fn wait_for_attempts(&self, path: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let list = self.get(path).await.body["data"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if done(&list) {
+                return list;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not met in time; attempts: {list:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Stops the server as SIGTERM would, and waits for it.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+        let data = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.data, data)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    Answer { status, body, headers }
+}
+
+/// Verifies a Standard Webhooks signature header independently of Herald's code.
+pub fn signature_entries_valid(secret: &str, id: &str, ts: &str, body: &[u8], header: &str) -> Vec<bool> {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("whsec_ prefix"))
+        .expect("base64 secret");
+    header
+        .split(' ')
+        .map(|entry| {
+            let (version, sig) = entry.split_once(',').expect("entry has a comma");
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+            mac.update(format!("{id}.{ts}.").as_bytes());
+            mac.update(body);
+            let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+            version == "v1" && sig == expected
+        })
+        .collect()
+}

@@ -1,0 +1,121 @@
+//! A real HTTP receiver on loopback that records every request it gets and
+//! answers with a scripted sequence of status codes.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::any;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: tokio::time::Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    got: Mutex<Vec<Received>>,
+    script: Mutex<VecDeque<u16>>,
+    arrived: Notify,
+    /// How long each answer takes, to keep requests in flight.
+    delay: Duration,
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    inner: Arc<Inner>,
+}
+
+impl Receiver {
+    /// Answers 200 to everything.
+    pub async fn start() -> Self {
+        Self::scripted(&[]).await
+    }
+
+    /// Answers the given statuses in order, then 200.
+    pub async fn scripted(statuses: &[u16]) -> Self {
+        Self::serve(Inner {
+            script: Mutex::new(statuses.iter().copied().collect()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Answers 200 to everything, each after `delay`.
+    pub async fn slow(delay: Duration) -> Self {
+        Self::serve(Inner {
+            delay,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn serve(inner: Inner) -> Self {
+        let inner = Arc::new(inner);
+        let app = axum::Router::new().fallback(any(record)).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("receiver runs");
+        });
+        Self { url, inner }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.got.lock().expect("lock").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.got.lock().expect("lock").len()
+    }
+
+    /// Waits for the next request to arrive; false when none came within `limit`.
+    pub async fn next_arrival(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.inner.arrived.notified()).await.is_ok()
+    }
+
+    /// Waits until at least `n` requests have arrived; fails after `limit`.
+    pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.inner.arrived.notified();
+            if self.count() >= n {
+                return self.received();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("expected {n} requests within {limit:?}, got {}", self.count());
+            }
+        }
+    }
+}
+
+async fn record(State(inner): State<Arc<Inner>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if !inner.delay.is_zero() {
+        tokio::time::sleep(inner.delay).await;
+    }
+    let status = inner.script.lock().expect("lock").pop_front().unwrap_or(200);
+    inner.got.lock().expect("lock").push(Received {
+        path: uri.path().to_owned(),
+        headers,
+        body,
+        at: tokio::time::Instant::now(),
+    });
+    inner.arrived.notify_waiters();
+    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+}
