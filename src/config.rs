@@ -55,6 +55,25 @@ pub struct Settings {
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
 
+    /// What this node runs: "all" (API and delivery), "api" or "worker".
+    /// Split roles need PostgreSQL [default: all]
+    #[arg(long, env = "HERALD_ROLE", value_name = "ROLE")]
+    pub role: Option<String>,
+
+    /// Most database connections this node opens (on SQLite: readers beside
+    /// the one writer) [default: 10]
+    #[arg(long, env = "HERALD_DB_POOL_SIZE", value_name = "N")]
+    pub db_pool_size: Option<String>,
+
+    /// PostgreSQL: longest time one statement may run [default: 30s]
+    #[arg(long, env = "HERALD_DB_STATEMENT_TIMEOUT", value_name = "DURATION")]
+    pub db_statement_timeout: Option<String>,
+
+    /// How long a node keeps a claimed delivery before another node may take
+    /// it over; must exceed the request timeout [default: request timeout + 15s]
+    #[arg(long, env = "HERALD_LEASE_DURATION", value_name = "DURATION")]
+    pub lease_duration: Option<String>,
+
     /// Log filter, in tracing's EnvFilter syntax [default: info]
     #[arg(long, env = "HERALD_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -72,6 +91,28 @@ pub struct Config {
     pub max_concurrent_deliveries: usize,
     pub shutdown_grace: Duration,
     pub log: String,
+    pub role: Role,
+    pub db_pool_size: u32,
+    pub db_statement_timeout: Duration,
+    pub lease_duration: Duration,
+}
+
+/// Which parts of Herald a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    Api,
+    Worker,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        matches!(self, Self::All | Self::Api)
+    }
+
+    pub fn delivers(self) -> bool {
+        matches!(self, Self::All | Self::Worker)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +209,48 @@ impl Config {
             parse_duration(s).map_err(|e| e.to_string())
         })?;
         let log = get!(log, "HERALD_LOG").map_or_else(|| "info".to_owned(), |(_, v)| v);
+        let role_source = get!(role, "HERALD_ROLE");
+        let role_key = role_source.as_ref().map(|(k, _)| k.clone());
+        let role = parse_or(role_source, "all", |s| match s {
+            "all" => Ok(Role::All),
+            "api" => Ok(Role::Api),
+            "worker" => Ok(Role::Worker),
+            _ => Err(format!("'{s}' is not one of all, api, worker")),
+        })?;
+        if role != Role::All && matches!(database, DatabaseUrl::Sqlite(_)) {
+            return Err(invalid(
+                role_key.unwrap_or_default(),
+                "api and worker roles need a shared PostgreSQL database; on SQLite one process runs everything",
+            ));
+        }
+        let db_pool_size = parse_or(get!(db_pool_size, "HERALD_DB_POOL_SIZE"), "10", |s| {
+            match s.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => Ok(n),
+                _ => Err(format!("'{s}' is not a number between 1 and 1000")),
+            }
+        })?;
+        let db_statement_timeout =
+            parse_or(
+                get!(db_statement_timeout, "HERALD_DB_STATEMENT_TIMEOUT"),
+                "30s",
+                |s| match parse_duration(s).map_err(|e| e.to_string())? {
+                    d if d < Duration::from_millis(1) => Err("must be at least 1ms".to_owned()),
+                    d => Ok(d),
+                },
+            )?;
+        let default_lease = humantime::format_duration(request_timeout + Duration::from_secs(15)).to_string();
+        let lease_duration =
+            parse_or(
+                get!(lease_duration, "HERALD_LEASE_DURATION"),
+                &default_lease,
+                |s| match parse_duration(s).map_err(|e| e.to_string())? {
+                    d if d <= request_timeout => Err(format!(
+                        "must be longer than the request timeout ({}), or a slow attempt would be sent twice",
+                        humantime::format_duration(request_timeout)
+                    )),
+                    d => Ok(d),
+                },
+            )?;
 
         Ok(Self {
             listen,
@@ -182,12 +265,11 @@ impl Config {
             max_concurrent_deliveries,
             shutdown_grace,
             log,
+            role,
+            db_pool_size,
+            db_statement_timeout,
+            lease_duration,
         })
-    }
-
-    /// How long a claimed delivery stays reserved: longer than any attempt can take.
-    pub fn lease_duration(&self) -> Duration {
-        self.request_timeout + Duration::from_secs(15)
     }
 }
 
@@ -270,6 +352,10 @@ fn read_file(path: &Path) -> Result<Settings, ConfigError> {
             "max_concurrent_deliveries" => &mut s.max_concurrent_deliveries,
             "shutdown_grace" => &mut s.shutdown_grace,
             "log" => &mut s.log,
+            "role" => &mut s.role,
+            "db_pool_size" => &mut s.db_pool_size,
+            "db_statement_timeout" => &mut s.db_statement_timeout,
+            "lease_duration" => &mut s.lease_duration,
             _ => {
                 return Err(invalid(
                     format!("{key} in {}", path.display()),
@@ -317,6 +403,8 @@ mod tests {
         assert!(!c.target_policy.allow_http);
         assert!(c.target_policy.allowed_networks.is_empty());
         assert!(c.admin_token.is_none());
+        assert_eq!(c.role, Role::All);
+        assert_eq!(c.lease_duration, Duration::from_secs(30));
     }
 
     #[test]

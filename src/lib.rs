@@ -38,9 +38,10 @@ pub enum RunError {
 /// the next start.
 pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let config = Arc::new(config);
-    let store = store::open(&config.database).await?;
-    // The file lock guarantees no other process holds a lease on this database.
-    let released = store.release_all_leases(Utc::now()).await?;
+    let Some(store) = store::open_when_reachable(&config, &shutdown).await? else {
+        return Ok(());
+    };
+    let released = store.release_orphaned_leases(Utc::now()).await?;
     if released > 0 {
         tracing::info!(released, "deliveries in flight at the last stop will be sent again");
     }
@@ -49,7 +50,13 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     let dispatcher = Dispatcher::new(store.clone(), config.clone(), client);
 
     let attempts = TaskTracker::new();
-    let dispatcher_task = tokio::spawn(dispatcher.clone().run(shutdown.clone(), attempts.clone()));
+    let background = TaskTracker::new();
+    if config.role.delivers() {
+        background.spawn(dispatcher.clone().run(shutdown.clone(), attempts.clone()));
+        let (store, wake, shutdown) = (store.clone(), dispatcher.wake_handle(), shutdown.clone());
+        background.spawn(async move { store.forward_wakeups(wake, shutdown).await });
+    }
+    background.close();
 
     let state = AppState {
         store,
@@ -58,14 +65,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         admin_token_hash,
     };
     let address = listener.local_addr()?;
-    tracing::info!(%address, "Herald is listening");
+    tracing::info!(%address, role = ?config.role, "Herald is listening");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
 
-    if let Err(e) = dispatcher_task.await {
-        tracing::error!(error = %e, "the dispatcher ended abnormally");
-    }
+    background.wait().await;
     attempts.close();
     if tokio::time::timeout(config.shutdown_grace, attempts.wait())
         .await

@@ -48,9 +48,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(_) => serve(config).await,
             Command::Migrate(_) => {
-                herald::store::open(&config.database)
-                    .await
-                    .context("migration failed")?;
+                herald::store::open(&config).await.context("migration failed")?;
                 tracing::info!("the database schema is up to date");
                 Ok(())
             }

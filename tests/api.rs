@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Receiver, TOKEN, spawn_app};
+use common::{Backend, Receiver, TOKEN, spawn_app};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -16,9 +16,8 @@ fn loc(body: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn response_shapes_match_the_svix_api() {
-    let app = spawn_app().await;
+async fn response_shapes_match_the_svix_api(backend: Backend) {
+    let app = spawn_app(&backend).await;
     let receiver = Receiver::start().await;
     let created = app
         .post(
@@ -66,9 +65,8 @@ async fn response_shapes_match_the_svix_api() {
     });
 }
 
-#[tokio::test]
-async fn uids_work_wherever_ids_do() {
-    let app = spawn_app().await;
+async fn uids_work_wherever_ids_do(backend: Backend) {
+    let app = spawn_app(&backend).await;
     let receiver = Receiver::start().await;
     let created = app.post("/api/v1/app", json!({"name": "Acme", "uid": "acme"})).await;
     let by_uid = app.get("/api/v1/app/acme").await;
@@ -107,9 +105,8 @@ async fn uids_work_wherever_ids_do() {
     assert_eq!(app.get("/api/v1/app/globex").await.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
-async fn lists_page_forwards_and_back_without_gaps() {
-    let app = spawn_app().await;
+async fn lists_page_forwards_and_back_without_gaps(backend: Backend) {
+    let app = spawn_app(&backend).await;
     let mut ids = Vec::new();
     for i in 0..7 {
         ids.push(app.create_app(&format!("app {i}")).await);
@@ -156,9 +153,8 @@ async fn lists_page_forwards_and_back_without_gaps() {
     assert_eq!(loc(&bad.body), vec!["query", "limit"]);
 }
 
-#[tokio::test]
-async fn a_repeated_idempotency_key_returns_the_first_answer_and_does_nothing_again() {
-    let app = spawn_app().await;
+async fn a_repeated_idempotency_key_returns_the_first_answer_and_does_nothing_again(backend: Backend) {
+    let app = spawn_app(&backend).await;
     let receiver = Receiver::start().await;
     let app_id = app.create_app("Acme").await;
     app.create_endpoint(&app_id, &receiver.url, json!({})).await;
@@ -194,9 +190,8 @@ async fn a_repeated_idempotency_key_returns_the_first_answer_and_does_nothing_ag
     assert_eq!(dup.body["code"], "conflict");
 }
 
-#[tokio::test]
-async fn bad_requests_get_the_right_status_and_a_message_that_names_the_problem() {
-    let app = spawn_app().await;
+async fn bad_requests_get_the_right_status_and_a_message_that_names_the_problem(backend: Backend) {
+    let app = spawn_app(&backend).await;
     let app_id = app.create_app("Acme").await;
     let msg_path = format!("/api/v1/app/{app_id}/msg");
 
@@ -290,7 +285,9 @@ async fn bad_requests_get_the_right_status_and_a_message_that_names_the_problem(
         .await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(a.body["code"], "payload_too_large");
-    let huge = "x".repeat(2 * 1024 * 1024);
+    // Just over the request limit: a far bigger body may be cut off mid-send
+    // when the server answers 413 early, which is correct but racy to test.
+    let huge = "x".repeat(1024 * 1024 + 128 * 1024);
     let a = app
         .post(&msg_path, json!({"eventType": "x", "payload": {"blob": huge}}))
         .await;
@@ -301,9 +298,8 @@ async fn bad_requests_get_the_right_status_and_a_message_that_names_the_problem(
     assert_eq!(listed["data"], json!([]));
 }
 
-#[tokio::test]
-async fn http_urls_are_refused_unless_the_server_allows_them() {
-    let app = common::spawn_app_with(|s| s.allow_http = Some("false".into())).await;
+async fn http_urls_are_refused_unless_the_server_allows_them(backend: Backend) {
+    let app = common::spawn_app_with(&backend, |s| s.allow_http = Some("false".into())).await;
     let app_id = app.create_app("Acme").await;
     let a = app
         .post(
@@ -319,9 +315,8 @@ async fn http_urls_are_refused_unless_the_server_allows_them() {
     );
 }
 
-#[tokio::test]
-async fn health_and_the_openapi_document_need_no_token() {
-    let app = spawn_app().await;
+async fn health_and_the_openapi_document_need_no_token(backend: Backend) {
+    let app = spawn_app(&backend).await;
     let health = common::answer(app.http.get(app.url("/health")).send().await.unwrap()).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.body["status"], "ok");
@@ -341,9 +336,8 @@ async fn health_and_the_openapi_document_need_no_token() {
     }
 }
 
-#[tokio::test]
-async fn event_types_are_archived_by_delete_and_expunged_on_request() {
-    let app = spawn_app().await;
+async fn event_types_are_archived_by_delete_and_expunged_on_request(backend: Backend) {
+    let app = spawn_app(&backend).await;
     app.post(
         "/api/v1/event-type",
         json!({"name": "ticket.created", "description": "opened"}),
@@ -383,3 +377,14 @@ async fn event_types_are_archived_by_delete_and_expunged_on_request() {
         StatusCode::NOT_FOUND
     );
 }
+
+on_both_backends!(
+    response_shapes_match_the_svix_api,
+    uids_work_wherever_ids_do,
+    lists_page_forwards_and_back_without_gaps,
+    a_repeated_idempotency_key_returns_the_first_answer_and_does_nothing_again,
+    bad_requests_get_the_right_status_and_a_message_that_names_the_problem,
+    http_urls_are_refused_unless_the_server_allows_them,
+    health_and_the_openapi_document_need_no_token,
+    event_types_are_archived_by_delete_and_expunged_on_request,
+);

@@ -5,15 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Receiver, signature_entries_valid, spawn_app, spawn_app_with};
+use common::{Backend, Receiver, signature_entries_valid, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-#[tokio::test]
-async fn a_published_message_is_delivered_once_signed_and_byte_for_byte() {
-    let app = spawn_app().await;
+async fn a_published_message_is_delivered_once_signed_and_byte_for_byte(backend: Backend) {
+    let app = spawn_app(&backend).await;
     let receiver = Receiver::start().await;
     let app_id = app.create_app("Acme Help Desk").await;
     let ep = app
@@ -70,9 +69,8 @@ async fn a_published_message_is_delivered_once_signed_and_byte_for_byte() {
     assert_ne!(got[1].header("webhook-id"), msg_id);
 }
 
-#[tokio::test]
-async fn endpoints_receive_only_the_event_types_and_channels_they_subscribe_to() {
-    let app = spawn_app().await;
+async fn endpoints_receive_only_the_event_types_and_channels_they_subscribe_to(backend: Backend) {
+    let app = spawn_app(&backend).await;
     let everything = Receiver::start().await;
     let tickets = Receiver::start().await;
     let ticket_42 = Receiver::start().await;
@@ -115,9 +113,8 @@ async fn endpoints_receive_only_the_event_types_and_channels_they_subscribe_to()
     );
 }
 
-#[tokio::test]
-async fn failures_are_retried_on_schedule_with_the_same_webhook_id() {
-    let app = spawn_app_with(|s| s.retry_schedule = Some("300ms,600ms".into())).await;
+async fn failures_are_retried_on_schedule_with_the_same_webhook_id(backend: Backend) {
+    let app = spawn_app_with(&backend, |s| s.retry_schedule = Some("300ms,600ms".into())).await;
     let receiver = Receiver::scripted(&[500, 503]).await;
     let app_id = app.create_app("Acme").await;
     let ep = app.create_endpoint(&app_id, &receiver.url, json!({})).await;
@@ -155,9 +152,8 @@ async fn failures_are_retried_on_schedule_with_the_same_webhook_id() {
     assert_eq!(receiver.count(), 3);
 }
 
-#[tokio::test]
-async fn a_delivery_that_keeps_failing_is_exhausted_and_can_be_resent() {
-    let app = spawn_app().await; // 100ms,200ms: three attempts in all
+async fn a_delivery_that_keeps_failing_is_exhausted_and_can_be_resent(backend: Backend) {
+    let app = spawn_app(&backend).await; // 100ms,200ms: three attempts in all
     let receiver = Receiver::scripted(&[500, 500, 500]).await;
     let app_id = app.create_app("Acme").await;
     let ep = app.create_endpoint(&app_id, &receiver.url, json!({})).await;
@@ -192,9 +188,8 @@ async fn a_delivery_that_keeps_failing_is_exhausted_and_can_be_resent() {
     assert_eq!(attempts[0]["triggerType"], 1, "a resend is a manual attempt");
 }
 
-#[tokio::test]
-async fn after_rotation_both_secrets_sign_until_the_grace_period_ends() {
-    let app = spawn_app().await;
+async fn after_rotation_both_secrets_sign_until_the_grace_period_ends(backend: Backend) {
+    let app = spawn_app(&backend).await;
     let receiver = Receiver::start().await;
     let app_id = app.create_app("Acme").await;
     let ep = app.create_endpoint(&app_id, &receiver.url, json!({})).await;
@@ -251,9 +246,8 @@ async fn after_rotation_both_secrets_sign_until_the_grace_period_ends() {
     assert_eq!(valid, vec![true]);
 }
 
-#[tokio::test]
-async fn disabled_endpoints_receive_nothing() {
-    let app = spawn_app().await;
+async fn disabled_endpoints_receive_nothing(backend: Backend) {
+    let app = spawn_app(&backend).await;
     let off = Receiver::start().await;
     let on = Receiver::start().await;
     let app_id = app.create_app("Acme").await;
@@ -265,10 +259,9 @@ async fn disabled_endpoints_receive_nothing() {
     assert_eq!(off.count(), 0);
 }
 
-#[tokio::test]
-async fn a_target_that_resolves_to_a_private_address_is_refused_at_connect_time() {
+async fn a_target_that_resolves_to_a_private_address_is_refused_at_connect_time(backend: Backend) {
     // No allowed networks: the name passes creation, the address fails after DNS.
-    let app = spawn_app_with(|s| {
+    let app = spawn_app_with(&backend, |s| {
         s.allowed_target_networks = None;
         s.retry_schedule = Some("".into());
     })
@@ -304,3 +297,13 @@ async fn a_target_that_resolves_to_a_private_address_is_refused_at_connect_time(
     );
     assert_eq!(receiver.count(), 0);
 }
+
+on_both_backends!(
+    a_published_message_is_delivered_once_signed_and_byte_for_byte,
+    endpoints_receive_only_the_event_types_and_channels_they_subscribe_to,
+    failures_are_retried_on_schedule_with_the_same_webhook_id,
+    a_delivery_that_keeps_failing_is_exhausted_and_can_be_resent,
+    after_rotation_both_secrets_sign_until_the_grace_period_ends,
+    disabled_endpoints_receive_nothing,
+    a_target_that_resolves_to_a_private_address_is_refused_at_connect_time,
+);

@@ -41,7 +41,7 @@ fn sdk_python() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_svix_sdk_drives_herald() {
     let python = tokio::task::spawn_blocking(sdk_python).await.expect("venv");
-    let app = common::spawn_app().await;
+    let app = common::spawn_app(&common::Backend::Sqlite).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/svix_client.py");
     let output = tokio::process::Command::new(python)
         .arg(script)

@@ -97,7 +97,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// The HTTP routes of a node. A worker-only node answers health checks only.
 pub fn router(state: AppState) -> Router {
+    let health = Router::new()
+        .route("/health", get(health::health))
+        .route("/api/v1/health", get(health::health));
+    if !state.config.role.serves_api() {
+        return health
+            .fallback(|| async { error::ApiError::NotFound("route (this node runs HERALD_ROLE=worker)") })
+            .with_state(state);
+    }
     let (api, _) = api_routes();
     let doc = Arc::new(openapi());
     let api = api

@@ -36,7 +36,7 @@ struct Inner {
     store: Arc<dyn Store>,
     config: Arc<Config>,
     client: reqwest::Client,
-    wake: Notify,
+    wake: Arc<Notify>,
     slots: Arc<Semaphore>,
 }
 
@@ -48,7 +48,7 @@ impl Dispatcher {
                 store,
                 config,
                 client,
-                wake: Notify::new(),
+                wake: Arc::new(Notify::new()),
                 slots,
             }),
         }
@@ -57,6 +57,11 @@ impl Dispatcher {
     /// Tells the dispatcher that new work may be due now.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// For sources of wake-ups outside this process (other nodes).
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        self.inner.wake.clone()
     }
 
     /// Runs until `shutdown`; attempts are spawned on `tracker` so the caller
@@ -73,7 +78,7 @@ impl Dispatcher {
             match self
                 .inner
                 .store
-                .claim_due(Utc::now(), permits.len() as u32, self.inner.config.lease_duration())
+                .claim_due(Utc::now(), permits.len() as u32, self.inner.config.lease_duration)
                 .await
             {
                 Ok(jobs) if jobs.is_empty() => {

@@ -2,6 +2,8 @@
 //! second backend is one more implementation, tested by the same suite.
 
 mod models;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -9,10 +11,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 pub use models::*;
 
-use crate::config::DatabaseUrl;
+use crate::config::{Config, DatabaseUrl};
 use crate::domain::ids::{AppId, EndpointId, MessageId};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +24,6 @@ pub enum StoreError {
     Conflict(String),
     #[error("another Herald process is using {0}; stop it first (one process per SQLite file)")]
     Locked(String),
-    #[error("PostgreSQL is not supported by this build yet")]
-    Unsupported,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -142,9 +143,19 @@ pub trait Store: Send + Sync + 'static {
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()>;
     /// When the earliest pending delivery comes due, if any.
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
-    /// Makes every leased delivery due now: used at start, when no other
-    /// process can hold a lease on this database.
-    async fn release_all_leases(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// At start: makes due now every lease that can only belong to a dead
+    /// process. On SQLite that is every lease (the file lock proves no other
+    /// process runs); on PostgreSQL other nodes may be alive, so leases are
+    /// left to expire.
+    async fn release_orphaned_leases(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Calls `wake` whenever another process publishes or resends, until
+    /// `shutdown`. Within one process the dispatcher is woken directly.
+    async fn forward_wakeups(&self, wake: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
+        let _ = wake;
+        shutdown.cancelled().await;
+    }
+    /// Whether this backend lets several processes share the database.
+    fn is_shared(&self) -> bool;
     /// Schedules a manual resend of a message to an endpoint.
     async fn resend(&self, msg: &Message, endpoint: &Endpoint, now: DateTime<Utc>) -> StoreResult<()>;
 
@@ -158,10 +169,54 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store the configuration names, running migrations first.
-pub async fn open(url: &DatabaseUrl) -> StoreResult<Arc<dyn Store>> {
-    match url {
-        DatabaseUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
-        DatabaseUrl::Postgres(_) => Err(StoreError::Unsupported),
+pub async fn open(config: &Config) -> StoreResult<Arc<dyn Store>> {
+    match &config.database {
+        DatabaseUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path, config.db_pool_size).await?)),
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(postgres::PgStore::open(url, config).await?)),
+    }
+}
+
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(30);
+
+/// Opens the store, waiting out a database that is not reachable yet (a
+/// node often starts before its database). Answers `None` on shutdown.
+pub async fn open_when_reachable(config: &Config, shutdown: &CancellationToken) -> StoreResult<Option<Arc<dyn Store>>> {
+    let mut delay = FIRST_RETRY;
+    loop {
+        match open(config).await {
+            Ok(store) => return Ok(Some(store)),
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, retry_in = ?delay, "the database is unreachable; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => return Ok(None),
+                }
+                delay = (delay * 2).min(LAST_RETRY);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl StoreError {
+    /// True when the database is out of reach rather than refusing: the
+    /// request may succeed if retried later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(e) | Self::Migrate(sqlx::migrate::MigrateError::Execute(e)) => is_connection_error(e),
+            _ => false,
+        }
+    }
+}
+
+fn is_connection_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        // SQLSTATE class 08 (connection exception) and 57P (operator intervention:
+        // shutdown, terminated backend) mean the server went away, not that it said no.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 

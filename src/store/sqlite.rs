@@ -10,15 +10,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
+use super::rows::*;
 use super::*;
 use crate::domain::filter::{Publication, Subscription, matches};
-use crate::domain::ids::{AttemptId, DeliveryId};
-use crate::domain::secret::EndpointSecret;
+use crate::domain::ids::DeliveryId;
 use crate::domain::status::{DeliveryStatus, TriggerType};
 
 pub struct SqliteStore {
@@ -28,10 +28,8 @@ pub struct SqliteStore {
     _lock: File,
 }
 
-const READERS: u32 = 4;
-
 impl SqliteStore {
-    pub async fn open(path: &Path) -> StoreResult<Self> {
+    pub async fn open(path: &Path, readers: u32) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -59,7 +57,7 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
+            .max_connections(readers.max(1))
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
@@ -69,239 +67,6 @@ impl SqliteStore {
         })
     }
 }
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
-}
-
-fn opt_json<T: serde::Serialize>(v: &Option<T>) -> Option<String> {
-    v.as_ref().map(to_json)
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-fn parse_opt_json<T: serde::de::DeserializeOwned>(what: &str, text: Option<String>) -> StoreResult<Option<T>> {
-    text.map(|t| parse_json(what, &t)).transpose()
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-/// Adds `AND key > ?` (or `<`) and the ORDER BY / LIMIT of a page.
-fn push_page(qb: &mut QueryBuilder<'_, Sqlite>, key: &str, page: &Page) {
-    let (cmp, dir) = match page.order {
-        Order::Ascending => (">", "ASC"),
-        Order::Descending => ("<", "DESC"),
-    };
-    if let Some(beyond) = &page.beyond {
-        qb.push(format_args!(" AND {key} {cmp} ")).push_bind(beyond.clone());
-    }
-    qb.push(format_args!(" ORDER BY {key} {dir} LIMIT "))
-        .push_bind(i64::from(page.limit));
-}
-
-#[derive(FromRow)]
-struct AppRow {
-    id: String,
-    uid: Option<String>,
-    name: String,
-    rate_limit: Option<i64>,
-    metadata: String,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl TryFrom<AppRow> for Application {
-    type Error = StoreError;
-    fn try_from(r: AppRow) -> StoreResult<Self> {
-        Ok(Self {
-            id: AppId::from_trusted(r.id),
-            uid: r.uid,
-            name: r.name,
-            rate_limit: r.rate_limit,
-            metadata: parse_json("application metadata", &r.metadata)?,
-            created_at: from_ms(r.created_at),
-            updated_at: from_ms(r.updated_at),
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct EndpointRow {
-    id: String,
-    app_id: String,
-    uid: Option<String>,
-    url: String,
-    description: String,
-    filter_types: Option<String>,
-    channels: Option<String>,
-    disabled: bool,
-    rate_limit: Option<i64>,
-    metadata: String,
-    headers: String,
-    secret: String,
-    previous_secret: Option<String>,
-    previous_secret_expires_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-fn parse_secret(text: &str) -> StoreResult<EndpointSecret> {
-    EndpointSecret::parse(text).map_err(|e| StoreError::Corrupt(format!("endpoint secret {e}")))
-}
-
-impl TryFrom<EndpointRow> for Endpoint {
-    type Error = StoreError;
-    fn try_from(r: EndpointRow) -> StoreResult<Self> {
-        let previous_secret = match (r.previous_secret, r.previous_secret_expires_at) {
-            (Some(s), Some(until)) => Some((parse_secret(&s)?, from_ms(until))),
-            _ => None,
-        };
-        Ok(Self {
-            id: EndpointId::from_trusted(r.id),
-            app_id: AppId::from_trusted(r.app_id),
-            uid: r.uid,
-            url: r.url,
-            description: r.description,
-            filter_types: parse_opt_json("endpoint filterTypes", r.filter_types)?,
-            channels: parse_opt_json("endpoint channels", r.channels)?,
-            disabled: r.disabled,
-            rate_limit: r.rate_limit,
-            metadata: parse_json("endpoint metadata", &r.metadata)?,
-            headers: parse_json("endpoint headers", &r.headers)?,
-            secret: parse_secret(&r.secret)?,
-            previous_secret,
-            created_at: from_ms(r.created_at),
-            updated_at: from_ms(r.updated_at),
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct EventTypeRow {
-    name: String,
-    description: String,
-    archived: bool,
-    deprecated: bool,
-    schemas: Option<String>,
-    group_name: Option<String>,
-    feature_flags: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl TryFrom<EventTypeRow> for EventType {
-    type Error = StoreError;
-    fn try_from(r: EventTypeRow) -> StoreResult<Self> {
-        Ok(Self {
-            name: r.name,
-            description: r.description,
-            archived: r.archived,
-            deprecated: r.deprecated,
-            schemas: parse_opt_json("event type schemas", r.schemas)?,
-            group_name: r.group_name,
-            feature_flags: parse_opt_json("event type featureFlags", r.feature_flags)?,
-            created_at: from_ms(r.created_at),
-            updated_at: from_ms(r.updated_at),
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct MessageRow {
-    id: String,
-    app_id: String,
-    event_type: String,
-    event_id: Option<String>,
-    payload: String,
-    channels: Option<String>,
-    tags: Option<String>,
-    created_at: i64,
-}
-
-impl TryFrom<MessageRow> for Message {
-    type Error = StoreError;
-    fn try_from(r: MessageRow) -> StoreResult<Self> {
-        Ok(Self {
-            id: MessageId::from_trusted(r.id),
-            app_id: AppId::from_trusted(r.app_id),
-            event_type: r.event_type,
-            event_id: r.event_id,
-            payload: r.payload.into(),
-            channels: parse_opt_json("message channels", r.channels)?,
-            tags: parse_opt_json("message tags", r.tags)?,
-            created_at: from_ms(r.created_at),
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct AttemptRow {
-    id: String,
-    msg_id: String,
-    endpoint_id: String,
-    url: String,
-    status: i64,
-    response_status_code: i64,
-    response: String,
-    response_duration_ms: i64,
-    trigger_type: i64,
-    created_at: i64,
-}
-
-impl TryFrom<AttemptRow> for Attempt {
-    type Error = StoreError;
-    fn try_from(r: AttemptRow) -> StoreResult<Self> {
-        Ok(Self {
-            id: AttemptId::from_trusted(r.id),
-            msg_id: MessageId::from_trusted(r.msg_id),
-            endpoint_id: EndpointId::from_trusted(r.endpoint_id),
-            url: r.url,
-            status: DeliveryStatus::from_code(r.status)
-                .ok_or_else(|| StoreError::Corrupt(format!("attempt status {}", r.status)))?,
-            response_status_code: r.response_status_code,
-            response: r.response,
-            response_duration_ms: r.response_duration_ms,
-            trigger_type: TriggerType::from_code(r.trigger_type),
-            created_at: from_ms(r.created_at),
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct JobRow {
-    delivery_id: String,
-    lease_token: i64,
-    msg_id: String,
-    app_id: String,
-    attempts: i64,
-    trigger_type: i64,
-    payload: String,
-    #[sqlx(flatten)]
-    endpoint: EndpointRow,
-}
-
-fn collect<R, T>(rows: Vec<R>) -> StoreResult<Vec<T>>
-where
-    T: TryFrom<R, Error = StoreError>,
-{
-    rows.into_iter().map(T::try_from).collect()
-}
-
-const ENDPOINT_COLUMNS: &str = "e.id, e.app_id, e.uid, e.url, e.description, e.filter_types, e.channels, \
-     e.disabled, e.rate_limit, e.metadata, e.headers, e.secret, e.previous_secret, \
-     e.previous_secret_expires_at, e.created_at, e.updated_at";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -596,24 +361,8 @@ impl Store for SqliteStore {
         let rows: Vec<JobRow> = sqlx::query_as(&sql).bind(token).fetch_all(&mut *tx).await?;
         tx.commit().await?;
         rows.into_iter()
-            .map(|r| {
-                let endpoint = Endpoint::try_from(r.endpoint)?;
-                Ok(DeliveryJob {
-                    delivery_id: DeliveryId::from_trusted(r.delivery_id),
-                    lease_token: r.lease_token,
-                    msg_id: MessageId::from_trusted(r.msg_id),
-                    app_id: AppId::from_trusted(r.app_id),
-                    endpoint_disabled: endpoint.disabled,
-                    secrets: endpoint.signing_secrets(now),
-                    url: endpoint.url,
-                    headers: endpoint.headers,
-                    endpoint_id: endpoint.id,
-                    payload: r.payload.into(),
-                    attempts_made: u32::try_from(r.attempts).unwrap_or(0),
-                    trigger_type: TriggerType::from_code(r.trigger_type),
-                })
-            })
-            .collect()
+            .map(|r| r.into_job(now))
+            .collect::<StoreResult<Vec<_>>>()
     }
 
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
@@ -667,7 +416,11 @@ impl Store for SqliteStore {
         Ok(next.map(from_ms))
     }
 
-    async fn release_all_leases(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    async fn release_orphaned_leases(&self, now: DateTime<Utc>) -> StoreResult<u64> {
         let done =
             sqlx::query("UPDATE deliveries SET status = 1, next_attempt_at = ?, lease_token = NULL WHERE status = 3")
                 .bind(ms(now))
@@ -689,36 +442,7 @@ impl Store for SqliteStore {
              a.response_duration_ms, a.trigger_type, a.created_at FROM attempts a WHERE a.app_id = ",
         );
         qb.push_bind(app.as_str().to_owned());
-        if let Some(ep) = &filter.endpoint_id {
-            qb.push(" AND a.endpoint_id = ").push_bind(ep.as_str().to_owned());
-        }
-        if let Some(msg) = &filter.msg_id {
-            qb.push(" AND a.msg_id = ").push_bind(msg.as_str().to_owned());
-        }
-        if let Some(status) = filter.status {
-            qb.push(" AND a.status = ").push_bind(status);
-        }
-        if let Some(class) = filter.status_code_class {
-            if class == 0 {
-                qb.push(" AND (a.response_status_code < 100 OR a.response_status_code >= 600)");
-            } else {
-                qb.push(" AND a.response_status_code >= ")
-                    .push_bind(class)
-                    .push(" AND a.response_status_code < ")
-                    .push_bind(class + 100);
-            }
-        }
-        if let Some(before) = filter.before {
-            qb.push(" AND a.created_at < ").push_bind(ms(before));
-        }
-        if let Some(after) = filter.after {
-            qb.push(" AND a.created_at > ").push_bind(ms(after));
-        }
-        if !filter.event_types.is_empty() {
-            qb.push(" AND a.msg_id IN (SELECT id FROM messages WHERE 1 = 1");
-            push_in(&mut qb, "event_type", &filter.event_types);
-            qb.push(")");
-        }
+        push_attempt_filter(&mut qb, filter);
         push_page(&mut qb, "a.id", page);
         collect(qb.build_query_as::<AttemptRow>().fetch_all(&self.reader).await?)
     }
@@ -737,11 +461,6 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let state = match existing {
-            Some((Some(status), body)) => IdempotencyState::Done {
-                status: u16::try_from(status).unwrap_or(500),
-                body: body.unwrap_or_default(),
-            },
-            Some((None, _)) => IdempotencyState::InProgress,
             None => {
                 sqlx::query("INSERT INTO idempotency_keys (key, created_at) VALUES (?, ?)")
                     .bind(key)
@@ -750,6 +469,7 @@ impl Store for SqliteStore {
                     .await?;
                 IdempotencyState::New
             }
+            found => idempotency_state(found),
         };
         tx.commit().await?;
         Ok(state)
@@ -772,26 +492,6 @@ impl Store for SqliteStore {
             .await?;
         Ok(())
     }
-}
-
-fn uid_conflict(e: sqlx::Error, what: &str) -> StoreError {
-    if is_unique_violation(&e) {
-        StoreError::Conflict(what.to_owned())
-    } else {
-        StoreError::Database(e)
-    }
-}
-
-fn push_in(qb: &mut QueryBuilder<'_, Sqlite>, column: &str, values: &[String]) {
-    if values.is_empty() {
-        return;
-    }
-    qb.push(format_args!(" AND {column} IN ("));
-    let mut list = qb.separated(", ");
-    for v in values {
-        list.push_bind(v.clone());
-    }
-    list.push_unseparated(")");
 }
 
 async fn insert_delivery(

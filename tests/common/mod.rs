@@ -2,6 +2,7 @@
 //! loopback, and small helpers that make tests read like a user's story.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod receiver;
 
 use std::time::Duration;
@@ -17,6 +18,52 @@ pub use receiver::Receiver;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
+/// Where a test keeps its data. Every black-box test runs on both.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    /// A PostgreSQL backend on a fresh database, or `None` when the test is skipped.
+    pub async fn postgres() -> Option<Self> {
+        pg::fresh_database().await.map(Self::Postgres)
+    }
+
+    pub fn database_url(&self, data: &std::path::Path) -> String {
+        match self {
+            Self::Sqlite => format!("sqlite://{}", data.join("herald.db").display()),
+            Self::Postgres(url) => url.clone(),
+        }
+    }
+}
+
+/// Runs each named `async fn(Backend)` as two tests, `sqlite::NAME` and `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = $crate::common::Backend::postgres().await {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -26,10 +73,10 @@ pub struct TestApp {
 }
 
 /// Settings every test starts from: loopback receivers allowed, fast retries.
-pub fn test_settings(data: &std::path::Path) -> Settings {
+pub fn test_settings(backend: &Backend, data: &std::path::Path) -> Settings {
     Settings {
         listen: Some("127.0.0.1:0".into()),
-        database_url: Some(format!("sqlite://{}", data.join("herald.db").display())),
+        database_url: Some(backend.database_url(data)),
         admin_token: Some(TOKEN.into()),
         retry_schedule: Some("100ms,200ms".into()),
         request_timeout: Some("2s".into()),
@@ -41,14 +88,14 @@ pub fn test_settings(data: &std::path::Path) -> Settings {
     }
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+pub async fn spawn_app(backend: &Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
 }
 
 /// Starts Herald with the test settings, changed by `adjust`.
-pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn spawn_app_with(backend: &Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let data = tempfile::tempdir().expect("temp dir");
-    let mut settings = test_settings(data.path());
+    let mut settings = test_settings(backend, data.path());
     adjust(&mut settings);
     start(data, settings).await
 }

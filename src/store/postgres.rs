@@ -1,0 +1,570 @@
+//! The shared backend: several Herald nodes on one PostgreSQL database.
+//!
+//! Nodes coordinate only through the database: deliveries are claimed with
+//! `FOR UPDATE SKIP LOCKED` and leased, so each is attempted by one node at a
+//! time and taken over when a node dies; `NOTIFY` wakes every node when work
+//! is published.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::rows::*;
+use super::*;
+use crate::domain::filter::{Publication, Subscription, matches};
+use crate::domain::ids::DeliveryId;
+use crate::domain::status::{DeliveryStatus, TriggerType};
+
+/// The channel nodes use to wake each other. Per database, so separate
+/// deployments on one server never wake each other.
+const WAKE_CHANNEL: &str = "herald_work";
+/// How long a request waits for a pooled connection before answering 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn open(url: &str, config: &Config) -> StoreResult<Self> {
+        let timeout_ms = config.db_statement_timeout.as_millis().to_string();
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("herald")
+            .options([("statement_timeout", timeout_ms.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.db_pool_size)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        // sqlx takes an advisory lock, so nodes starting together migrate once.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn put_setting_if_absent(&self, name: &str, value: &str) -> StoreResult<bool> {
+        let done = sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_app(&self, app: &Application) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO applications (id, uid, name, rate_limit, metadata, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(app.id.as_str())
+        .bind(&app.uid)
+        .bind(&app.name)
+        .bind(app.rate_limit)
+        .bind(to_json(&app.metadata))
+        .bind(ms(app.created_at))
+        .bind(ms(app.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| uid_conflict(e, "an application with this uid already exists"))?;
+        Ok(())
+    }
+
+    async fn get_app(&self, id_or_uid: &str) -> StoreResult<Option<Application>> {
+        let row: Option<AppRow> = sqlx::query_as("SELECT * FROM applications WHERE id = $1 OR uid = $1")
+            .bind(id_or_uid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Application::try_from).transpose()
+    }
+
+    async fn list_apps(&self, page: &Page) -> StoreResult<Vec<Application>> {
+        let mut qb = QueryBuilder::new("SELECT * FROM applications WHERE TRUE");
+        push_page(&mut qb, "id", page);
+        collect(qb.build_query_as::<AppRow>().fetch_all(&self.pool).await?)
+    }
+
+    async fn update_app(&self, app: &Application) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE applications SET uid = $1, name = $2, rate_limit = $3, metadata = $4, updated_at = $5 WHERE id = $6",
+        )
+        .bind(&app.uid)
+        .bind(&app.name)
+        .bind(app.rate_limit)
+        .bind(to_json(&app.metadata))
+        .bind(ms(app.updated_at))
+        .bind(app.id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| uid_conflict(e, "an application with this uid already exists"))?;
+        Ok(())
+    }
+
+    async fn delete_app(&self, id: &AppId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM applications WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO endpoints (id, app_id, uid, url, description, filter_types, channels, disabled, \
+             rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(ep.id.as_str())
+        .bind(ep.app_id.as_str())
+        .bind(&ep.uid)
+        .bind(&ep.url)
+        .bind(&ep.description)
+        .bind(opt_json(&ep.filter_types))
+        .bind(opt_json(&ep.channels))
+        .bind(ep.disabled)
+        .bind(ep.rate_limit)
+        .bind(to_json(&ep.metadata))
+        .bind(to_json(&ep.headers))
+        .bind(ep.secret.expose())
+        .bind(ep.previous_secret.as_ref().map(|(s, _)| s.expose().to_owned()))
+        .bind(ep.previous_secret.as_ref().map(|(_, t)| ms(*t)))
+        .bind(ms(ep.created_at))
+        .bind(ms(ep.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        Ok(())
+    }
+
+    async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> StoreResult<Option<Endpoint>> {
+        let row: Option<EndpointRow> =
+            sqlx::query_as("SELECT * FROM endpoints WHERE app_id = $1 AND (id = $2 OR uid = $2)")
+                .bind(app.as_str())
+                .bind(id_or_uid)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(Endpoint::try_from).transpose()
+    }
+
+    async fn list_endpoints(&self, app: &AppId, page: &Page) -> StoreResult<Vec<Endpoint>> {
+        let mut qb = QueryBuilder::new("SELECT * FROM endpoints WHERE app_id = ");
+        qb.push_bind(app.as_str().to_owned());
+        push_page(&mut qb, "id", page);
+        collect(qb.build_query_as::<EndpointRow>().fetch_all(&self.pool).await?)
+    }
+
+    async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE endpoints SET uid = $1, url = $2, description = $3, filter_types = $4, channels = $5, \
+             disabled = $6, rate_limit = $7, metadata = $8, headers = $9, secret = $10, previous_secret = $11, \
+             previous_secret_expires_at = $12, updated_at = $13 WHERE id = $14 AND app_id = $15",
+        )
+        .bind(&ep.uid)
+        .bind(&ep.url)
+        .bind(&ep.description)
+        .bind(opt_json(&ep.filter_types))
+        .bind(opt_json(&ep.channels))
+        .bind(ep.disabled)
+        .bind(ep.rate_limit)
+        .bind(to_json(&ep.metadata))
+        .bind(to_json(&ep.headers))
+        .bind(ep.secret.expose())
+        .bind(ep.previous_secret.as_ref().map(|(s, _)| s.expose().to_owned()))
+        .bind(ep.previous_secret.as_ref().map(|(_, t)| ms(*t)))
+        .bind(ms(ep.updated_at))
+        .bind(ep.id.as_str())
+        .bind(ep.app_id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        Ok(())
+    }
+
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM endpoints WHERE id = $1 AND app_id = $2")
+            .bind(id.as_str())
+            .bind(app.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_event_type(&self, et: &EventType) -> StoreResult<()> {
+        insert_event_type(&self.pool, et, false)
+            .await
+            .map_err(|e| uid_conflict(e, "an event type with this name already exists"))
+    }
+
+    async fn get_event_type(&self, name: &str) -> StoreResult<Option<EventType>> {
+        let row: Option<EventTypeRow> = sqlx::query_as("SELECT * FROM event_types WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(EventType::try_from).transpose()
+    }
+
+    async fn list_event_types(&self, page: &Page, include_archived: bool) -> StoreResult<Vec<EventType>> {
+        let mut qb = QueryBuilder::new("SELECT * FROM event_types WHERE TRUE");
+        if !include_archived {
+            qb.push(" AND NOT archived");
+        }
+        push_page(&mut qb, "name", page);
+        collect(qb.build_query_as::<EventTypeRow>().fetch_all(&self.pool).await?)
+    }
+
+    async fn upsert_event_type(&self, et: &EventType) -> StoreResult<()> {
+        Ok(insert_event_type(&self.pool, et, true).await?)
+    }
+
+    async fn delete_event_type(&self, name: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM event_types WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn publish(&self, msg: &Message) -> StoreResult<usize> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(msg.id.as_str())
+        .bind(msg.app_id.as_str())
+        .bind(&msg.event_type)
+        .bind(&msg.event_id)
+        .bind(&*msg.payload)
+        .bind(opt_json(&msg.channels))
+        .bind(opt_json(&msg.tags))
+        .bind(ms(msg.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
+
+        let targets: Vec<(String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT id, filter_types, channels FROM endpoints WHERE app_id = $1 AND NOT disabled")
+                .bind(msg.app_id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        let publication = Publication {
+            event_type: &msg.event_type,
+            channels: msg.channels.as_deref(),
+        };
+        let now = ms(msg.created_at);
+        let mut created = 0;
+        for (endpoint_id, types, channels) in targets {
+            let types: Option<Vec<String>> = parse_opt_json("endpoint filterTypes", types)?;
+            let channels: Option<Vec<String>> = parse_opt_json("endpoint channels", channels)?;
+            let sub = Subscription {
+                event_types: types.as_deref(),
+                channels: channels.as_deref(),
+            };
+            if matches(&sub, &publication) {
+                insert_delivery(&mut tx, msg, &endpoint_id, TriggerType::Scheduled, now).await?;
+                created += 1;
+            }
+        }
+        if created > 0 {
+            // Delivered to listeners only when the transaction commits.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(WAKE_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> StoreResult<Option<Message>> {
+        let row: Option<MessageRow> =
+            sqlx::query_as("SELECT * FROM messages WHERE app_id = $1 AND (id = $2 OR event_id = $2)")
+                .bind(app.as_str())
+                .bind(id_or_event_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(Message::try_from).transpose()
+    }
+
+    async fn list_messages(&self, app: &AppId, filter: &MessageFilter, page: &Page) -> StoreResult<Vec<Message>> {
+        let mut qb = QueryBuilder::new("SELECT * FROM messages WHERE app_id = ");
+        qb.push_bind(app.as_str().to_owned());
+        if let Some(before) = filter.before {
+            qb.push(" AND created_at < ").push_bind(ms(before));
+        }
+        if let Some(after) = filter.after {
+            qb.push(" AND created_at > ").push_bind(ms(after));
+        }
+        push_in(&mut qb, "event_type", &filter.event_types);
+        if let Some(channel) = &filter.channel {
+            qb.push(" AND jsonb_exists(channels::jsonb, ")
+                .push_bind(channel.clone())
+                .push(")");
+        }
+        push_page(&mut qb, "id", page);
+        collect(qb.build_query_as::<MessageRow>().fetch_all(&self.pool).await?)
+    }
+
+    async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> StoreResult<Vec<DeliveryJob>> {
+        let lease_until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let token: i64 = rand::thread_rng().gen_range(1..i64::MAX);
+        let mut tx = self.pool.begin().await?;
+        // SKIP LOCKED: nodes claiming at once each get different rows, without waiting.
+        let claimed = sqlx::query(
+            "UPDATE deliveries SET status = 3, next_attempt_at = $1, lease_token = $2, updated_at = $3 \
+             WHERE id IN (SELECT id FROM deliveries WHERE status IN (1, 3) AND next_attempt_at <= $3 \
+                          ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(lease_until)
+        .bind(token)
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT d.id AS delivery_id, d.lease_token, d.msg_id, d.app_id, d.attempts, d.trigger_type, \
+             m.payload, {ENDPOINT_COLUMNS} \
+             FROM deliveries d JOIN messages m ON m.id = d.msg_id JOIN endpoints e ON e.id = d.endpoint_id \
+             WHERE d.lease_token = $1 AND d.status = 3 ORDER BY d.id"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(&sql).bind(token).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows.into_iter().map(|r| r.into_job(now)).collect()
+    }
+
+    async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
+        let (status, next_at) = match next {
+            NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(ms(at))),
+            NextStep::Succeeded => (DeliveryStatus::Success, None),
+            NextStep::Exhausted => (DeliveryStatus::Fail, None),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
+             response, response_duration_ms, trigger_type, created_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+             WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $2)",
+        )
+        .bind(attempt.id.as_str())
+        .bind(job.delivery_id.as_str())
+        .bind(attempt.msg_id.as_str())
+        .bind(attempt.endpoint_id.as_str())
+        .bind(job.app_id.as_str())
+        .bind(&attempt.url)
+        .bind(attempt.status.code())
+        .bind(attempt.response_status_code)
+        .bind(&attempt.response)
+        .bind(attempt.response_duration_ms)
+        .bind(attempt.trigger_type.code())
+        .bind(ms(attempt.created_at))
+        .execute(&mut *tx)
+        .await?;
+        // Only the lease holder moves the delivery on; a node whose lease
+        // expired meanwhile records its attempt but leaves the state alone.
+        sqlx::query(
+            "UPDATE deliveries SET status = $1, next_attempt_at = $2, attempts = attempts + 1, lease_token = NULL, \
+             updated_at = $3 WHERE id = $4 AND lease_token = $5",
+        )
+        .bind(status.code())
+        .bind(next_at)
+        .bind(ms(attempt.created_at))
+        .bind(job.delivery_id.as_str())
+        .bind(job.lease_token)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN (1, 3)")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(next.map(from_ms))
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn release_orphaned_leases(&self, _now: DateTime<Utc>) -> StoreResult<u64> {
+        // Other nodes may be alive and holding these; expiry hands them over.
+        Ok(0)
+    }
+
+    async fn forward_wakeups(&self, wake: Arc<Notify>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let listener = async {
+                let mut listener = PgListener::connect_with(&self.pool).await?;
+                listener.listen(WAKE_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = tokio::select! {
+                l = listener => l,
+                () = shutdown.cancelled() => return,
+            };
+            match &mut listener {
+                Ok(listener) => {
+                    backoff = Duration::from_millis(200);
+                    // Whatever was published while we were not listening is due now.
+                    wake.notify_one();
+                    loop {
+                        let next = tokio::select! {
+                            n = listener.try_recv() => n,
+                            () = shutdown.cancelled() => return,
+                        };
+                        match next {
+                            Ok(Some(_)) => wake.notify_one(),
+                            // Connection lost: reconnect; a missed notification is made up by the wake above.
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "lost the PostgreSQL wake-up channel; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot listen for wake-ups; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn resend(&self, msg: &Message, endpoint: &Endpoint, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_delivery(&mut tx, msg, endpoint.id.as_str(), TriggerType::Manual, ms(now)).await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WAKE_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_attempts(&self, app: &AppId, filter: &AttemptFilter, page: &Page) -> StoreResult<Vec<Attempt>> {
+        let mut qb = QueryBuilder::new(
+            "SELECT a.id, a.msg_id, a.endpoint_id, a.url, a.status, a.response_status_code, a.response, \
+             a.response_duration_ms, a.trigger_type, a.created_at FROM attempts a WHERE a.app_id = ",
+        );
+        qb.push_bind(app.as_str().to_owned());
+        push_attempt_filter(&mut qb, filter);
+        push_page(&mut qb, "a.id", page);
+        collect(qb.build_query_as::<AttemptRow>().fetch_all(&self.pool).await?)
+    }
+
+    async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState> {
+        let oldest = ms(now) - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND created_at < $2")
+            .bind(key)
+            .bind(oldest)
+            .execute(&self.pool)
+            .await?;
+        let inserted =
+            sqlx::query("INSERT INTO idempotency_keys (key, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(key)
+                .bind(ms(now))
+                .execute(&self.pool)
+                .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(IdempotencyState::New);
+        }
+        let existing: Option<(Option<i64>, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT status_code, body FROM idempotency_keys WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(idempotency_state(existing))
+    }
+
+    async fn idempotency_finish(&self, key: &str, status: u16, body: &[u8]) -> StoreResult<()> {
+        sqlx::query("UPDATE idempotency_keys SET status_code = $1, body = $2 WHERE key = $3")
+            .bind(i64::from(status))
+            .bind(body)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn idempotency_abandon(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND status_code IS NULL")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn insert_delivery(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    msg: &Message,
+    endpoint_id: &str,
+    trigger: TriggerType,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, next_attempt_at, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, 0, $6, $6, $6)",
+    )
+    .bind(DeliveryId::generate().as_str())
+    .bind(msg.id.as_str())
+    .bind(endpoint_id)
+    .bind(msg.app_id.as_str())
+    .bind(trigger.code())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_event_type(pool: &PgPool, et: &EventType, replace: bool) -> Result<(), sqlx::Error> {
+    let conflict = if replace {
+        " ON CONFLICT (name) DO UPDATE SET description = excluded.description, archived = excluded.archived, \
+         deprecated = excluded.deprecated, schemas = excluded.schemas, group_name = excluded.group_name, \
+         feature_flags = excluded.feature_flags, updated_at = excluded.updated_at"
+    } else {
+        ""
+    };
+    sqlx::query(&format!(
+        "INSERT INTO event_types (name, description, archived, deprecated, schemas, group_name, feature_flags, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9){conflict}"
+    ))
+    .bind(&et.name)
+    .bind(&et.description)
+    .bind(et.archived)
+    .bind(et.deprecated)
+    .bind(opt_json(&et.schemas))
+    .bind(&et.group_name)
+    .bind(opt_json(&et.feature_flags))
+    .bind(ms(et.created_at))
+    .bind(ms(et.updated_at))
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,349 @@
+//! Rows as both backends store them, and their conversion to domain models.
+//!
+//! Both schemas use the same column types (TEXT for JSON, BIGINT/INTEGER for
+//! Unix milliseconds), so one set of row types serves SQLite and PostgreSQL.
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::{FromRow, QueryBuilder};
+
+use super::*;
+use crate::domain::ids::{AttemptId, DeliveryId};
+use crate::domain::secret::EndpointSecret;
+use crate::domain::status::{DeliveryStatus, TriggerType};
+
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(super) fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+pub(super) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+pub(super) fn opt_json<T: serde::Serialize>(v: &Option<T>) -> Option<String> {
+    v.as_ref().map(to_json)
+}
+
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(super) fn parse_opt_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    text: Option<String>,
+) -> StoreResult<Option<T>> {
+    text.map(|t| parse_json(what, &t)).transpose()
+}
+
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Adds `AND key > ?` (or `<`) and the ORDER BY / LIMIT of a page.
+pub(super) fn push_page<'a, DB>(qb: &mut QueryBuilder<'a, DB>, key: &str, page: &Page)
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let (cmp, dir) = match page.order {
+        Order::Ascending => (">", "ASC"),
+        Order::Descending => ("<", "DESC"),
+    };
+    if let Some(beyond) = &page.beyond {
+        qb.push(format_args!(" AND {key} {cmp} ")).push_bind(beyond.clone());
+    }
+    qb.push(format_args!(" ORDER BY {key} {dir} LIMIT "))
+        .push_bind(i64::from(page.limit));
+}
+
+#[derive(FromRow)]
+pub(super) struct AppRow {
+    pub(super) id: String,
+    pub(super) uid: Option<String>,
+    pub(super) name: String,
+    pub(super) rate_limit: Option<i64>,
+    pub(super) metadata: String,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+}
+
+impl TryFrom<AppRow> for Application {
+    type Error = StoreError;
+    fn try_from(r: AppRow) -> StoreResult<Self> {
+        Ok(Self {
+            id: AppId::from_trusted(r.id),
+            uid: r.uid,
+            name: r.name,
+            rate_limit: r.rate_limit,
+            metadata: parse_json("application metadata", &r.metadata)?,
+            created_at: from_ms(r.created_at),
+            updated_at: from_ms(r.updated_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct EndpointRow {
+    pub(super) id: String,
+    pub(super) app_id: String,
+    pub(super) uid: Option<String>,
+    pub(super) url: String,
+    pub(super) description: String,
+    pub(super) filter_types: Option<String>,
+    pub(super) channels: Option<String>,
+    pub(super) disabled: bool,
+    pub(super) rate_limit: Option<i64>,
+    pub(super) metadata: String,
+    pub(super) headers: String,
+    pub(super) secret: String,
+    pub(super) previous_secret: Option<String>,
+    pub(super) previous_secret_expires_at: Option<i64>,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+}
+
+pub(super) fn parse_secret(text: &str) -> StoreResult<EndpointSecret> {
+    EndpointSecret::parse(text).map_err(|e| StoreError::Corrupt(format!("endpoint secret {e}")))
+}
+
+impl TryFrom<EndpointRow> for Endpoint {
+    type Error = StoreError;
+    fn try_from(r: EndpointRow) -> StoreResult<Self> {
+        let previous_secret = match (r.previous_secret, r.previous_secret_expires_at) {
+            (Some(s), Some(until)) => Some((parse_secret(&s)?, from_ms(until))),
+            _ => None,
+        };
+        Ok(Self {
+            id: EndpointId::from_trusted(r.id),
+            app_id: AppId::from_trusted(r.app_id),
+            uid: r.uid,
+            url: r.url,
+            description: r.description,
+            filter_types: parse_opt_json("endpoint filterTypes", r.filter_types)?,
+            channels: parse_opt_json("endpoint channels", r.channels)?,
+            disabled: r.disabled,
+            rate_limit: r.rate_limit,
+            metadata: parse_json("endpoint metadata", &r.metadata)?,
+            headers: parse_json("endpoint headers", &r.headers)?,
+            secret: parse_secret(&r.secret)?,
+            previous_secret,
+            created_at: from_ms(r.created_at),
+            updated_at: from_ms(r.updated_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct EventTypeRow {
+    pub(super) name: String,
+    pub(super) description: String,
+    pub(super) archived: bool,
+    pub(super) deprecated: bool,
+    pub(super) schemas: Option<String>,
+    pub(super) group_name: Option<String>,
+    pub(super) feature_flags: Option<String>,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+}
+
+impl TryFrom<EventTypeRow> for EventType {
+    type Error = StoreError;
+    fn try_from(r: EventTypeRow) -> StoreResult<Self> {
+        Ok(Self {
+            name: r.name,
+            description: r.description,
+            archived: r.archived,
+            deprecated: r.deprecated,
+            schemas: parse_opt_json("event type schemas", r.schemas)?,
+            group_name: r.group_name,
+            feature_flags: parse_opt_json("event type featureFlags", r.feature_flags)?,
+            created_at: from_ms(r.created_at),
+            updated_at: from_ms(r.updated_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct MessageRow {
+    pub(super) id: String,
+    pub(super) app_id: String,
+    pub(super) event_type: String,
+    pub(super) event_id: Option<String>,
+    pub(super) payload: String,
+    pub(super) channels: Option<String>,
+    pub(super) tags: Option<String>,
+    pub(super) created_at: i64,
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = StoreError;
+    fn try_from(r: MessageRow) -> StoreResult<Self> {
+        Ok(Self {
+            id: MessageId::from_trusted(r.id),
+            app_id: AppId::from_trusted(r.app_id),
+            event_type: r.event_type,
+            event_id: r.event_id,
+            payload: r.payload.into(),
+            channels: parse_opt_json("message channels", r.channels)?,
+            tags: parse_opt_json("message tags", r.tags)?,
+            created_at: from_ms(r.created_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct AttemptRow {
+    pub(super) id: String,
+    pub(super) msg_id: String,
+    pub(super) endpoint_id: String,
+    pub(super) url: String,
+    pub(super) status: i64,
+    pub(super) response_status_code: i64,
+    pub(super) response: String,
+    pub(super) response_duration_ms: i64,
+    pub(super) trigger_type: i64,
+    pub(super) created_at: i64,
+}
+
+impl TryFrom<AttemptRow> for Attempt {
+    type Error = StoreError;
+    fn try_from(r: AttemptRow) -> StoreResult<Self> {
+        Ok(Self {
+            id: AttemptId::from_trusted(r.id),
+            msg_id: MessageId::from_trusted(r.msg_id),
+            endpoint_id: EndpointId::from_trusted(r.endpoint_id),
+            url: r.url,
+            status: DeliveryStatus::from_code(r.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("attempt status {}", r.status)))?,
+            response_status_code: r.response_status_code,
+            response: r.response,
+            response_duration_ms: r.response_duration_ms,
+            trigger_type: TriggerType::from_code(r.trigger_type),
+            created_at: from_ms(r.created_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct JobRow {
+    pub(super) delivery_id: String,
+    pub(super) lease_token: i64,
+    pub(super) msg_id: String,
+    pub(super) app_id: String,
+    pub(super) attempts: i64,
+    pub(super) trigger_type: i64,
+    pub(super) payload: String,
+    #[sqlx(flatten)]
+    pub(super) endpoint: EndpointRow,
+}
+
+impl JobRow {
+    /// The job as claimed at `now`: which secrets sign depends on the time.
+    pub(super) fn into_job(self, now: DateTime<Utc>) -> StoreResult<DeliveryJob> {
+        let endpoint = Endpoint::try_from(self.endpoint)?;
+        Ok(DeliveryJob {
+            delivery_id: DeliveryId::from_trusted(self.delivery_id),
+            lease_token: self.lease_token,
+            msg_id: MessageId::from_trusted(self.msg_id),
+            app_id: AppId::from_trusted(self.app_id),
+            endpoint_disabled: endpoint.disabled,
+            secrets: endpoint.signing_secrets(now),
+            url: endpoint.url,
+            headers: endpoint.headers,
+            endpoint_id: endpoint.id,
+            payload: self.payload.into(),
+            attempts_made: u32::try_from(self.attempts).unwrap_or(0),
+            trigger_type: TriggerType::from_code(self.trigger_type),
+        })
+    }
+}
+
+pub(super) fn collect<R, T>(rows: Vec<R>) -> StoreResult<Vec<T>>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
+
+pub(super) fn uid_conflict(e: sqlx::Error, what: &str) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict(what.to_owned())
+    } else {
+        StoreError::Database(e)
+    }
+}
+
+pub(super) const ENDPOINT_COLUMNS: &str = "e.id, e.app_id, e.uid, e.url, e.description, e.filter_types, e.channels, \
+     e.disabled, e.rate_limit, e.metadata, e.headers, e.secret, e.previous_secret, \
+     e.previous_secret_expires_at, e.created_at, e.updated_at";
+
+pub(super) fn push_in<'a, DB>(qb: &mut QueryBuilder<'a, DB>, column: &str, values: &[String])
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if values.is_empty() {
+        return;
+    }
+    qb.push(format_args!(" AND {column} IN ("));
+    let mut list = qb.separated(", ");
+    for v in values {
+        list.push_bind(v.clone());
+    }
+    list.push_unseparated(")");
+}
+
+/// The attempt-list filters, shared by both backends' queries.
+pub(super) fn push_attempt_filter<'a, DB>(qb: &mut QueryBuilder<'a, DB>, filter: &'a AttemptFilter)
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if let Some(ep) = &filter.endpoint_id {
+        qb.push(" AND a.endpoint_id = ").push_bind(ep.as_str().to_owned());
+    }
+    if let Some(msg) = &filter.msg_id {
+        qb.push(" AND a.msg_id = ").push_bind(msg.as_str().to_owned());
+    }
+    if let Some(status) = filter.status {
+        qb.push(" AND a.status = ").push_bind(status);
+    }
+    if let Some(class) = filter.status_code_class {
+        if class == 0 {
+            qb.push(" AND (a.response_status_code < 100 OR a.response_status_code >= 600)");
+        } else {
+            qb.push(" AND a.response_status_code >= ")
+                .push_bind(class)
+                .push(" AND a.response_status_code < ")
+                .push_bind(class + 100);
+        }
+    }
+    if let Some(before) = filter.before {
+        qb.push(" AND a.created_at < ").push_bind(ms(before));
+    }
+    if let Some(after) = filter.after {
+        qb.push(" AND a.created_at > ").push_bind(ms(after));
+    }
+    if !filter.event_types.is_empty() {
+        qb.push(" AND a.msg_id IN (SELECT id FROM messages WHERE 1 = 1");
+        push_in(qb, "event_type", &filter.event_types);
+        qb.push(")");
+    }
+}
+
+/// Reads a stored idempotency row: answered, or still being handled.
+pub(super) fn idempotency_state(row: Option<(Option<i64>, Option<Vec<u8>>)>) -> IdempotencyState {
+    match row {
+        Some((Some(status), body)) => IdempotencyState::Done {
+            status: u16::try_from(status).unwrap_or(500),
+            body: body.unwrap_or_default(),
+        },
+        // Vanished between the insert and the read: treat as in progress, the client retries.
+        _ => IdempotencyState::InProgress,
+    }
+}
