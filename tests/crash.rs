@@ -5,54 +5,21 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::process::Node;
 use common::{Receiver, TOKEN};
 use reqwest::StatusCode;
 use serde_json::json;
-
-/// Starts `herald serve` on a free port and waits for it to listen.
-fn start_herald(data: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("serve")
-        .env("HERALD_LISTEN", "127.0.0.1:0")
-        .env(
-            "HERALD_DATABASE_URL",
-            format!("sqlite://{}", data.join("herald.db").display()),
-        )
-        .env("HERALD_ADMIN_TOKEN", TOKEN)
-        .env("HERALD_ALLOW_HTTP", "true")
-        .env("HERALD_ALLOWED_TARGET_NETWORKS", "127.0.0.0/8")
-        .env("HERALD_RETRY_SCHEDULE", "100ms,200ms,400ms,800ms")
-        .env("HERALD_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("herald starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let address = loop {
-        let line = lines
-            .next()
-            .expect("herald printed its address before exiting")
-            .expect("log line");
-        if let Some(rest) = line.split("address=").nth(1) {
-            break rest.split_whitespace().next().expect("address").to_owned();
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{address}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_publishing_loses_no_accepted_message() {
     let data = tempfile::tempdir().unwrap();
     // Slow answers keep deliveries in flight when the process dies.
     let receiver = Receiver::slow(Duration::from_millis(50)).await;
-    let (mut herald, base) = start_herald(data.path());
+    let db = format!("sqlite://{}", data.path().join("herald.db").display());
+    let mut herald = Node::start(&db, &[]);
+    let base = herald.base.clone();
     let http = reqwest::Client::new();
     let app: serde_json::Value = http
         .post(format!("{base}/api/v1/app"))
@@ -103,8 +70,7 @@ async fn kill_9_while_publishing_loses_no_accepted_message() {
     while let Some(id) = accepted_rx.recv().await {
         accepted.push(id);
         if accepted.len() == 150 {
-            herald.kill().expect("SIGKILL");
-            herald.wait().expect("reaped");
+            herald.kill_9();
         }
     }
     for p in publishers {
@@ -122,7 +88,7 @@ async fn kill_9_while_publishing_loses_no_accepted_message() {
         accepted.len()
     );
 
-    let (mut herald, _base) = start_herald(data.path());
+    let restarted = Node::start(&db, &[]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let counts = loop {
         let mut counts: HashMap<String, usize> = HashMap::new();
@@ -141,15 +107,14 @@ async fn kill_9_while_publishing_loses_no_accepted_message() {
         // Wake on the next arrival rather than after a fixed sleep.
         receiver.next_arrival(Duration::from_millis(200)).await;
     };
-    herald.kill().expect("stop");
-    herald.wait().expect("reaped");
+    drop(restarted);
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
-    eprintln!(
+    common::report(&format!(
         "kill -9: {} accepted, {} delivered before the kill, all delivered after restart, {} duplicates (in flight at the kill)",
         accepted.len(),
         delivered_before_restart,
         duplicates
-    );
+    ));
     // At-least-once: a duplicate can only come from a delivery in flight at the kill.
     assert!(
         duplicates <= 256,

@@ -82,9 +82,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => Self::Conflict(what),
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => {
-                Self::Unavailable
-            }
+            e if e.is_unavailable() => Self::Unavailable,
             other => Self::Internal(other.to_string()),
         }
     }

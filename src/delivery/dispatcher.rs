@@ -24,6 +24,8 @@ use crate::store::{Attempt, DeliveryJob, NextStep, Store};
 const IDLE_CHECK: Duration = Duration::from_secs(30);
 /// Pause after a store error before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// Tries at recording an attempt while the database is unreachable.
+const RECORD_TRIES: u32 = 4;
 /// Most deliveries claimed in one transaction.
 const CLAIM_BATCH: usize = 128;
 
@@ -193,12 +195,32 @@ impl Dispatcher {
             tracing::warn!(msg_id = %job.msg_id, endpoint_id = %job.endpoint_id, attempts = attempts_made,
                 "delivery exhausted its retries");
         }
-        if let Err(e) = inner.store.complete_attempt(&job, &attempt, next).await {
-            // The lease will expire and the delivery be tried again: at least once.
-            tracing::error!(error = %e, msg_id = %job.msg_id, "recording an attempt failed");
-        }
+        self.record(&job, &attempt, next).await;
         // A retry may now be due sooner than the dispatcher's current nap.
         self.wake();
+    }
+}
+
+impl Dispatcher {
+    /// Records an attempt, riding out a short database outage: if it cannot
+    /// be recorded, the lease expires and the delivery is sent again.
+    async fn record(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) {
+        let mut pause = Duration::from_millis(100);
+        for tries_left in (0..RECORD_TRIES).rev() {
+            match self.inner.store.complete_attempt(job, attempt, next).await {
+                Ok(()) => return,
+                Err(e) if e.is_unavailable() && tries_left > 0 => {
+                    tracing::warn!(error = %e, msg_id = %job.msg_id, "recording an attempt failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, msg_id = %job.msg_id,
+                        "recording an attempt failed; it will be sent again when its lease expires");
+                    return;
+                }
+            }
+        }
     }
 }
 

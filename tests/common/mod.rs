@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod process;
 pub mod receiver;
 
 use std::time::Duration;
@@ -17,6 +18,13 @@ use tokio_util::sync::CancellationToken;
 pub use receiver::Receiver;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
+
+/// Prints past the test harness's capture, so a skip notice or a measured
+/// figure shows in a plain `cargo test` run even when the test passes.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
 
 /// Where a test keeps its data. Every black-box test runs on both.
 #[derive(Debug, Clone)]
@@ -56,7 +64,10 @@ macro_rules! on_both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     if let Some(backend) = $crate::common::Backend::postgres().await {
-                        super::$name(backend).await
+                        super::$name(backend.clone()).await;
+                        if let $crate::common::Backend::Postgres(url) = backend {
+                            $crate::common::pg::drop_database(&url).await;
+                        }
                     }
                 }
             )*

@@ -27,7 +27,13 @@ pub async fn fresh_database() -> Option<String> {
             if std::env::var("HERALD_REQUIRE_POSTGRES").as_deref() == Ok("1") {
                 panic!("PostgreSQL is required (HERALD_REQUIRE_POSTGRES=1) but {admin} is unreachable: {e}");
             }
-            eprintln!("SKIPPED: PostgreSQL test variant: {admin} is unreachable ({e}). See README, 'PostgreSQL'.");
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                super::report(&format!(
+                    "SKIPPED: the PostgreSQL variants of these tests: {admin} is unreachable ({e}). \
+                     README, 'PostgreSQL', says how to start one."
+                ))
+            });
             return None;
         }
     };

@@ -1,0 +1,366 @@
+//! The store contract: every backend must pass these, in the same words.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::Backend;
+use herald::config::{Config, Settings};
+use herald::domain::ids::{AppId, AttemptId, EndpointId, MessageId};
+use herald::domain::secret::EndpointSecret;
+use herald::domain::status::{DeliveryStatus, TriggerType};
+use herald::store::{
+    Application, Attempt, DeliveryJob, Endpoint, IdempotencyState, Message, NextStep, Order, Page, Store, StoreError,
+};
+
+/// A store on `backend`, with the temp dir that holds its file (if any).
+async fn open(backend: &Backend) -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        database_url: Some(backend.database_url(dir.path())),
+        ..Default::default()
+    };
+    let config = Config::load(&settings, None).unwrap();
+    (herald::store::open(&config).await.unwrap(), dir)
+}
+
+fn app(uid: Option<&str>) -> Application {
+    let now = herald::store::now();
+    Application {
+        id: AppId::generate(),
+        uid: uid.map(str::to_owned),
+        name: "Acme".into(),
+        rate_limit: None,
+        metadata: Default::default(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn endpoint(app: &AppId, types: Option<&[&str]>) -> Endpoint {
+    let now = herald::store::now();
+    Endpoint {
+        id: EndpointId::generate(),
+        app_id: app.clone(),
+        uid: None,
+        url: "https://example.com/hook".into(),
+        description: String::new(),
+        filter_types: types.map(|t| t.iter().map(|s| s.to_string()).collect()),
+        channels: None,
+        disabled: false,
+        rate_limit: None,
+        metadata: Default::default(),
+        headers: Default::default(),
+        secret: EndpointSecret::generate(),
+        previous_secret: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn message(app: &AppId, event_type: &str, event_id: Option<&str>) -> Message {
+    Message {
+        id: MessageId::generate(),
+        app_id: app.clone(),
+        event_type: event_type.into(),
+        event_id: event_id.map(str::to_owned),
+        payload: Arc::from(r#"{"a": 1}"#),
+        channels: None,
+        tags: None,
+        created_at: herald::store::now(),
+    }
+}
+
+fn attempt(job: &DeliveryJob, ok: bool) -> Attempt {
+    Attempt {
+        id: AttemptId::generate(),
+        msg_id: job.msg_id.clone(),
+        endpoint_id: job.endpoint_id.clone(),
+        url: job.url.clone(),
+        response: String::new(),
+        response_status_code: if ok { 200 } else { 500 },
+        response_duration_ms: 1,
+        status: if ok {
+            DeliveryStatus::Success
+        } else {
+            DeliveryStatus::Fail
+        },
+        trigger_type: TriggerType::Scheduled,
+        created_at: herald::store::now(),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// An app with one endpoint that takes everything.
+async fn app_with_endpoint(store: &dyn Store) -> (Application, Endpoint) {
+    let a = app(None);
+    store.create_app(&a).await.unwrap();
+    let e = endpoint(&a.id, None);
+    store.create_endpoint(&e).await.unwrap();
+    (a, e)
+}
+
+async fn applications_are_found_by_id_or_uid_and_uids_are_unique(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let a = app(Some("acme"));
+    store.create_app(&a).await.unwrap();
+    assert_eq!(store.get_app("acme").await.unwrap().unwrap().id, a.id);
+    assert_eq!(store.get_app(a.id.as_str()).await.unwrap().unwrap().name, "Acme");
+    let clash = store.create_app(&app(Some("acme"))).await.unwrap_err();
+    assert!(matches!(clash, StoreError::Conflict(_)), "{clash:?}");
+    assert!(store.delete_app(&a.id).await.unwrap());
+    assert!(store.get_app("acme").await.unwrap().is_none());
+}
+
+async fn lists_page_in_either_order(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let a = app(None);
+        store.create_app(&a).await.unwrap();
+        ids.push(a.id);
+    }
+    let page = |beyond: Option<&AppId>, order| Page {
+        limit: 2,
+        beyond: beyond.map(|b| b.to_string()),
+        order,
+    };
+    let got: Vec<AppId> = store
+        .list_apps(&page(Some(&ids[1]), Order::Ascending))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(got, ids[2..4]);
+    let got: Vec<AppId> = store
+        .list_apps(&page(Some(&ids[3]), Order::Descending))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(got, vec![ids[2].clone(), ids[1].clone()]);
+}
+
+async fn publishing_creates_one_delivery_per_matching_endpoint(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let a = app(None);
+    store.create_app(&a).await.unwrap();
+    store.create_endpoint(&endpoint(&a.id, None)).await.unwrap();
+    store
+        .create_endpoint(&endpoint(&a.id, Some(&["ticket.created"])))
+        .await
+        .unwrap();
+    store
+        .create_endpoint(&endpoint(&a.id, Some(&["sla.at_risk"])))
+        .await
+        .unwrap();
+    let mut off = endpoint(&a.id, None);
+    off.disabled = true;
+    store.create_endpoint(&off).await.unwrap();
+
+    assert_eq!(
+        store
+            .publish(&message(&a.id, "ticket.created", Some("evt-1")))
+            .await
+            .unwrap(),
+        2
+    );
+    // A duplicate eventId is refused and leaves nothing behind.
+    let dup = store
+        .publish(&message(&a.id, "ticket.created", Some("evt-1")))
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup:?}");
+    let jobs = store.claim_due(Utc::now(), 100, LEASE).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(&*jobs[0].payload, r#"{"a": 1}"#, "the payload is kept byte for byte");
+    assert!(
+        store.get_message(&a.id, "evt-1").await.unwrap().is_some(),
+        "found by eventId"
+    );
+}
+
+async fn a_claimed_delivery_is_leased_until_it_completes_or_the_lease_ends(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, _) = app_with_endpoint(store.as_ref()).await;
+    store.publish(&message(&a.id, "ticket.created", None)).await.unwrap();
+
+    let now = Utc::now();
+    let jobs = store.claim_due(now, 10, LEASE).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert!(
+        store.claim_due(now, 10, LEASE).await.unwrap().is_empty(),
+        "leased: nobody else gets it"
+    );
+
+    // The lease ends (its holder died): another claimer takes it over.
+    let later = now + LEASE + Duration::from_millis(1);
+    let taken_over = store.claim_due(later, 10, LEASE).await.unwrap();
+    assert_eq!(taken_over.len(), 1);
+    assert_eq!(taken_over[0].delivery_id, jobs[0].delivery_id);
+
+    // The first holder's late result is recorded but moves nothing on.
+    let retry_at = later + Duration::from_secs(60);
+    store
+        .complete_attempt(&jobs[0], &attempt(&jobs[0], false), NextStep::RetryAt(retry_at))
+        .await
+        .unwrap();
+    store
+        .complete_attempt(&taken_over[0], &attempt(&taken_over[0], true), NextStep::Succeeded)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.next_due_at().await.unwrap(),
+        None,
+        "succeeded: nothing left to do"
+    );
+    let history = store
+        .list_attempts(
+            &a.id,
+            &Default::default(),
+            &Page {
+                limit: 10,
+                beyond: None,
+                order: Order::Ascending,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2, "both attempts are in the history");
+}
+
+async fn a_failed_attempt_comes_due_again_at_its_retry_time(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, _) = app_with_endpoint(store.as_ref()).await;
+    store.publish(&message(&a.id, "ticket.created", None)).await.unwrap();
+    let now = Utc::now();
+    let job = store.claim_due(now, 10, LEASE).await.unwrap().remove(0);
+    let retry_at = herald::store::now() + Duration::from_secs(300);
+    store
+        .complete_attempt(&job, &attempt(&job, false), NextStep::RetryAt(retry_at))
+        .await
+        .unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), Some(retry_at));
+    assert!(store.claim_due(now, 10, LEASE).await.unwrap().is_empty());
+    let again = store.claim_due(retry_at, 10, LEASE).await.unwrap();
+    assert_eq!(again[0].attempts_made, 1);
+    store
+        .complete_attempt(&again[0], &attempt(&again[0], false), NextStep::Exhausted)
+        .await
+        .unwrap();
+    assert_eq!(store.next_due_at().await.unwrap(), None, "exhausted: not due again");
+}
+
+async fn concurrent_claimers_never_get_the_same_delivery(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, _) = app_with_endpoint(store.as_ref()).await;
+    for _ in 0..200 {
+        store.publish(&message(&a.id, "ticket.created", None)).await.unwrap();
+    }
+    let now = Utc::now();
+    let claimers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let jobs = store.claim_due(now, 7, LEASE).await.unwrap();
+                    if jobs.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(jobs.into_iter().map(|j| j.delivery_id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for c in claimers {
+        all.extend(c.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(all.len(), 200, "every delivery claimed");
+    assert_eq!(unique.len(), 200, "none claimed twice");
+}
+
+async fn idempotency_keys_replay_the_first_answer(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let now = Utc::now();
+    let ttl = Duration::from_secs(3600);
+    assert!(matches!(
+        store.idempotency_begin("k", now, ttl).await.unwrap(),
+        IdempotencyState::New
+    ));
+    assert!(matches!(
+        store.idempotency_begin("k", now, ttl).await.unwrap(),
+        IdempotencyState::InProgress
+    ));
+    store.idempotency_finish("k", 202, b"{\"id\":1}").await.unwrap();
+    match store.idempotency_begin("k", now, ttl).await.unwrap() {
+        IdempotencyState::Done { status, body } => assert_eq!((status, body.as_slice()), (202, &b"{\"id\":1}"[..])),
+        other => panic!("expected a replay, got {other:?}"),
+    }
+    // Expired keys start over; abandoned keys can be retried.
+    let later = now + ttl + Duration::from_secs(1);
+    assert!(matches!(
+        store.idempotency_begin("k", later, ttl).await.unwrap(),
+        IdempotencyState::New
+    ));
+    store.idempotency_abandon("k").await.unwrap();
+    assert!(matches!(
+        store.idempotency_begin("k", later, ttl).await.unwrap(),
+        IdempotencyState::New
+    ));
+}
+
+async fn only_a_private_database_releases_every_lease_at_start(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, _) = app_with_endpoint(store.as_ref()).await;
+    store.publish(&message(&a.id, "ticket.created", None)).await.unwrap();
+    let now = Utc::now();
+    store.claim_due(now, 10, LEASE).await.unwrap();
+    let released = store.release_orphaned_leases(now).await.unwrap();
+    let reclaimed = store.claim_due(now, 10, LEASE).await.unwrap();
+    if store.is_shared() {
+        assert_eq!(
+            (released, reclaimed.len()),
+            (0, 0),
+            "other nodes may hold leases: leave them"
+        );
+    } else {
+        assert_eq!(
+            (released, reclaimed.len()),
+            (1, 1),
+            "no other process can hold a lease on SQLite"
+        );
+    }
+}
+
+on_both_backends!(
+    applications_are_found_by_id_or_uid_and_uids_are_unique,
+    lists_page_in_either_order,
+    publishing_creates_one_delivery_per_matching_endpoint,
+    a_claimed_delivery_is_leased_until_it_completes_or_the_lease_ends,
+    a_failed_attempt_comes_due_again_at_its_retry_time,
+    concurrent_claimers_never_get_the_same_delivery,
+    idempotency_keys_replay_the_first_answer,
+    only_a_private_database_releases_every_lease_at_start,
+);
+
+#[tokio::test]
+async fn a_second_process_on_the_same_sqlite_file_is_refused() {
+    let (_store, dir) = open(&Backend::Sqlite).await;
+    let settings = Settings {
+        database_url: Some(Backend::Sqlite.database_url(dir.path())),
+        ..Default::default()
+    };
+    let config = Config::load(&settings, None).unwrap();
+    let err = herald::store::open(&config).await.err().expect("refused");
+    assert!(matches!(err, StoreError::Locked(_)), "{err:?}");
+    assert!(err.to_string().contains("another Herald process"), "{err}");
+}
