@@ -14,29 +14,6 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-async fn create_app_and_endpoint(http: &reqwest::Client, base: &str, receiver: &Receiver) -> String {
-    let app: serde_json::Value = http
-        .post(format!("{base}/api/v1/app"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "Acme"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let app_id = app["id"].as_str().unwrap().to_owned();
-    let ep = http
-        .post(format!("{base}/api/v1/app/{app_id}/endpoint"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"url": receiver.url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ep.status(), StatusCode::CREATED);
-    app_id
-}
-
 /// What happened to the publishes: accepted ids, and every refusal's status.
 struct Published {
     accepted: Vec<String>,
@@ -155,7 +132,7 @@ async fn three_nodes_share_the_work_and_survive_the_death_of_one() {
     let mut victim = nodes.into_iter();
     let (survivor_a, survivor_b, mut doomed) = (victim.next().unwrap(), victim.next().unwrap(), victim.next().unwrap());
     let http = reqwest::Client::new();
-    let app_id = create_app_and_endpoint(&http, &survivor_a.base, &receiver).await;
+    let app_id = common::create_app_and_endpoint(&http, &survivor_a.base, &receiver).await;
 
     // Publish through the survivors; the doomed node delivers until it dies.
     let bases = vec![survivor_a.base.clone(), survivor_b.base.clone()];
@@ -211,7 +188,7 @@ async fn cutting_the_database_connections_under_load_loses_nothing() {
         &[("HERALD_REQUEST_TIMEOUT", "2s"), ("HERALD_LEASE_DURATION", "3s")],
     );
     let http = reqwest::Client::new();
-    let app_id = create_app_and_endpoint(&http, &node.base, &receiver).await;
+    let app_id = common::create_app_and_endpoint(&http, &node.base, &receiver).await;
 
     // Every 200 accepted messages, every connection Herald holds is terminated.
     let db_name = url::Url::parse(&db).unwrap().path().trim_start_matches('/').to_owned();
@@ -280,7 +257,7 @@ async fn api_and_worker_nodes_scale_apart() {
     assert_eq!(api_on_worker.status(), StatusCode::NOT_FOUND);
 
     // Published on the API node, delivered by the worker, woken by NOTIFY.
-    let app_id = create_app_and_endpoint(&http, &api.base, &receiver).await;
+    let app_id = common::create_app_and_endpoint(&http, &api.base, &receiver).await;
     let published = publish(&http, std::slice::from_ref(&api.base), &app_id, 20, 4, |_| {}).await;
     assert_eq!(published.accepted.len(), 20);
     let started = tokio::time::Instant::now();

@@ -21,25 +21,7 @@ async fn kill_9_while_publishing_loses_no_accepted_message() {
     let mut herald = Node::start(&db, &[]);
     let base = herald.base.clone();
     let http = reqwest::Client::new();
-    let app: serde_json::Value = http
-        .post(format!("{base}/api/v1/app"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "Acme"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let app_id = app["id"].as_str().unwrap().to_owned();
-    let created = http
-        .post(format!("{base}/api/v1/app/{app_id}/endpoint"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"url": receiver.url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+    let app_id = common::create_app_and_endpoint(&http, &base, &receiver).await;
 
     // Eight publishers; the process is killed once 150 messages are accepted.
     let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::unbounded_channel::<String>();

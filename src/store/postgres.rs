@@ -19,9 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::rows::*;
 use super::*;
-use crate::domain::filter::{Publication, Subscription, matches};
 use crate::domain::ids::DeliveryId;
-use crate::domain::status::{DeliveryStatus, TriggerType};
+use crate::domain::status::TriggerType;
 
 /// The channel nodes use to wake each other. Per database, so separate
 /// deployments on one server never wake each other.
@@ -258,29 +257,17 @@ impl Store for PgStore {
         .await
         .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
 
-        let targets: Vec<(String, Option<String>, Option<String>)> =
+        let targets: Vec<TargetRow> =
             sqlx::query_as("SELECT id, filter_types, channels FROM endpoints WHERE app_id = $1 AND NOT disabled")
                 .bind(msg.app_id.as_str())
                 .fetch_all(&mut *tx)
                 .await?;
-        let publication = Publication {
-            event_type: &msg.event_type,
-            channels: msg.channels.as_deref(),
-        };
         let now = ms(msg.created_at);
-        let mut created = 0;
-        for (endpoint_id, types, channels) in targets {
-            let types: Option<Vec<String>> = parse_opt_json("endpoint filterTypes", types)?;
-            let channels: Option<Vec<String>> = parse_opt_json("endpoint channels", channels)?;
-            let sub = Subscription {
-                event_types: types.as_deref(),
-                channels: channels.as_deref(),
-            };
-            if matches(&sub, &publication) {
-                insert_delivery(&mut tx, msg, &endpoint_id, TriggerType::Scheduled, now).await?;
-                created += 1;
-            }
+        let matched = matching_endpoints(msg, targets)?;
+        for endpoint_id in &matched {
+            insert_delivery(&mut tx, msg, endpoint_id, TriggerType::Scheduled, now).await?;
         }
+        let created = matched.len();
         if created > 0 {
             // Delivered to listeners only when the transaction commits.
             sqlx::query("SELECT pg_notify($1, '')")
@@ -353,11 +340,7 @@ impl Store for PgStore {
     }
 
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
-        let (status, next_at) = match next {
-            NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(ms(at))),
-            NextStep::Succeeded => (DeliveryStatus::Success, None),
-            NextStep::Exhausted => (DeliveryStatus::Fail, None),
-        };
+        let (status, next_at) = delivery_state(next);
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \

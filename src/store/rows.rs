@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::{FromRow, QueryBuilder};
 
 use super::*;
+use crate::domain::filter::{Publication, Subscription, matches};
 use crate::domain::ids::{AttemptId, DeliveryId};
 use crate::domain::secret::EndpointSecret;
 use crate::domain::status::{DeliveryStatus, TriggerType};
@@ -345,5 +346,38 @@ pub(super) fn idempotency_state(row: Option<(Option<i64>, Option<Vec<u8>>)>) -> 
         },
         // Vanished between the insert and the read: treat as in progress, the client retries.
         _ => IdempotencyState::InProgress,
+    }
+}
+
+/// An enabled endpoint's subscription, as read inside the publish transaction.
+pub(super) type TargetRow = (String, Option<String>, Option<String>);
+
+/// The ids of the endpoints, among `targets`, that receive `msg`.
+pub(super) fn matching_endpoints(msg: &Message, targets: Vec<TargetRow>) -> StoreResult<Vec<String>> {
+    let publication = Publication {
+        event_type: &msg.event_type,
+        channels: msg.channels.as_deref(),
+    };
+    let mut matched = Vec::new();
+    for (endpoint_id, types, channels) in targets {
+        let types: Option<Vec<String>> = parse_opt_json("endpoint filterTypes", types)?;
+        let channels: Option<Vec<String>> = parse_opt_json("endpoint channels", channels)?;
+        let sub = Subscription {
+            event_types: types.as_deref(),
+            channels: channels.as_deref(),
+        };
+        if matches(&sub, &publication) {
+            matched.push(endpoint_id);
+        }
+    }
+    Ok(matched)
+}
+
+/// The delivery's next state and due time after an attempt.
+pub(super) fn delivery_state(next: NextStep) -> (DeliveryStatus, Option<i64>) {
+    match next {
+        NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(ms(at))),
+        NextStep::Succeeded => (DeliveryStatus::Success, None),
+        NextStep::Exhausted => (DeliveryStatus::Fail, None),
     }
 }

@@ -17,9 +17,8 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::rows::*;
 use super::*;
-use crate::domain::filter::{Publication, Subscription, matches};
 use crate::domain::ids::DeliveryId;
-use crate::domain::status::{DeliveryStatus, TriggerType};
+use crate::domain::status::TriggerType;
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -276,30 +275,17 @@ impl Store for SqliteStore {
         .await
         .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
 
-        let targets: Vec<(String, Option<String>, Option<String>)> =
+        let targets: Vec<TargetRow> =
             sqlx::query_as("SELECT id, filter_types, channels FROM endpoints WHERE app_id = ? AND disabled = 0")
                 .bind(msg.app_id.as_str())
                 .fetch_all(&mut *tx)
                 .await?;
-        let publication = Publication {
-            event_type: &msg.event_type,
-            channels: msg.channels.as_deref(),
-        };
         let now = ms(msg.created_at);
-        let mut created = 0;
-        for (endpoint_id, types, channels) in targets {
-            let types: Option<Vec<String>> = parse_opt_json("endpoint filterTypes", types)?;
-            let channels: Option<Vec<String>> = parse_opt_json("endpoint channels", channels)?;
-            let sub = Subscription {
-                event_types: types.as_deref(),
-                channels: channels.as_deref(),
-            };
-            if !matches(&sub, &publication) {
-                continue;
-            }
-            insert_delivery(&mut tx, msg, &endpoint_id, TriggerType::Scheduled, now).await?;
-            created += 1;
+        let matched = matching_endpoints(msg, targets)?;
+        for endpoint_id in &matched {
+            insert_delivery(&mut tx, msg, endpoint_id, TriggerType::Scheduled, now).await?;
         }
+        let created = matched.len();
         tx.commit().await?;
         Ok(created)
     }
@@ -366,11 +352,7 @@ impl Store for SqliteStore {
     }
 
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
-        let (status, next_at) = match next {
-            NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(ms(at))),
-            NextStep::Succeeded => (DeliveryStatus::Success, None),
-            NextStep::Exhausted => (DeliveryStatus::Fail, None),
-        };
+        let (status, next_at) = delivery_state(next);
         let mut tx = self.writer.begin().await?;
         // The delivery may have been deleted with its endpoint or message meanwhile.
         sqlx::query(

@@ -270,3 +270,28 @@ pub fn signature_entries_valid(secret: &str, id: &str, ts: &str, body: &[u8], he
         })
         .collect()
 }
+
+/// Over plain HTTP (for nodes run as processes): an application with one
+/// endpoint pointing at `receiver`. Answers the application id.
+pub async fn create_app_and_endpoint(http: &reqwest::Client, base: &str, receiver: &Receiver) -> String {
+    let app: serde_json::Value = http
+        .post(format!("{base}/api/v1/app"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "Acme"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app_id = app["id"].as_str().unwrap().to_owned();
+    let ep = http
+        .post(format!("{base}/api/v1/app/{app_id}/endpoint"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"url": receiver.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ep.status(), StatusCode::CREATED);
+    app_id
+}
