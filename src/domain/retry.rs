@@ -42,10 +42,6 @@ impl RetrySchedule {
         Self::new(delays)
     }
 
-    pub fn delays(&self) -> &[Duration] {
-        &self.0
-    }
-
     /// Total number of attempts the schedule allows.
     pub fn max_attempts(&self) -> u32 {
         self.0.len() as u32 + 1

@@ -61,15 +61,6 @@ impl TriggerType {
     }
 }
 
-/// The class of an HTTP status, as attempt filters use it (0 = no response).
-pub fn status_code_class(code: i64) -> i64 {
-    if (100..600).contains(&code) {
-        code / 100 * 100
-    } else {
-        0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,12 +76,5 @@ mod tests {
             assert_eq!(DeliveryStatus::from_code(s.code()), Some(s));
         }
         assert_eq!(DeliveryStatus::from_code(9), None);
-    }
-
-    #[test]
-    fn status_classes() {
-        assert_eq!(status_code_class(204), 200);
-        assert_eq!(status_code_class(503), 500);
-        assert_eq!(status_code_class(0), 0);
     }
 }
