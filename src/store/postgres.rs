@@ -124,30 +124,17 @@ impl Store for PgStore {
     }
 
     async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO endpoints (id, app_id, uid, url, description, filter_types, channels, disabled, \
-             rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, created_at, updated_at) \
+        let insert = sqlx::query(
+            "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
+             rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, updated_at, id, app_id, \
+             created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(ep.id.as_str())
-        .bind(ep.app_id.as_str())
-        .bind(&ep.uid)
-        .bind(&ep.url)
-        .bind(&ep.description)
-        .bind(opt_json(&ep.filter_types))
-        .bind(opt_json(&ep.channels))
-        .bind(ep.disabled)
-        .bind(ep.rate_limit)
-        .bind(to_json(&ep.metadata))
-        .bind(to_json(&ep.headers))
-        .bind(ep.secret.expose())
-        .bind(ep.previous_secret.as_ref().map(|(s, _)| s.expose().to_owned()))
-        .bind(ep.previous_secret.as_ref().map(|(_, t)| ms(*t)))
-        .bind(ms(ep.created_at))
-        .bind(ms(ep.updated_at))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        );
+        bind_endpoint(insert, ep)
+            .bind(ms(ep.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
         Ok(())
     }
 
@@ -169,29 +156,15 @@ impl Store for PgStore {
     }
 
     async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
-        sqlx::query(
+        let update = sqlx::query(
             "UPDATE endpoints SET uid = $1, url = $2, description = $3, filter_types = $4, channels = $5, \
              disabled = $6, rate_limit = $7, metadata = $8, headers = $9, secret = $10, previous_secret = $11, \
              previous_secret_expires_at = $12, updated_at = $13 WHERE id = $14 AND app_id = $15",
-        )
-        .bind(&ep.uid)
-        .bind(&ep.url)
-        .bind(&ep.description)
-        .bind(opt_json(&ep.filter_types))
-        .bind(opt_json(&ep.channels))
-        .bind(ep.disabled)
-        .bind(ep.rate_limit)
-        .bind(to_json(&ep.metadata))
-        .bind(to_json(&ep.headers))
-        .bind(ep.secret.expose())
-        .bind(ep.previous_secret.as_ref().map(|(s, _)| s.expose().to_owned()))
-        .bind(ep.previous_secret.as_ref().map(|(_, t)| ms(*t)))
-        .bind(ms(ep.updated_at))
-        .bind(ep.id.as_str())
-        .bind(ep.app_id.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        );
+        bind_endpoint(update, ep)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
         Ok(())
     }
 

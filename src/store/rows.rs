@@ -381,3 +381,33 @@ pub(super) fn delivery_state(next: NextStep) -> (DeliveryStatus, Option<i64>) {
         NextStep::Exhausted => (DeliveryStatus::Fail, None),
     }
 }
+
+type BoundQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;
+
+/// Binds an endpoint's settings, then its `id` and `app_id`, in the column
+/// order both backends' INSERT and UPDATE statements list them.
+pub(super) fn bind_endpoint<'q, DB>(q: BoundQuery<'q, DB>, ep: &Endpoint) -> BoundQuery<'q, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(ep.uid.clone())
+        .bind(ep.url.clone())
+        .bind(ep.description.clone())
+        .bind(opt_json(&ep.filter_types))
+        .bind(opt_json(&ep.channels))
+        .bind(ep.disabled)
+        .bind(ep.rate_limit)
+        .bind(to_json(&ep.metadata))
+        .bind(to_json(&ep.headers))
+        .bind(ep.secret.expose().to_owned())
+        .bind(ep.previous_secret.as_ref().map(|(s, _)| s.expose().to_owned()))
+        .bind(ep.previous_secret.as_ref().map(|(_, t)| ms(*t)))
+        .bind(ms(ep.updated_at))
+        .bind(ep.id.to_string())
+        .bind(ep.app_id.to_string())
+}

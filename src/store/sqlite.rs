@@ -142,30 +142,17 @@ impl Store for SqliteStore {
     }
 
     async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO endpoints (id, app_id, uid, url, description, filter_types, channels, disabled, \
-             rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, created_at, updated_at) \
+        let insert = sqlx::query(
+            "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
+             rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, updated_at, id, app_id, \
+             created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(ep.id.as_str())
-        .bind(ep.app_id.as_str())
-        .bind(&ep.uid)
-        .bind(&ep.url)
-        .bind(&ep.description)
-        .bind(opt_json(&ep.filter_types))
-        .bind(opt_json(&ep.channels))
-        .bind(ep.disabled)
-        .bind(ep.rate_limit)
-        .bind(to_json(&ep.metadata))
-        .bind(to_json(&ep.headers))
-        .bind(ep.secret.expose())
-        .bind(ep.previous_secret.as_ref().map(|(s, _)| s.expose().to_owned()))
-        .bind(ep.previous_secret.as_ref().map(|(_, t)| ms(*t)))
-        .bind(ms(ep.created_at))
-        .bind(ms(ep.updated_at))
-        .execute(&self.writer)
-        .await
-        .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        );
+        bind_endpoint(insert, ep)
+            .bind(ms(ep.created_at))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
         Ok(())
     }
 
@@ -187,29 +174,15 @@ impl Store for SqliteStore {
     }
 
     async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
-        sqlx::query(
+        let update = sqlx::query(
             "UPDATE endpoints SET uid = ?, url = ?, description = ?, filter_types = ?, channels = ?, disabled = ?, \
              rate_limit = ?, metadata = ?, headers = ?, secret = ?, previous_secret = ?, previous_secret_expires_at = ?, \
              updated_at = ? WHERE id = ? AND app_id = ?",
-        )
-        .bind(&ep.uid)
-        .bind(&ep.url)
-        .bind(&ep.description)
-        .bind(opt_json(&ep.filter_types))
-        .bind(opt_json(&ep.channels))
-        .bind(ep.disabled)
-        .bind(ep.rate_limit)
-        .bind(to_json(&ep.metadata))
-        .bind(to_json(&ep.headers))
-        .bind(ep.secret.expose())
-        .bind(ep.previous_secret.as_ref().map(|(s, _)| s.expose().to_owned()))
-        .bind(ep.previous_secret.as_ref().map(|(_, t)| ms(*t)))
-        .bind(ms(ep.updated_at))
-        .bind(ep.id.as_str())
-        .bind(ep.app_id.as_str())
-        .execute(&self.writer)
-        .await
-        .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        );
+        bind_endpoint(update, ep)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
         Ok(())
     }
 
