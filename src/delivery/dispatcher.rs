@@ -199,9 +199,7 @@ impl Dispatcher {
         // A retry may now be due sooner than the dispatcher's current nap.
         self.wake();
     }
-}
 
-impl Dispatcher {
     /// Records an attempt, riding out a short database outage: if it cannot
     /// be recorded, the lease expires and the delivery is sent again.
     async fn record(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) {
