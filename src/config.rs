@@ -2,12 +2,14 @@
 //! variables and command-line flags. A bad value stops the start with the key
 //! and the reason.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::domain::profile::{ProfileSpec, Profiles, ServerDefaults, parse_timeout};
 use crate::domain::retry::{RetrySchedule, parse_duration};
 use crate::domain::target::TargetPolicy;
 
@@ -95,6 +97,10 @@ pub struct Config {
     pub db_pool_size: u32,
     pub db_statement_timeout: Duration,
     pub lease_duration: Duration,
+    /// Whether the lease was set rather than derived from the timeouts.
+    lease_explicit: bool,
+    /// Delivery profiles from the file's `[profiles.NAME]` tables, plus `default`.
+    pub profiles: Profiles,
 }
 
 /// Which parts of Herald a node runs.
@@ -134,12 +140,51 @@ const MIN_ADMIN_TOKEN_LEN: usize = 16;
 impl Config {
     /// Defaults suited to a developer's machine: loopback, a local SQLite file.
     pub fn load(cli: &Settings, file: Option<&Path>) -> Result<Self, ConfigError> {
-        let from_file = match file {
+        let (from_file, profiles) = match file {
             Some(path) => read_file(path)?,
-            None => Settings::default(),
+            None => Default::default(),
         };
         let file_label = file.map(|p| p.display().to_string());
-        Self::from_layers(cli, &from_file, file_label.as_deref())
+        let mut config = Self::from_layers(cli, &from_file, file_label.as_deref())?;
+        config.add_profiles(profiles, file_label.as_deref())?;
+        Ok(config)
+    }
+
+    /// Adds the file's profiles; the lease must then outlast the slowest of them.
+    fn add_profiles(
+        &mut self,
+        specs: BTreeMap<String, ProfileSpec>,
+        file_label: Option<&str>,
+    ) -> Result<(), ConfigError> {
+        let defaults = ServerDefaults {
+            retry_schedule: self.retry_schedule.clone(),
+            timeout: self.request_timeout,
+        };
+        self.profiles = Profiles::build(specs, &defaults).map_err(|e| {
+            let key = format!("profiles.{}.{}", e.profile, e.key);
+            invalid(
+                format!(
+                    "{} in {}",
+                    key.trim_end_matches('.'),
+                    file_label.unwrap_or("the config file")
+                ),
+                e.reason,
+            )
+        })?;
+        let slowest = self.profiles.longest_timeout();
+        if self.lease_duration <= slowest {
+            if self.lease_explicit {
+                return Err(invalid(
+                    "lease_duration",
+                    format!(
+                        "must be longer than the slowest profile's timeout ({}), or a slow attempt would be sent twice",
+                        humantime::format_duration(slowest)
+                    ),
+                ));
+            }
+            self.lease_duration = slowest + LEASE_MARGIN;
+        }
+        Ok(())
     }
 
     fn from_layers(top: &Settings, file: &Settings, file_label: Option<&str>) -> Result<Self, ConfigError> {
@@ -184,13 +229,7 @@ impl Config {
             "5s,5m,30m,2h,5h,10h,10h",
             |s| RetrySchedule::parse(s).map_err(|e| e.to_string()),
         )?;
-        let request_timeout = parse_or(get!(request_timeout, "HERALD_REQUEST_TIMEOUT"), "15s", |s| {
-            let d = parse_duration(s).map_err(|e| e.to_string())?;
-            if d.is_zero() || d > Duration::from_secs(300) {
-                return Err("must be between 1ms and 5m".to_owned());
-            }
-            Ok(d)
-        })?;
+        let request_timeout = parse_or(get!(request_timeout, "HERALD_REQUEST_TIMEOUT"), "15s", parse_timeout)?;
         let allow_http = parse_or(get!(allow_http, "HERALD_ALLOW_HTTP"), "false", parse_bool)?;
         let allowed_networks = parse_or(
             get!(allowed_target_networks, "HERALD_ALLOWED_TARGET_NETWORKS"),
@@ -238,20 +277,27 @@ impl Config {
                     d => Ok(d),
                 },
             )?;
-        let default_lease = humantime::format_duration(request_timeout + Duration::from_secs(15)).to_string();
-        let lease_duration =
-            parse_or(
-                get!(lease_duration, "HERALD_LEASE_DURATION"),
-                &default_lease,
-                |s| match parse_duration(s).map_err(|e| e.to_string())? {
-                    d if d <= request_timeout => Err(format!(
-                        "must be longer than the request timeout ({}), or a slow attempt would be sent twice",
-                        humantime::format_duration(request_timeout)
-                    )),
-                    d => Ok(d),
-                },
-            )?;
+        let default_lease = humantime::format_duration(request_timeout + LEASE_MARGIN).to_string();
+        let lease_source = get!(lease_duration, "HERALD_LEASE_DURATION");
+        let lease_explicit = lease_source.is_some();
+        let lease_duration = parse_or(lease_source, &default_lease, |s| {
+            match parse_duration(s).map_err(|e| e.to_string())? {
+                d if d <= request_timeout => Err(format!(
+                    "must be longer than the request timeout ({}), or a slow attempt would be sent twice",
+                    humantime::format_duration(request_timeout)
+                )),
+                d => Ok(d),
+            }
+        })?;
 
+        let profiles = Profiles::build(
+            BTreeMap::new(),
+            &ServerDefaults {
+                retry_schedule: retry_schedule.clone(),
+                timeout: request_timeout,
+            },
+        )
+        .map_err(|e| invalid("profiles", e.to_string()))?;
         Ok(Self {
             listen,
             database,
@@ -269,9 +315,14 @@ impl Config {
             db_pool_size,
             db_statement_timeout,
             lease_duration,
+            lease_explicit,
+            profiles,
         })
     }
 }
+
+/// How much longer than a request timeout a lease lasts by default.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -325,8 +376,12 @@ fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
     Err(format!("'{s}' is neither sqlite://FILE nor postgres://…"))
 }
 
-/// Reads the TOML file into the same text settings the flags produce.
-fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+/// What the file holds: text settings like the flags', and profiles.
+type FileContents = (Settings, BTreeMap<String, ProfileSpec>);
+
+/// Reads the TOML file into the same text settings the flags produce, and
+/// its `[profiles.NAME]` tables.
+fn read_file(path: &Path) -> Result<FileContents, ConfigError> {
     let file_err = |reason: String| ConfigError::File {
         path: path.to_owned(),
         reason,
@@ -334,7 +389,14 @@ fn read_file(path: &Path) -> Result<Settings, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
     let mut s = Settings::default();
+    let mut profiles = BTreeMap::new();
     for (key, value) in table {
+        if key == "profiles" {
+            profiles = value.try_into().map_err(|e: toml::de::Error| {
+                invalid(format!("profiles in {}", path.display()), e.message().to_owned())
+            })?;
+            continue;
+        }
         let text = toml_to_text(&value).ok_or_else(|| {
             invalid(
                 format!("{key} in {}", path.display()),
@@ -365,7 +427,7 @@ fn read_file(path: &Path) -> Result<Settings, ConfigError> {
         };
         *slot = Some(text);
     }
-    Ok(s)
+    Ok((s, profiles))
 }
 
 fn toml_to_text(v: &toml::Value) -> Option<String> {
@@ -463,6 +525,37 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:9001");
         assert_eq!(c.retry_schedule.max_attempts(), 3);
         assert!(c.target_policy.allow_http);
+    }
+
+    #[test]
+    fn profiles_come_from_the_file_and_stretch_the_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(
+            &path,
+            "[profiles.acme]\nsignature = { style = \"hmac-sha256\", header = \"X-Acme-Signature\" }\ntimeout = \"60s\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&Settings::default(), Some(&path)).unwrap();
+        assert_eq!(c.profiles.get("acme").unwrap().timeout, Duration::from_secs(60));
+        assert_eq!(c.profiles.get("default").unwrap().timeout, c.request_timeout);
+        assert_eq!(c.lease_duration, Duration::from_secs(75));
+        let explicit = Settings {
+            lease_duration: Some("30s".into()),
+            ..Default::default()
+        };
+        let e = Config::load(&explicit, Some(&path)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("lease_duration: must be longer than the slowest profile"),
+            "{e}"
+        );
+
+        std::fs::write(&path, "[profiles.acme]\ntimeout = \"soon\"\n").unwrap();
+        let e = Config::load(&Settings::default(), Some(&path)).unwrap_err().to_string();
+        assert!(e.starts_with("profiles.acme.timeout in "), "{e}");
+        std::fs::write(&path, "[profiles.acme]\ncolour = \"red\"\n").unwrap();
+        let e = Config::load(&Settings::default(), Some(&path)).unwrap_err().to_string();
+        assert!(e.starts_with("profiles in ") && e.contains("colour"), "{e}");
     }
 
     #[test]

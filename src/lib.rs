@@ -47,12 +47,19 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     }
     let admin_token_hash = api::auth::admin_token_hash(store.as_ref(), &config).await?;
     let client = delivery::client::build(&config.target_policy, config.request_timeout)?;
-    let dispatcher = Dispatcher::new(store.clone(), config.clone(), client);
+    let dispatcher = Dispatcher::new(store.clone(), config.clone(), client.clone());
 
     let attempts = TaskTracker::new();
     let background = TaskTracker::new();
+    warn_about_unknown_profiles(store.as_ref(), &config).await;
     if config.role.delivers() {
         background.spawn(dispatcher.clone().run(shutdown.clone(), attempts.clone()));
+        background.spawn(delivery::verify::run_reverifier(
+            store.clone(),
+            config.clone(),
+            client.clone(),
+            shutdown.clone(),
+        ));
         let (store, wake, shutdown) = (store.clone(), dispatcher.wake_handle(), shutdown.clone());
         background.spawn(async move { store.forward_wakeups(wake, shutdown).await });
     }
@@ -62,6 +69,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         store,
         config: config.clone(),
         dispatcher,
+        client,
         admin_token_hash,
     };
     let address = listener.local_addr()?;
@@ -83,4 +91,17 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     }
     tracing::info!("Herald stopped");
     Ok(())
+}
+
+/// Profiles named by stored applications and endpoints but missing from the
+/// configuration make their deliveries fail; say so at start.
+async fn warn_about_unknown_profiles(store: &dyn store::Store, config: &Config) {
+    match store.profile_names_in_use().await {
+        Ok(names) => {
+            for name in names.iter().filter(|n| config.profiles.get(n).is_none()) {
+                tracing::warn!(profile = %name, "a profile in use is not configured; its deliveries will fail until it is");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not list the profiles in use"),
+    }
 }

@@ -35,7 +35,7 @@ async fn response_shapes_match_the_svix_api(backend: Backend) {
             json!({"uid": "main", "filterTypes": ["ticket.created"], "description": "Main hook"}),
         )
         .await;
-    insta::assert_json_snapshot!("endpoint_out", ep, {".id" => "[ep id]", ".url" => "[url]", ".createdAt" => "[time]", ".updatedAt" => "[time]"});
+    insta::assert_json_snapshot!("endpoint_out", ep, {".id" => "[ep id]", ".url" => "[url]", ".secret" => "[secret]", ".createdAt" => "[time]", ".updatedAt" => "[time]"});
 
     let et = app
         .post(

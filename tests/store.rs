@@ -9,8 +9,9 @@ use std::time::Duration;
 use chrono::Utc;
 use common::Backend;
 use herald::config::{Config, Settings};
+use herald::domain::format::PayloadFormat;
 use herald::domain::ids::{AppId, AttemptId, EndpointId, MessageId};
-use herald::domain::secret::EndpointSecret;
+use herald::domain::secret::{EndpointSecret, SecretKind};
 use herald::domain::status::{DeliveryStatus, TriggerType};
 use herald::store::{
     Application, Attempt, DeliveryJob, Endpoint, IdempotencyState, Message, NextStep, Order, Page, Store, StoreError,
@@ -35,6 +36,7 @@ fn app(uid: Option<&str>) -> Application {
         name: "Acme".into(),
         rate_limit: None,
         metadata: Default::default(),
+        profile: None,
         created_at: now,
         updated_at: now,
     }
@@ -54,8 +56,13 @@ fn endpoint(app: &AppId, types: Option<&[&str]>) -> Endpoint {
         rate_limit: None,
         metadata: Default::default(),
         headers: Default::default(),
-        secret: EndpointSecret::generate(),
+        secret: EndpointSecret::generate(SecretKind::StandardHmac),
         previous_secret: None,
+        profile: None,
+        verify_token: None,
+        format: PayloadFormat::Raw,
+        disabled_reason: None,
+        reverify_at: None,
         created_at: now,
         updated_at: now,
     }
@@ -78,8 +85,8 @@ fn attempt(job: &DeliveryJob, ok: bool) -> Attempt {
     Attempt {
         id: AttemptId::generate(),
         msg_id: job.msg_id.clone(),
-        endpoint_id: job.endpoint_id.clone(),
-        url: job.url.clone(),
+        endpoint_id: job.endpoint.id.clone(),
+        url: job.endpoint.url.clone(),
         response: String::new(),
         response_status_code: if ok { 200 } else { 500 },
         response_duration_ms: 1,
@@ -341,7 +348,97 @@ async fn only_a_private_database_releases_every_lease_at_start(backend: Backend)
     }
 }
 
+async fn delivery_settings_round_trip_and_reach_the_claimed_job(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let mut a = app(None);
+    a.profile = Some("acme".into());
+    store.create_app(&a).await.unwrap();
+    let mut e = endpoint(&a.id, None);
+    e.secret = EndpointSecret::generate(SecretKind::Ed25519);
+    e.verify_token = Some("tok-123".into());
+    e.format = PayloadFormat::Template(r#"{"t": {{ event_type }}}"#.into());
+    store.create_endpoint(&e).await.unwrap();
+    let mut plain = endpoint(&a.id, None);
+    plain.profile = Some("slack".into());
+    plain.format = PayloadFormat::Slack;
+    store.create_endpoint(&plain).await.unwrap();
+
+    let back = store.get_endpoint(&a.id, e.id.as_str()).await.unwrap().unwrap();
+    assert_eq!(back.secret, e.secret);
+    assert_eq!(back.secret.kind(), SecretKind::Ed25519);
+    assert_eq!(back.verify_token.as_deref(), Some("tok-123"));
+    assert_eq!(back.format, e.format);
+    assert_eq!(
+        store.get_app(a.id.as_str()).await.unwrap().unwrap().profile.as_deref(),
+        Some("acme")
+    );
+    let mut names = store.profile_names_in_use().await.unwrap();
+    names.sort();
+    assert_eq!(names, ["acme", "slack"]);
+
+    let mut msg = message(&a.id, "ticket.created", Some("evt-7"));
+    msg.created_at = herald::store::now();
+    store.publish(&msg).await.unwrap();
+    let jobs = store.claim_due(Utc::now(), 10, LEASE).await.unwrap();
+    let job = jobs.iter().find(|j| j.endpoint.id == e.id).unwrap();
+    assert_eq!(job.event_type, "ticket.created");
+    assert_eq!(job.event_id.as_deref(), Some("evt-7"));
+    assert_eq!(job.msg_created_at, msg.created_at);
+    assert_eq!(job.app_profile.as_deref(), Some("acme"));
+    assert_eq!(job.endpoint.format, e.format);
+}
+
+async fn herald_can_disable_an_endpoint_with_a_reason(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, e) = app_with_endpoint(store.as_ref()).await;
+    store
+        .disable_endpoint(&e.id, "answered 410 Gone", Utc::now())
+        .await
+        .unwrap();
+    let back = store.get_endpoint(&a.id, e.id.as_str()).await.unwrap().unwrap();
+    assert!(back.disabled);
+    assert_eq!(back.disabled_reason.as_deref(), Some("answered 410 Gone"));
+    assert_eq!(
+        store.publish(&message(&a.id, "ticket.created", None)).await.unwrap(),
+        0,
+        "a disabled endpoint gets no new deliveries"
+    );
+}
+
+async fn each_repeat_check_is_claimed_once(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let a = app(None);
+    store.create_app(&a).await.unwrap();
+    let now = herald::store::now();
+    let mut due = endpoint(&a.id, None);
+    due.reverify_at = Some(now - chrono::Duration::seconds(5));
+    store.create_endpoint(&due).await.unwrap();
+    let mut later = endpoint(&a.id, None);
+    later.reverify_at = Some(now + chrono::Duration::hours(1));
+    store.create_endpoint(&later).await.unwrap();
+    let mut never = endpoint(&a.id, None);
+    never.reverify_at = None;
+    store.create_endpoint(&never).await.unwrap();
+
+    let found = store.endpoints_to_reverify(now, 10).await.unwrap();
+    assert_eq!(
+        found.iter().map(|(e, _)| e.id.clone()).collect::<Vec<_>>(),
+        [due.id.clone()]
+    );
+    let seen = due.reverify_at.unwrap();
+    let next = Some(now + chrono::Duration::hours(24));
+    assert!(store.claim_reverify(&due.id, seen, next).await.unwrap());
+    assert!(
+        !store.claim_reverify(&due.id, seen, next).await.unwrap(),
+        "a second node loses"
+    );
+    assert!(store.endpoints_to_reverify(now, 10).await.unwrap().is_empty());
+}
+
 on_both_backends!(
+    delivery_settings_round_trip_and_reach_the_claimed_job,
+    herald_can_disable_an_endpoint_with_a_reason,
+    each_repeat_check_is_claimed_once,
     applications_are_found_by_id_or_uid_and_uids_are_unique,
     lists_page_in_either_order,
     publishing_creates_one_delivery_per_matching_endpoint,

@@ -13,7 +13,22 @@ use super::extract::{ApiJson, QueryParams, double_option};
 use super::list::{Paging, list_response};
 use crate::domain::ids::AppId;
 use crate::domain::validate::{Problems, check_uid};
+
 use crate::store::{Application, Metadata, Order};
+
+/// A named profile must be configured on this server.
+pub fn check_profile_name(p: &mut Problems, state: &AppState, name: &str) {
+    if state.config.profiles.get(name).is_none() {
+        let known: Vec<&str> = state.config.profiles.names().collect();
+        p.add(
+            &["profile"],
+            format!(
+                "'{name}' is not a configured profile (configured: {})",
+                known.join(", ")
+            ),
+        );
+    }
+}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -23,6 +38,8 @@ pub struct ApplicationIn {
     #[serde(alias = "throttleRate")]
     pub rate_limit: Option<i64>,
     pub metadata: Option<Metadata>,
+    /// Herald: the delivery profile of this application's endpoints that name none.
+    pub profile: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -36,6 +53,9 @@ pub struct ApplicationPatch {
     #[schema(value_type = Option<i64>)]
     pub rate_limit: Option<Option<i64>>,
     pub metadata: Option<Metadata>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub profile: Option<Option<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -47,6 +67,8 @@ pub struct ApplicationOut {
     pub rate_limit: Option<i64>,
     pub throttle_rate: Option<i64>,
     pub metadata: Metadata,
+    /// Herald: the delivery profile; `null` means `default`.
+    pub profile: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -62,14 +84,24 @@ impl From<Application> for ApplicationOut {
             rate_limit: a.rate_limit,
             throttle_rate: a.rate_limit,
             metadata: a.metadata,
+            profile: a.profile,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
     }
 }
 
-fn check(name: &str, uid: Option<&str>, rate_limit: Option<i64>) -> ApiResult<()> {
+fn check(
+    state: &AppState,
+    name: &str,
+    uid: Option<&str>,
+    rate_limit: Option<i64>,
+    profile: Option<&str>,
+) -> ApiResult<()> {
     let mut p = Problems::default();
+    if let Some(profile) = profile {
+        check_profile_name(&mut p, state, profile);
+    }
     if name.trim().is_empty() || name.len() > 256 {
         p.add(&["name"], "must be 1 to 256 characters long");
     }
@@ -112,7 +144,13 @@ pub async fn create_app(
     q: QueryParams,
     ApiJson(input): ApiJson<ApplicationIn>,
 ) -> ApiResult<(StatusCode, Json<ApplicationOut>)> {
-    check(&input.name, input.uid.as_deref(), input.rate_limit)?;
+    check(
+        &state,
+        &input.name,
+        input.uid.as_deref(),
+        input.rate_limit,
+        input.profile.as_deref(),
+    )?;
     if q.bool("get_if_exists")?
         && let Some(uid) = &input.uid
         && let Some(existing) = state.store.get_app(uid).await?
@@ -126,6 +164,7 @@ pub async fn create_app(
         name: input.name,
         rate_limit: input.rate_limit,
         metadata: input.metadata.unwrap_or_default(),
+        profile: input.profile,
         created_at: now,
         updated_at: now,
     };
@@ -150,7 +189,13 @@ pub async fn put_app(
     Path(app_id): Path<String>,
     ApiJson(input): ApiJson<ApplicationIn>,
 ) -> ApiResult<(StatusCode, Json<ApplicationOut>)> {
-    check(&input.name, input.uid.as_deref(), input.rate_limit)?;
+    check(
+        &state,
+        &input.name,
+        input.uid.as_deref(),
+        input.rate_limit,
+        input.profile.as_deref(),
+    )?;
     let now = crate::store::now();
     match state.store.get_app(&app_id).await? {
         Some(mut app) => {
@@ -158,6 +203,7 @@ pub async fn put_app(
             app.uid = input.uid.or(app.uid);
             app.rate_limit = input.rate_limit;
             app.metadata = input.metadata.unwrap_or_default();
+            app.profile = input.profile;
             app.updated_at = now;
             state.store.update_app(&app).await?;
             Ok((StatusCode::OK, Json(app.into())))
@@ -167,13 +213,14 @@ pub async fn put_app(
                 return Err(ApiError::NotFound("application"));
             }
             let uid = input.uid.unwrap_or(app_id);
-            check("x", Some(&uid), None)?;
+            check(&state, "x", Some(&uid), None, None)?;
             let app = Application {
                 id: AppId::generate(),
                 uid: Some(uid),
                 name: input.name,
                 rate_limit: input.rate_limit,
                 metadata: input.metadata.unwrap_or_default(),
+                profile: input.profile,
                 created_at: now,
                 updated_at: now,
             };
@@ -205,7 +252,16 @@ pub async fn patch_app(
     if let Some(metadata) = patch.metadata {
         app.metadata = metadata;
     }
-    check(&app.name, app.uid.as_deref(), app.rate_limit)?;
+    if let Some(profile) = patch.profile {
+        app.profile = profile;
+    }
+    check(
+        &state,
+        &app.name,
+        app.uid.as_deref(),
+        app.rate_limit,
+        app.profile.as_deref(),
+    )?;
     app.updated_at = crate::store::now();
     state.store.update_app(&app).await?;
     Ok(Json(app.into()))

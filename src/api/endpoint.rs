@@ -7,17 +7,22 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::app::find_app;
+use super::app::{check_profile_name, find_app};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, double_option};
 use super::list::{Paging, list_response};
+use crate::domain::format::PayloadFormat;
+use crate::domain::headers::{is_reserved, is_sensitive};
 use crate::domain::ids::{AppId, EndpointId};
-use crate::domain::secret::EndpointSecret;
+use crate::domain::profile::{Profile, SecretReveal, VerifyMethod};
+use crate::domain::secret::{EndpointSecret, SecretKind};
+use crate::domain::signature::SignatureStyle;
 use crate::domain::validate::{Problems, check_channels, check_event_types, check_uid};
-use crate::store::{Endpoint, Metadata, Order};
+use crate::store::{Application, Endpoint, Metadata, Order};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -29,7 +34,9 @@ pub struct EndpointIn {
     pub filter_types: Option<Vec<String>>,
     pub channels: Option<Vec<String>>,
     pub disabled: Option<bool>,
-    /// `whsec_` + base64 of 24–64 bytes; generated when omitted.
+    /// Generated when omitted. Its form follows the profile: `whsec_` +
+    /// base64 of 24–64 bytes (Standard Webhooks HMAC), a `whsk_` Ed25519 key,
+    /// or plain text of 16+ characters (a product's own HMAC header).
     pub secret: Option<String>,
     pub uid: Option<String>,
     pub metadata: Option<Metadata>,
@@ -39,6 +46,14 @@ pub struct EndpointIn {
     pub rate_limit: Option<i64>,
     /// Accepted for compatibility; ignored.
     pub version: Option<i64>,
+    /// Herald: the delivery profile; omit to follow the application's.
+    pub profile: Option<String>,
+    /// Herald: sent as `verifyToken` by the `get-challenge` check.
+    pub verify_token: Option<String>,
+    /// Herald: `raw` (default), `slack` or `template`.
+    pub format: Option<String>,
+    /// Herald: with `format: template`, a template rendered to the JSON body.
+    pub template: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -62,6 +77,16 @@ pub struct EndpointPatch {
     #[schema(value_type = Option<i64>)]
     pub rate_limit: Option<Option<i64>>,
     pub secret: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub profile: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub verify_token: Option<Option<String>>,
+    pub format: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub template: Option<Option<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -80,11 +105,41 @@ pub struct EndpointOut {
     pub rate_limit: Option<i64>,
     pub throttle_rate: Option<i64>,
     pub version: i64,
+    /// Herald: the delivery profile; `null` follows the application's.
+    pub profile: Option<String>,
+    pub verify_token: Option<String>,
+    pub format: String,
+    pub template: Option<String>,
+    /// Herald: why Herald disabled the endpoint (410 Gone, a failed check).
+    pub disabled_reason: Option<String>,
+    /// Herald: only in the answer that creates the endpoint, so that a
+    /// secret shown once is shown at all (the public key for Ed25519).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 list_response!(ListResponseEndpointOut, EndpointOut);
+
+/// Custom headers, as read back: credentials are named, never shown.
+#[derive(Serialize, ToSchema)]
+pub struct EndpointHeadersOut {
+    pub headers: BTreeMap<String, String>,
+    pub sensitive: Vec<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct EndpointHeadersIn {
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Sets the given headers; a `null` value removes one.
+#[derive(Deserialize, ToSchema)]
+pub struct EndpointHeadersPatchIn {
+    #[schema(value_type = BTreeMap<String, Option<String>>)]
+    pub headers: BTreeMap<String, Option<String>>,
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct EndpointSecretOut {
@@ -115,30 +170,22 @@ impl From<Endpoint> for EndpointOut {
             rate_limit: e.rate_limit,
             throttle_rate: e.rate_limit,
             version: 1,
+            profile: e.profile,
+            verify_token: e.verify_token,
+            format: e.format.name().to_owned(),
+            template: e.format.template().map(str::to_owned),
+            disabled_reason: e.disabled_reason,
+            secret: None,
             created_at: e.created_at,
             updated_at: e.updated_at,
         }
     }
 }
 
-/// Headers Herald sets itself; an endpoint may not override them.
-const RESERVED_HEADERS: &[&str] = &[
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "content-type",
-    "content-length",
-    "host",
-    "connection",
-    "transfer-encoding",
-    "user-agent",
-    "te",
-    "upgrade",
-    "keep-alive",
-];
+const MAX_VERIFY_TOKEN_LEN: usize = 256;
 
-/// Checks every field of an endpoint as it will be stored.
-fn check(state: &AppState, ep: &Endpoint) -> ApiResult<()> {
+/// Checks every field of an endpoint as it will be stored, under `profile`.
+fn check(state: &AppState, ep: &Endpoint, profile: Option<&Profile>) -> ApiResult<()> {
     let mut p = Problems::default();
     if let Err(e) = state.config.target_policy.check_url(&ep.url) {
         p.add(&["url"], format!("'{}' {e}", ep.url));
@@ -166,28 +213,151 @@ fn check(state: &AppState, ep: &Endpoint) -> ApiResult<()> {
     {
         p.add(&["rateLimit"], "must be at least 1 (omit it for no limit)");
     }
-    for (name, value) in &ep.headers {
-        let lower = name.to_ascii_lowercase();
+    check_headers(&mut p, &ep.headers, profile);
+    if let Some(name) = &ep.profile {
+        check_profile_name(&mut p, state, name);
+    }
+    if let Some(token) = &ep.verify_token
+        && (token.is_empty() || token.len() > MAX_VERIFY_TOKEN_LEN)
+    {
+        p.add(
+            &["verifyToken"],
+            format!("must be 1 to {MAX_VERIFY_TOKEN_LEN} characters long"),
+        );
+    }
+    if let Some(profile) = profile
+        && profile.verify == VerifyMethod::GetChallenge
+        && ep.verify_token.is_none()
+    {
+        p.add(
+            &["verifyToken"],
+            format!(
+                "is required: profile '{}' checks the endpoint with a GET challenge that carries it",
+                profile.name
+            ),
+        );
+    }
+    p.into_result().map_err(ApiError::Validation)
+}
+
+fn check_headers(p: &mut Problems, headers: &BTreeMap<String, String>, profile: Option<&Profile>) {
+    let profile_headers: Vec<&str> = profile
+        .map(|pr| {
+            let signature = match &pr.signature {
+                SignatureStyle::BodyHmac { header, .. } => Some(header.as_str()),
+                SignatureStyle::StandardWebhooks { .. } => None,
+            };
+            signature.into_iter().chain(pr.event_header.as_deref()).collect()
+        })
+        .unwrap_or_default();
+    for (name, value) in headers {
         if HeaderName::try_from(name.as_str()).is_err() {
             p.add(&["headers", name], "is not a valid header name");
-        } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+        } else if is_reserved(name) || profile_headers.iter().any(|h| h.eq_ignore_ascii_case(name)) {
             p.add(&["headers", name], "is set by Herald and cannot be overridden");
         }
         if HeaderValue::try_from(value.as_str()).is_err() {
             p.add(&["headers", name], "has a value that is not a valid header value");
         }
     }
-    p.into_result().map_err(ApiError::Validation)
 }
 
-fn parse_secret(field: &str, text: Option<String>) -> ApiResult<EndpointSecret> {
-    match text {
-        None => Ok(EndpointSecret::generate()),
-        Some(t) => EndpointSecret::parse(&t).map_err(|e| ApiError::field(&["body", field], e.to_string())),
+/// The profile an endpoint delivers with, or a 422 naming the missing one.
+fn profile_for(state: &AppState, ep: &Endpoint, app: &Application) -> ApiResult<Arc<Profile>> {
+    let name = ep.profile.as_deref().or(app.profile.as_deref());
+    state.config.profiles.resolve(name, None).cloned().ok_or_else(|| {
+        let known: Vec<&str> = state.config.profiles.names().collect();
+        ApiError::field(
+            &["body", "profile"],
+            format!(
+                "'{}' is not a configured profile (configured: {})",
+                name.unwrap_or_default(),
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+/// Parses a given secret, which must suit the profile, or makes one that does.
+fn secret_for(field: &str, text: Option<String>, profile: &Profile) -> ApiResult<EndpointSecret> {
+    let Some(text) = text else {
+        return Ok(EndpointSecret::generate(profile.signature.secret_kind()));
+    };
+    let secret = EndpointSecret::parse(&text).map_err(|e| ApiError::field(&["body", field], e.to_string()))?;
+    if !profile.signature.accepts(&secret) {
+        return Err(ApiError::field(
+            &["body", field],
+            format!(
+                "profile '{}' signs with {}",
+                profile.name,
+                profile.signature.secret_kind().describe()
+            ),
+        ));
+    }
+    Ok(secret)
+}
+
+/// A profile change may call for another kind of secret: the old one could
+/// not sign any more, so a new one is made (read it with `GET …/secret`, or
+/// rotate when the profile shows secrets once).
+fn fit_secret(ep: &mut Endpoint, profile: &Profile) {
+    if !profile.signature.accepts(&ep.secret) {
+        ep.secret = EndpointSecret::generate(profile.signature.secret_kind());
+        ep.previous_secret = None;
     }
 }
 
-fn build(app_id: AppId, input: EndpointIn, secret: EndpointSecret, now: DateTime<Utc>) -> Endpoint {
+fn parse_format(format: Option<&str>, template: Option<&str>) -> ApiResult<PayloadFormat> {
+    PayloadFormat::parse(format, template).map_err(|(field, e)| ApiError::field(&["body", field], e.to_string()))
+}
+
+/// Runs the profile's endpoint check when the URL is new, changed, or
+/// switched back on, and sets when it is next repeated.
+async fn verify(state: &AppState, ep: &mut Endpoint, before: Option<&Endpoint>, profile: &Profile) -> ApiResult<()> {
+    if profile.verify == VerifyMethod::None {
+        ep.reverify_at = None;
+        return Ok(());
+    }
+    let needed = match before {
+        None => true,
+        Some(old) => {
+            old.url != ep.url
+                || old.profile != ep.profile
+                || old.verify_token != ep.verify_token
+                || (old.disabled && !ep.disabled)
+        }
+    };
+    if !needed || ep.disabled {
+        return Ok(());
+    }
+    let outcome = crate::delivery::verify::check(
+        &state.client,
+        &state.config.target_policy,
+        profile,
+        &ep.url,
+        ep.verify_token.as_deref(),
+    )
+    .await;
+    if let Err(reason) = outcome {
+        return Err(ApiError::field(
+            &["body", "url"],
+            format!("the endpoint check failed: {reason}"),
+        ));
+    }
+    ep.reverify_at = profile
+        .reverify_every
+        .and_then(|every| Duration::from_std(every).ok())
+        .map(|every| crate::store::now() + every);
+    Ok(())
+}
+
+fn build(
+    app_id: AppId,
+    input: EndpointIn,
+    secret: EndpointSecret,
+    format: PayloadFormat,
+    now: DateTime<Utc>,
+) -> Endpoint {
     Endpoint {
         id: EndpointId::generate(),
         app_id,
@@ -202,9 +372,67 @@ fn build(app_id: AppId, input: EndpointIn, secret: EndpointSecret, now: DateTime
         headers: input.headers.unwrap_or_default(),
         secret,
         previous_secret: None,
+        profile: input.profile,
+        verify_token: input.verify_token,
+        format,
+        disabled_reason: None,
+        reverify_at: None,
         created_at: now,
         updated_at: now,
     }
+}
+
+/// Creates an endpoint from `input`: the secret follows its profile, and
+/// the profile's check must pass first.
+async fn create_from(
+    state: &AppState,
+    app: &Application,
+    input: EndpointIn,
+    uid: Option<String>,
+) -> ApiResult<EndpointOut> {
+    let format = parse_format(input.format.as_deref(), input.template.as_deref())?;
+    let secret_text = input.secret.clone();
+    let placeholder = EndpointSecret::generate(SecretKind::StandardHmac);
+    let mut ep = build(app.id.clone(), input, placeholder, format, crate::store::now());
+    ep.uid = ep.uid.or(uid);
+    check(state, &ep, None)?;
+    let profile = profile_for(state, &ep, app)?;
+    ep.secret = secret_for("secret", secret_text, &profile)?;
+    check(state, &ep, Some(&profile))?;
+    verify(state, &mut ep, None, &profile).await?;
+    state.store.create_endpoint(&ep).await?;
+    let shown = ep.secret.for_consumer();
+    let mut out = EndpointOut::from(ep);
+    out.secret = Some(shown);
+    Ok(out)
+}
+
+/// Saves changes to an existing endpoint under its (possibly new) profile.
+async fn save_changes(
+    state: &AppState,
+    app: &Application,
+    before: &Endpoint,
+    mut ep: Endpoint,
+    new_secret: Option<String>,
+) -> ApiResult<Endpoint> {
+    check(state, &ep, None)?;
+    let profile = profile_for(state, &ep, app)?;
+    match new_secret {
+        Some(text) => {
+            ep.secret = secret_for("secret", Some(text), &profile)?;
+            ep.previous_secret = None;
+        }
+        None => fit_secret(&mut ep, &profile),
+    }
+    check(state, &ep, Some(&profile))?;
+    if ep.disabled != before.disabled {
+        // A switch flipped by a person replaces Herald's own reason.
+        ep.disabled_reason = None;
+    }
+    verify(state, &mut ep, Some(before), &profile).await?;
+    ep.updated_at = crate::store::now();
+    state.store.update_endpoint(&ep).await?;
+    Ok(ep)
 }
 
 pub async fn find_endpoint(state: &AppState, app_id: &AppId, id_or_uid: &str) -> ApiResult<Endpoint> {
@@ -239,11 +467,7 @@ pub async fn create_endpoint(
     ApiJson(input): ApiJson<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = find_app(&state, &app_id).await?;
-    let secret = parse_secret("secret", input.secret.clone())?;
-    let ep = build(app.id, input, secret, crate::store::now());
-    check(&state, &ep)?;
-    state.store.create_endpoint(&ep).await?;
-    Ok((StatusCode::CREATED, Json(ep.into())))
+    Ok((StatusCode::CREATED, Json(create_from(&state, &app, input, None).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", tag = "Endpoint",
@@ -267,28 +491,30 @@ pub async fn put_endpoint(
     ApiJson(input): ApiJson<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = find_app(&state, &app_id).await?;
-    let now = crate::store::now();
     match state.store.get_endpoint(&app.id, &endpoint_id).await? {
         Some(existing) => {
-            let mut ep = build(app.id, input, existing.secret.clone(), now);
-            ep.id = existing.id;
-            ep.uid = ep.uid.or(existing.uid);
-            ep.previous_secret = existing.previous_secret;
-            ep.created_at = existing.created_at;
-            check(&state, &ep)?;
-            state.store.update_endpoint(&ep).await?;
+            let format = parse_format(input.format.as_deref(), input.template.as_deref())?;
+            let mut ep = build(
+                app.id.clone(),
+                input,
+                existing.secret.clone(),
+                format,
+                existing.created_at,
+            );
+            ep.id = existing.id.clone();
+            ep.uid = ep.uid.or(existing.uid.clone());
+            ep.previous_secret = existing.previous_secret.clone();
+            ep.disabled_reason = existing.disabled_reason.clone();
+            ep.reverify_at = existing.reverify_at;
+            let ep = save_changes(&state, &app, &existing, ep, None).await?;
             Ok((StatusCode::OK, Json(ep.into())))
         }
         None => {
             if EndpointId::parse(&endpoint_id).is_some() {
                 return Err(ApiError::NotFound("endpoint"));
             }
-            let secret = parse_secret("secret", input.secret.clone())?;
-            let mut ep = build(app.id, input, secret, now);
-            ep.uid = ep.uid.or(Some(endpoint_id));
-            check(&state, &ep)?;
-            state.store.create_endpoint(&ep).await?;
-            Ok((StatusCode::CREATED, Json(ep.into())))
+            let out = create_from(&state, &app, input, Some(endpoint_id)).await?;
+            Ok((StatusCode::CREATED, Json(out)))
         }
     }
 }
@@ -302,7 +528,8 @@ pub async fn patch_endpoint(
     ApiJson(patch): ApiJson<EndpointPatch>,
 ) -> ApiResult<Json<EndpointOut>> {
     let app = find_app(&state, &app_id).await?;
-    let mut ep = find_endpoint(&state, &app.id, &endpoint_id).await?;
+    let before = find_endpoint(&state, &app.id, &endpoint_id).await?;
+    let mut ep = before.clone();
     if let Some(url) = patch.url {
         ep.url = url;
     }
@@ -330,12 +557,21 @@ pub async fn patch_endpoint(
     if let Some(r) = patch.rate_limit {
         ep.rate_limit = r;
     }
-    if let Some(secret) = patch.secret {
-        ep.secret = parse_secret("secret", Some(secret))?;
+    if let Some(profile) = patch.profile {
+        ep.profile = profile;
     }
-    check(&state, &ep)?;
-    ep.updated_at = crate::store::now();
-    state.store.update_endpoint(&ep).await?;
+    if let Some(token) = patch.verify_token {
+        ep.verify_token = token;
+    }
+    if patch.format.is_some() || patch.template.is_some() {
+        let format = patch.format.as_deref().or(Some(ep.format.name()));
+        let template = match &patch.template {
+            Some(t) => t.clone(),
+            None => ep.format.template().map(str::to_owned),
+        };
+        ep.format = parse_format(format, template.as_deref())?;
+    }
+    let ep = save_changes(&state, &app, &before, ep, patch.secret).await?;
     Ok(Json(ep.into()))
 }
 
@@ -361,8 +597,17 @@ pub async fn get_secret(
 ) -> ApiResult<Json<EndpointSecretOut>> {
     let app = find_app(&state, &app_id).await?;
     let ep = find_endpoint(&state, &app.id, &endpoint_id).await?;
+    let profile = profile_for(&state, &ep, &app)?;
+    // An Ed25519 endpoint answers its public key, which is no secret.
+    if profile.secret_reveal == SecretReveal::Once && ep.secret.kind() != SecretKind::Ed25519 {
+        return Err(ApiError::Forbidden(format!(
+            "profile '{}' shows an endpoint's secret only once, in the answer that creates or rotates it; \
+             rotate the secret to get a new one",
+            profile.name
+        )));
+    }
     Ok(Json(EndpointSecretOut {
-        key: ep.secret.expose().to_owned(),
+        key: ep.secret.for_consumer(),
     }))
 }
 
@@ -393,13 +638,69 @@ pub async fn rotate_secret(
     }
     let app = find_app(&state, &app_id).await?;
     let mut ep = find_endpoint(&state, &app.id, &endpoint_id).await?;
-    let new_secret = parse_secret("key", input.key)?;
+    let profile = profile_for(&state, &ep, &app)?;
+    let new_secret = secret_for("key", input.key, &profile)?;
     let now = crate::store::now();
     let old = std::mem::replace(&mut ep.secret, new_secret);
     ep.previous_secret = (grace > 0).then(|| (old, now + Duration::seconds(grace)));
     ep.updated_at = now;
     state.store.update_endpoint(&ep).await?;
     Ok(Json(EndpointSecretOut {
-        key: ep.secret.expose().to_owned(),
+        key: ep.secret.for_consumer(),
     }))
+}
+
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)),
+    responses((status = 200, body = EndpointHeadersOut)))]
+pub async fn get_headers(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> ApiResult<Json<EndpointHeadersOut>> {
+    let app = find_app(&state, &app_id).await?;
+    let ep = find_endpoint(&state, &app.id, &endpoint_id).await?;
+    let (sensitive, shown): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        ep.headers.into_iter().partition(|(name, _)| is_sensitive(name));
+    Ok(Json(EndpointHeadersOut {
+        headers: shown,
+        sensitive: sensitive.into_keys().collect(),
+    }))
+}
+
+/// Replaces every custom header.
+#[utoipa::path(put, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointHeadersIn,
+    responses((status = 204, description = "Saved")))]
+pub async fn update_headers(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ApiJson(input): ApiJson<EndpointHeadersIn>,
+) -> ApiResult<StatusCode> {
+    let app = find_app(&state, &app_id).await?;
+    let before = find_endpoint(&state, &app.id, &endpoint_id).await?;
+    let mut ep = before.clone();
+    ep.headers = input.headers;
+    save_changes(&state, &app, &before, ep, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(patch, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", tag = "Endpoint",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointHeadersPatchIn,
+    responses((status = 204, description = "Saved")))]
+pub async fn patch_headers(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    ApiJson(input): ApiJson<EndpointHeadersPatchIn>,
+) -> ApiResult<StatusCode> {
+    let app = find_app(&state, &app_id).await?;
+    let before = find_endpoint(&state, &app.id, &endpoint_id).await?;
+    let mut ep = before.clone();
+    for (name, value) in input.headers {
+        match value {
+            Some(value) => ep.headers.insert(name, value),
+            None => ep.headers.remove(&name),
+        };
+    }
+    save_changes(&state, &app, &before, ep, None).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub dispatcher: Dispatcher,
+    /// The guarded outbound client, for endpoint checks.
+    pub client: reqwest::Client,
     pub admin_token_hash: auth::TokenHash,
 }
 
@@ -75,6 +77,11 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(endpoint::get_secret))
         .routes(routes!(endpoint::rotate_secret))
+        .routes(routes!(
+            endpoint::get_headers,
+            endpoint::update_headers,
+            endpoint::patch_headers
+        ))
         .routes(routes!(event_type::list_event_types, event_type::create_event_type))
         .routes(routes!(
             event_type::get_event_type,

@@ -16,6 +16,8 @@ use tokio_util::task::TaskTracker;
 use super::sender;
 use crate::config::Config;
 use crate::domain::ids::AttemptId;
+use crate::domain::profile::DEFAULT_PROFILE;
+use crate::domain::retry::Verdict;
 use crate::domain::status::DeliveryStatus;
 use crate::store::{Attempt, DeliveryJob, NextStep, Store};
 
@@ -142,40 +144,46 @@ impl Dispatcher {
     async fn attempt(&self, job: DeliveryJob, _permit: OwnedSemaphorePermit) {
         let inner = &self.inner;
         let started_at = Utc::now();
-        let result = if job.endpoint_disabled {
-            sender::AttemptResult {
-                status_code: 0,
-                response: "not sent: the endpoint is disabled".to_owned(),
-                duration: Duration::ZERO,
-            }
-        } else {
-            sender::send(
-                &inner.client,
-                &inner.config.target_policy,
-                &job,
-                inner.config.request_timeout,
-                started_at,
-            )
-            .await
+        let profiles = &inner.config.profiles;
+        let profile = profiles.resolve(job.endpoint.profile.as_deref(), job.app_profile.as_deref());
+        let result = match profile {
+            _ if job.endpoint.disabled => sender::AttemptResult::not_sent("the endpoint is disabled"),
+            None => sender::AttemptResult::not_sent(format!(
+                "profile '{}' is not configured on this server",
+                job.endpoint
+                    .profile
+                    .as_deref()
+                    .or(job.app_profile.as_deref())
+                    .unwrap_or_default()
+            )),
+            Some(profile) => sender::send(&inner.client, &inner.config.target_policy, &job, profile, started_at).await,
         };
         let attempts_made = job.attempts_made + 1;
-        let succeeded = result.succeeded();
-        let next = if succeeded {
-            NextStep::Succeeded
-        } else if job.endpoint_disabled {
-            NextStep::Exhausted
-        } else {
-            let jitter = rand::thread_rng().r#gen::<f64>();
-            match inner.config.retry_schedule.next_delay(attempts_made, jitter) {
-                Some(delay) => NextStep::RetryAt(Utc::now() + delay),
-                None => NextStep::Exhausted,
-            }
+        // An unknown profile retries on the default schedule: fixing the
+        // configuration and restarting lets it through.
+        let rules = profile.or_else(|| profiles.get(DEFAULT_PROFILE));
+        let verdict = match rules {
+            _ if job.endpoint.disabled => Verdict::GiveUp,
+            None => Verdict::GiveUp,
+            Some(rules) => rules.retry_schedule.judge(
+                result.status_code,
+                result.retry_after,
+                attempts_made,
+                rules.retry_on_4xx,
+                rand::thread_rng().r#gen::<f64>(),
+            ),
         };
+        let next = match verdict {
+            Verdict::Delivered => NextStep::Succeeded,
+            Verdict::RetryIn(delay) => NextStep::RetryAt(Utc::now() + delay),
+            Verdict::GiveUp | Verdict::Gone => NextStep::Exhausted,
+        };
+        let succeeded = verdict == Verdict::Delivered;
         let attempt = Attempt {
             id: AttemptId::generate(),
             msg_id: job.msg_id.clone(),
-            endpoint_id: job.endpoint_id.clone(),
-            url: job.url.clone(),
+            endpoint_id: job.endpoint.id.clone(),
+            url: job.endpoint.url.clone(),
             response: result.response,
             response_status_code: i64::from(result.status_code),
             response_duration_ms: i64::try_from(result.duration.as_millis()).unwrap_or(i64::MAX),
@@ -188,16 +196,36 @@ impl Dispatcher {
             created_at: started_at,
         };
         tracing::debug!(
-            msg_id = %job.msg_id, endpoint_id = %job.endpoint_id, attempt = attempts_made,
+            msg_id = %job.msg_id, endpoint_id = %job.endpoint.id, attempt = attempts_made,
             status = result.status_code, outcome = ?next, "attempt finished"
         );
         if let NextStep::Exhausted = next {
-            tracing::warn!(msg_id = %job.msg_id, endpoint_id = %job.endpoint_id, attempts = attempts_made,
+            tracing::warn!(msg_id = %job.msg_id, endpoint_id = %job.endpoint.id, attempts = attempts_made,
                 "delivery exhausted its retries");
         }
         self.record(&job, &attempt, next).await;
+        if verdict == Verdict::Gone {
+            self.disable_gone(&job, started_at).await;
+        }
         // A retry may now be due sooner than the dispatcher's current nap.
         self.wake();
+    }
+
+    /// 410 Gone: the receiver asks never to be called again.
+    async fn disable_gone(&self, job: &DeliveryJob, at: chrono::DateTime<Utc>) {
+        let reason = format!(
+            "the endpoint answered 410 Gone at {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        tracing::warn!(endpoint_id = %job.endpoint.id, "endpoint answered 410 Gone; disabling it");
+        if let Err(e) = self
+            .inner
+            .store
+            .disable_endpoint(&job.endpoint.id, &reason, Utc::now())
+            .await
+        {
+            tracing::error!(error = %e, endpoint_id = %job.endpoint.id, "disabling a gone endpoint failed");
+        }
     }
 
     /// Records an attempt, riding out a short database outage: if it cannot

@@ -4,5 +4,6 @@
 pub mod client;
 pub mod dispatcher;
 pub mod sender;
+pub mod verify;
 
 pub use dispatcher::Dispatcher;

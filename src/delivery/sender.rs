@@ -1,11 +1,13 @@
-//! One attempt: sign, POST, read a bounded response.
+//! One attempt: render, sign, POST, read a bounded response.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
-use crate::domain::signature::signature_header;
+use crate::domain::format::EventInfo;
+use crate::domain::profile::Profile;
+use crate::domain::retry::parse_retry_after;
 use crate::domain::target::TargetPolicy;
 use crate::store::DeliveryJob;
 
@@ -19,70 +21,130 @@ pub struct AttemptResult {
     pub status_code: u16,
     pub response: String,
     pub duration: Duration,
+    /// The answer's `Retry-After`, if it had a readable one.
+    pub retry_after: Option<Duration>,
 }
 
 impl AttemptResult {
-    pub fn succeeded(&self) -> bool {
-        (200..300).contains(&self.status_code)
+    /// An attempt that ended before any request left Herald.
+    pub fn not_sent(reason: impl std::fmt::Display) -> Self {
+        Self {
+            status_code: 0,
+            response: format!("not sent: {reason}"),
+            duration: Duration::ZERO,
+            retry_after: None,
+        }
     }
+}
+
+/// A request ready to go: the body as the endpoint's format renders it,
+/// signed for this attempt's timestamp.
+struct Prepared {
+    headers: HeaderMap,
+    body: String,
 }
 
 pub async fn send(
     client: &reqwest::Client,
     policy: &TargetPolicy,
     job: &DeliveryJob,
-    timeout: Duration,
+    profile: &Profile,
     now: DateTime<Utc>,
 ) -> AttemptResult {
-    let started = Instant::now();
-    let outcome = match policy.check_url(&job.url) {
-        Err(e) => Err(format!("not sent: the endpoint URL {e}")),
-        Ok(_) => post(client, job, timeout, now.timestamp()).await,
+    let prepared = match policy
+        .check_url(&job.endpoint.url)
+        .map_err(|e| format!("the endpoint URL {e}"))
+        .and_then(|_| prepare(job, profile, now))
+    {
+        Ok(p) => p,
+        Err(reason) => return AttemptResult::not_sent(reason),
     };
+    let started = Instant::now();
+    let outcome = post(client, &job.endpoint.url, prepared, profile.timeout).await;
     let duration = started.elapsed();
     match outcome {
-        Ok((status_code, response)) => AttemptResult {
+        Ok((status_code, response, retry_after)) => AttemptResult {
             status_code,
             response,
             duration,
+            retry_after,
         },
         Err(response) => AttemptResult {
             status_code: 0,
             response,
             duration,
+            retry_after: None,
         },
     }
 }
 
-async fn post(
-    client: &reqwest::Client,
-    job: &DeliveryJob,
-    timeout: Duration,
-    timestamp: i64,
-) -> Result<(u16, String), String> {
-    let body = job.payload.as_bytes();
-    let headers = request_headers(job, timestamp, body);
+fn prepare(job: &DeliveryJob, profile: &Profile, now: DateTime<Utc>) -> Result<Prepared, String> {
+    let event = EventInfo {
+        event_type: &job.event_type,
+        msg_id: job.msg_id.as_str(),
+        event_id: job.event_id.as_deref(),
+        created_at: job.msg_created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    };
+    let body = job
+        .endpoint
+        .format
+        .render(&event, &job.payload)
+        .map_err(|e| e.to_string())?
+        .into_owned();
+    let timestamp = now.timestamp();
+    let secrets = job.endpoint.signing_secrets(now);
+    let (signature_name, signature) = profile
+        .signature
+        .sign(&secrets, job.msg_id.as_str(), timestamp, body.as_bytes())
+        .ok_or_else(|| {
+            format!(
+                "profile '{}' signs with {}, and the endpoint's secret is not one; rotate the secret",
+                profile.name,
+                profile.signature.secret_kind().describe()
+            )
+        })?;
+
+    let mut headers = HeaderMap::new();
+    // The endpoint's own headers first, so they can never replace Herald's.
+    for (name, value) in &job.endpoint.headers {
+        insert(&mut headers, name, value);
+    }
+    insert(&mut headers, "webhook-id", job.msg_id.as_str());
+    insert(&mut headers, "webhook-timestamp", &timestamp.to_string());
+    insert(&mut headers, &signature_name, &signature);
+    if let Some(name) = &profile.event_header {
+        insert(&mut headers, name, &job.event_type);
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(Prepared { headers, body })
+}
+
+/// Names and values were checked when the profile and endpoint were saved;
+/// anything that still does not fit a header is left out rather than sent broken.
+fn insert(headers: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+        headers.insert(name, value);
+    }
+}
+
+type Answered = (u16, String, Option<Duration>);
+
+async fn post(client: &reqwest::Client, url: &str, prepared: Prepared, timeout: Duration) -> Result<Answered, String> {
     let request = client
-        .post(&job.url)
-        .headers(headers)
+        .post(url)
+        .headers(prepared.headers)
         .timeout(timeout)
-        .body(reqwest::Body::from(job.payload.to_string()));
+        .body(prepared.body);
     let read = async {
-        let mut response = request.send().await.map_err(|e| describe_send_error(&e, timeout))?;
+        let response = request.send().await.map_err(|e| describe_send_error(&e, timeout))?;
         let status = response.status().as_u16();
-        let mut kept = Vec::new();
-        while kept.len() < MAX_RESPONSE_BYTES {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = MAX_RESPONSE_BYTES - kept.len();
-                    kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                }
-                Ok(None) => break,
-                // The status is what counts; a body cut short is still recorded.
-                Err(_) => break,
-            }
-        }
-        Ok((status, String::from_utf8_lossy(&kept).into_owned()))
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Utc::now()));
+        let body = read_bounded(response, MAX_RESPONSE_BYTES).await;
+        Ok((status, body, retry_after))
     };
     // reqwest's timeout covers the body too; this bounds anything it might miss.
     match tokio::time::timeout(timeout + Duration::from_secs(1), read).await {
@@ -91,36 +153,27 @@ async fn post(
     }
 }
 
-fn describe_send_error(e: &reqwest::Error, timeout: Duration) -> String {
+/// The first `limit` bytes of a response body, as text.
+pub(super) async fn read_bounded(mut response: reqwest::Response, limit: usize) -> String {
+    let mut kept = Vec::new();
+    while kept.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit - kept.len();
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) => break,
+            // The status is what counts; a body cut short is still recorded.
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+pub(super) fn describe_send_error(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         format!("timed out after {}", humantime::format_duration(timeout))
     } else {
         super::client::describe(e)
     }
-}
-
-fn request_headers(job: &DeliveryJob, timestamp: i64, body: &[u8]) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    // The endpoint's own headers first, so they can never replace the signature.
-    for (name, value) in &job.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
-            headers.insert(name, value);
-        }
-    }
-    let signature = signature_header(&job.secrets, job.msg_id.as_str(), timestamp, body);
-    let fixed = [
-        ("webhook-id", job.msg_id.to_string()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature),
-    ];
-    for (name, value) in fixed {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
-    }
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers
 }

@@ -2,7 +2,10 @@
 //! without a server or a database.
 
 pub mod filter;
+pub mod format;
+pub mod headers;
 pub mod ids;
+pub mod profile;
 pub mod retry;
 pub mod secret;
 pub mod signature;

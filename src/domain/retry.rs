@@ -58,6 +58,67 @@ impl RetrySchedule {
     }
 }
 
+/// Longest wait a receiver's `Retry-After` can impose: a receiver may slow
+/// Herald down, not park its deliveries for days.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// What becomes of a delivery after one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    RetryIn(Duration),
+    /// Final failure: the schedule is used up, or the answer says not to retry.
+    GiveUp,
+    /// 410 Gone: final, and the endpoint is to be disabled.
+    Gone,
+}
+
+impl RetrySchedule {
+    /// Judges one attempt. `status` is 0 when no HTTP answer came back;
+    /// `retry_after` is the answer's `Retry-After`, honoured on 429, 502, 503
+    /// and 504 when it asks for more than the schedule's wait (capped at
+    /// [`MAX_RETRY_AFTER`]). With `retry_on_4xx` off, a 4xx other than 408
+    /// and 429 is final. `jitter` is a sample in `[0, 1)`.
+    pub fn judge(
+        &self,
+        status: u16,
+        retry_after: Option<Duration>,
+        attempts_made: u32,
+        retry_on_4xx: bool,
+        jitter: f64,
+    ) -> Verdict {
+        match status {
+            200..=299 => return Verdict::Delivered,
+            410 => return Verdict::Gone,
+            408 | 429 => {}
+            400..=499 if !retry_on_4xx => return Verdict::GiveUp,
+            _ => {}
+        }
+        let Some(delay) = self.next_delay(attempts_made, jitter) else {
+            return Verdict::GiveUp;
+        };
+        let asked = match status {
+            429 | 502..=504 => retry_after.map(|d| d.min(MAX_RETRY_AFTER)),
+            _ => None,
+        };
+        Verdict::RetryIn(asked.map_or(delay, |asked| asked.max(delay)))
+    }
+}
+
+/// Reads a `Retry-After` value: delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 impl Default for RetrySchedule {
     fn default() -> Self {
         let h = 3600;
@@ -143,6 +204,56 @@ mod tests {
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn judges_answers_by_status() {
+        let s = RetrySchedule::parse("1s,2s").unwrap();
+        let second = Duration::from_secs(1);
+        assert_eq!(s.judge(204, None, 1, true, 0.0), Verdict::Delivered);
+        assert_eq!(s.judge(500, None, 1, true, 0.0), Verdict::RetryIn(second));
+        assert_eq!(s.judge(0, None, 1, true, 0.0), Verdict::RetryIn(second));
+        assert_eq!(s.judge(302, None, 1, false, 0.0), Verdict::RetryIn(second));
+        assert_eq!(s.judge(500, None, 3, true, 0.0), Verdict::GiveUp);
+        assert_eq!(s.judge(400, None, 1, true, 0.0), Verdict::RetryIn(second));
+        assert_eq!(s.judge(400, None, 1, false, 0.0), Verdict::GiveUp);
+        assert_eq!(s.judge(429, None, 1, false, 0.0), Verdict::RetryIn(second));
+        assert_eq!(s.judge(408, None, 1, false, 0.0), Verdict::RetryIn(second));
+        assert_eq!(s.judge(410, None, 1, true, 0.0), Verdict::Gone);
+    }
+
+    #[test]
+    fn retry_after_slows_down_within_bounds() {
+        let s = RetrySchedule::parse("1s,2s").unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(s.judge(429, Some(secs(30)), 1, true, 0.0), Verdict::RetryIn(secs(30)));
+        assert_eq!(s.judge(503, Some(secs(30)), 1, true, 0.0), Verdict::RetryIn(secs(30)));
+        // Never sooner than the schedule, never longer than the cap.
+        assert_eq!(s.judge(503, Some(secs(0)), 1, true, 0.0), Verdict::RetryIn(secs(1)));
+        assert_eq!(
+            s.judge(429, Some(secs(86_400)), 1, true, 0.0),
+            Verdict::RetryIn(MAX_RETRY_AFTER)
+        );
+        // Only answers that mean "slow down" are honoured, and only while retries remain.
+        assert_eq!(s.judge(500, Some(secs(30)), 1, true, 0.0), Verdict::RetryIn(secs(1)));
+        assert_eq!(s.judge(429, Some(secs(30)), 3, true, 0.0), Verdict::GiveUp);
+    }
+
+    #[test]
+    fn reads_both_forms_of_retry_after() {
+        use chrono::TimeZone;
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 23, 8, 49, 0).unwrap();
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Mon, 23 Nov 2026 08:49:37 GMT", now),
+            Some(Duration::from_secs(37))
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 23 Nov 2026 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     #[test]

@@ -111,6 +111,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_app(&self, id_or_uid: &str) -> StoreResult<Option<Application>>;
     async fn list_apps(&self, page: &Page) -> StoreResult<Vec<Application>>;
     async fn update_app(&self, app: &Application) -> StoreResult<()>;
+    /// Every profile name an application or endpoint refers to.
+    async fn profile_names_in_use(&self) -> StoreResult<Vec<String>>;
     async fn delete_app(&self, id: &AppId) -> StoreResult<bool>;
 
     // Endpoints
@@ -119,6 +121,24 @@ pub trait Store: Send + Sync + 'static {
     async fn list_endpoints(&self, app: &AppId, page: &Page) -> StoreResult<Vec<Endpoint>>;
     async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()>;
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> StoreResult<bool>;
+    /// Switches an endpoint off on Herald's own decision, saying why.
+    async fn disable_endpoint(&self, id: &EndpointId, reason: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Enabled endpoints whose check is due by `now`, with their
+    /// application's profile, most overdue first.
+    async fn endpoints_to_reverify(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<(Endpoint, Option<String>)>>;
+    /// Takes the repeat check of one endpoint and sets when the next one is
+    /// due: true for the one node whose `seen` due time was still current,
+    /// so each check runs once however many nodes look.
+    async fn claim_reverify(
+        &self,
+        id: &EndpointId,
+        seen: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool>;
 
     // Event types
     async fn create_event_type(&self, et: &EventType) -> StoreResult<()>;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::format::PayloadFormat;
 use crate::domain::ids::{AppId, AttemptId, DeliveryId, EndpointId, MessageId};
 use crate::domain::secret::EndpointSecret;
 use crate::domain::status::{DeliveryStatus, TriggerType};
@@ -18,6 +19,8 @@ pub struct Application {
     pub name: String,
     pub rate_limit: Option<i64>,
     pub metadata: Metadata,
+    /// The delivery profile of endpoints that name none.
+    pub profile: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -38,6 +41,15 @@ pub struct Endpoint {
     pub secret: EndpointSecret,
     /// The secret before the last rotation, still signing until it expires.
     pub previous_secret: Option<(EndpointSecret, DateTime<Utc>)>,
+    /// The delivery profile; `None` follows the application's.
+    pub profile: Option<String>,
+    /// Sent with the `get-challenge` check so the receiver knows it is Herald.
+    pub verify_token: Option<String>,
+    pub format: PayloadFormat,
+    /// Why Herald disabled the endpoint (410 Gone, a failed check).
+    pub disabled_reason: Option<String>,
+    /// When the endpoint last passed its profile's check.
+    pub reverify_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -102,11 +114,12 @@ pub struct DeliveryJob {
     pub lease_token: i64,
     pub msg_id: MessageId,
     pub app_id: AppId,
-    pub endpoint_id: EndpointId,
-    pub endpoint_disabled: bool,
-    pub url: String,
-    pub headers: BTreeMap<String, String>,
-    pub secrets: Vec<EndpointSecret>,
+    pub endpoint: Endpoint,
+    /// The application's profile, for an endpoint that names none.
+    pub app_profile: Option<String>,
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub msg_created_at: DateTime<Utc>,
     pub payload: Arc<str>,
     /// Attempts made before this one.
     pub attempts_made: u32,

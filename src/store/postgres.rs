@@ -69,8 +69,8 @@ impl Store for PgStore {
 
     async fn create_app(&self, app: &Application) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO applications (id, uid, name, rate_limit, metadata, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO applications (id, uid, name, rate_limit, metadata, created_at, updated_at, profile) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(app.id.as_str())
         .bind(&app.uid)
@@ -79,6 +79,7 @@ impl Store for PgStore {
         .bind(to_json(&app.metadata))
         .bind(ms(app.created_at))
         .bind(ms(app.updated_at))
+        .bind(&app.profile)
         .execute(&self.pool)
         .await
         .map_err(|e| uid_conflict(e, "an application with this uid already exists"))?;
@@ -101,18 +102,29 @@ impl Store for PgStore {
 
     async fn update_app(&self, app: &Application) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE applications SET uid = $1, name = $2, rate_limit = $3, metadata = $4, updated_at = $5 WHERE id = $6",
+            "UPDATE applications SET uid = $1, name = $2, rate_limit = $3, metadata = $4, updated_at = $5, \
+             profile = $6 WHERE id = $7",
         )
         .bind(&app.uid)
         .bind(&app.name)
         .bind(app.rate_limit)
         .bind(to_json(&app.metadata))
         .bind(ms(app.updated_at))
+        .bind(&app.profile)
         .bind(app.id.as_str())
         .execute(&self.pool)
         .await
         .map_err(|e| uid_conflict(e, "an application with this uid already exists"))?;
         Ok(())
+    }
+
+    async fn profile_names_in_use(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT profile FROM applications WHERE profile IS NOT NULL \
+             UNION SELECT profile FROM endpoints WHERE profile IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn delete_app(&self, id: &AppId) -> StoreResult<bool> {
@@ -126,9 +138,9 @@ impl Store for PgStore {
     async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
         let insert = sqlx::query(
             "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
-             rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, updated_at, id, app_id, \
-             created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, profile, verify_token, \
+             format, template, disabled_reason, reverify_at, updated_at, id, app_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
         );
         bind_endpoint(insert, ep)
             .bind(ms(ep.created_at))
@@ -159,7 +171,8 @@ impl Store for PgStore {
         let update = sqlx::query(
             "UPDATE endpoints SET uid = $1, url = $2, description = $3, filter_types = $4, channels = $5, \
              disabled = $6, rate_limit = $7, metadata = $8, headers = $9, secret = $10, previous_secret = $11, \
-             previous_secret_expires_at = $12, updated_at = $13 WHERE id = $14 AND app_id = $15",
+             previous_secret_expires_at = $12, profile = $13, verify_token = $14, format = $15, template = $16, \
+             disabled_reason = $17, reverify_at = $18, updated_at = $19 WHERE id = $20 AND app_id = $21",
         );
         bind_endpoint(update, ep)
             .execute(&self.pool)
@@ -172,6 +185,49 @@ impl Store for PgStore {
         let done = sqlx::query("DELETE FROM endpoints WHERE id = $1 AND app_id = $2")
             .bind(id.as_str())
             .bind(app.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn disable_endpoint(&self, id: &EndpointId, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE endpoints SET disabled = TRUE, disabled_reason = $1, updated_at = $2 WHERE id = $3")
+            .bind(reason)
+            .bind(ms(now))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn endpoints_to_reverify(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<(Endpoint, Option<String>)>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS}, a.profile AS app_profile FROM endpoints e \
+             JOIN applications a ON a.id = e.app_id \
+             WHERE e.disabled = FALSE AND e.reverify_at <= $1 ORDER BY e.reverify_at LIMIT $2"
+        );
+        let rows: Vec<ReverifyRow> = sqlx::query_as(&sql)
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(ReverifyRow::into_pair).collect()
+    }
+
+    async fn claim_reverify(
+        &self,
+        id: &EndpointId,
+        seen: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE endpoints SET reverify_at = $1 WHERE id = $2 AND reverify_at = $3")
+            .bind(next.map(ms))
+            .bind(id.as_str())
+            .bind(ms(seen))
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -302,14 +358,14 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT d.id AS delivery_id, d.lease_token, d.msg_id, d.app_id, d.attempts, d.trigger_type, \
-             m.payload, {ENDPOINT_COLUMNS} \
+            "SELECT {JOB_COLUMNS}, {ENDPOINT_COLUMNS} \
              FROM deliveries d JOIN messages m ON m.id = d.msg_id JOIN endpoints e ON e.id = d.endpoint_id \
+             JOIN applications a ON a.id = d.app_id \
              WHERE d.lease_token = $1 AND d.status = 3 ORDER BY d.id"
         );
         let rows: Vec<JobRow> = sqlx::query_as(&sql).bind(token).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        rows.into_iter().map(|r| r.into_job(now)).collect()
+        rows.into_iter().map(JobRow::into_job).collect()
     }
 
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {

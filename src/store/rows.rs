@@ -8,6 +8,7 @@ use sqlx::{FromRow, QueryBuilder};
 
 use super::*;
 use crate::domain::filter::{Publication, Subscription, matches};
+use crate::domain::format::PayloadFormat;
 use crate::domain::ids::{AttemptId, DeliveryId};
 use crate::domain::secret::EndpointSecret;
 use crate::domain::status::{DeliveryStatus, TriggerType};
@@ -68,6 +69,7 @@ pub(super) struct AppRow {
     pub(super) name: String,
     pub(super) rate_limit: Option<i64>,
     pub(super) metadata: String,
+    pub(super) profile: Option<String>,
     pub(super) created_at: i64,
     pub(super) updated_at: i64,
 }
@@ -81,6 +83,7 @@ impl TryFrom<AppRow> for Application {
             name: r.name,
             rate_limit: r.rate_limit,
             metadata: parse_json("application metadata", &r.metadata)?,
+            profile: r.profile,
             created_at: from_ms(r.created_at),
             updated_at: from_ms(r.updated_at),
         })
@@ -103,6 +106,12 @@ pub(super) struct EndpointRow {
     pub(super) secret: String,
     pub(super) previous_secret: Option<String>,
     pub(super) previous_secret_expires_at: Option<i64>,
+    pub(super) profile: Option<String>,
+    pub(super) verify_token: Option<String>,
+    pub(super) format: String,
+    pub(super) template: Option<String>,
+    pub(super) disabled_reason: Option<String>,
+    pub(super) reverify_at: Option<i64>,
     pub(super) created_at: i64,
     pub(super) updated_at: i64,
 }
@@ -132,6 +141,12 @@ impl TryFrom<EndpointRow> for Endpoint {
             headers: parse_json("endpoint headers", &r.headers)?,
             secret: parse_secret(&r.secret)?,
             previous_secret,
+            profile: r.profile,
+            verify_token: r.verify_token,
+            format: PayloadFormat::parse(Some(&r.format), r.template.as_deref())
+                .map_err(|(field, e)| StoreError::Corrupt(format!("endpoint {field} {e}")))?,
+            disabled_reason: r.disabled_reason,
+            reverify_at: r.reverify_at.map(from_ms),
             created_at: from_ms(r.created_at),
             updated_at: from_ms(r.updated_at),
         })
@@ -238,28 +253,44 @@ pub(super) struct JobRow {
     pub(super) attempts: i64,
     pub(super) trigger_type: i64,
     pub(super) payload: String,
+    pub(super) event_type: String,
+    pub(super) event_id: Option<String>,
+    pub(super) msg_created_at: i64,
+    pub(super) app_profile: Option<String>,
     #[sqlx(flatten)]
     pub(super) endpoint: EndpointRow,
 }
 
 impl JobRow {
-    /// The job as claimed at `now`: which secrets sign depends on the time.
-    pub(super) fn into_job(self, now: DateTime<Utc>) -> StoreResult<DeliveryJob> {
-        let endpoint = Endpoint::try_from(self.endpoint)?;
+    pub(super) fn into_job(self) -> StoreResult<DeliveryJob> {
         Ok(DeliveryJob {
             delivery_id: DeliveryId::from_trusted(self.delivery_id),
             lease_token: self.lease_token,
             msg_id: MessageId::from_trusted(self.msg_id),
             app_id: AppId::from_trusted(self.app_id),
-            endpoint_disabled: endpoint.disabled,
-            secrets: endpoint.signing_secrets(now),
-            url: endpoint.url,
-            headers: endpoint.headers,
-            endpoint_id: endpoint.id,
+            endpoint: Endpoint::try_from(self.endpoint)?,
+            app_profile: self.app_profile,
+            event_type: self.event_type,
+            event_id: self.event_id,
+            msg_created_at: from_ms(self.msg_created_at),
             payload: self.payload.into(),
             attempts_made: u32::try_from(self.attempts).unwrap_or(0),
             trigger_type: TriggerType::from_code(self.trigger_type),
         })
+    }
+}
+
+/// An endpoint due for its repeat check, with its application's profile.
+#[derive(FromRow)]
+pub(super) struct ReverifyRow {
+    #[sqlx(flatten)]
+    pub(super) endpoint: EndpointRow,
+    pub(super) app_profile: Option<String>,
+}
+
+impl ReverifyRow {
+    pub(super) fn into_pair(self) -> StoreResult<(Endpoint, Option<String>)> {
+        Ok((Endpoint::try_from(self.endpoint)?, self.app_profile))
     }
 }
 
@@ -280,7 +311,12 @@ pub(super) fn uid_conflict(e: sqlx::Error, what: &str) -> StoreError {
 
 pub(super) const ENDPOINT_COLUMNS: &str = "e.id, e.app_id, e.uid, e.url, e.description, e.filter_types, e.channels, \
      e.disabled, e.rate_limit, e.metadata, e.headers, e.secret, e.previous_secret, \
-     e.previous_secret_expires_at, e.created_at, e.updated_at";
+     e.previous_secret_expires_at, e.profile, e.verify_token, e.format, e.template, e.disabled_reason, \
+     e.reverify_at, e.created_at, e.updated_at";
+
+/// What a claimed delivery reads besides the endpoint, in both backends' claim queries.
+pub(super) const JOB_COLUMNS: &str = "d.id AS delivery_id, d.lease_token, d.msg_id, d.app_id, d.attempts, \
+     d.trigger_type, m.payload, m.event_type, m.event_id, m.created_at AS msg_created_at, a.profile AS app_profile";
 
 pub(super) fn push_in<'a, DB>(qb: &mut QueryBuilder<'a, DB>, column: &str, values: &[String])
 where
@@ -407,6 +443,12 @@ where
         .bind(ep.secret.expose().to_owned())
         .bind(ep.previous_secret.as_ref().map(|(s, _)| s.expose().to_owned()))
         .bind(ep.previous_secret.as_ref().map(|(_, t)| ms(*t)))
+        .bind(ep.profile.clone())
+        .bind(ep.verify_token.clone())
+        .bind(ep.format.name().to_owned())
+        .bind(ep.format.template().map(str::to_owned))
+        .bind(ep.disabled_reason.clone())
+        .bind(ep.reverify_at.map(ms))
         .bind(ms(ep.updated_at))
         .bind(ep.id.to_string())
         .bind(ep.app_id.to_string())

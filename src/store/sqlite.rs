@@ -87,8 +87,8 @@ impl Store for SqliteStore {
 
     async fn create_app(&self, app: &Application) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO applications (id, uid, name, rate_limit, metadata, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO applications (id, uid, name, rate_limit, metadata, created_at, updated_at, profile) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(app.id.as_str())
         .bind(&app.uid)
@@ -97,6 +97,7 @@ impl Store for SqliteStore {
         .bind(to_json(&app.metadata))
         .bind(ms(app.created_at))
         .bind(ms(app.updated_at))
+        .bind(&app.profile)
         .execute(&self.writer)
         .await
         .map_err(|e| uid_conflict(e, "an application with this uid already exists"))?;
@@ -119,18 +120,29 @@ impl Store for SqliteStore {
 
     async fn update_app(&self, app: &Application) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE applications SET uid = ?, name = ?, rate_limit = ?, metadata = ?, updated_at = ? WHERE id = ?",
+            "UPDATE applications SET uid = ?, name = ?, rate_limit = ?, metadata = ?, updated_at = ?, profile = ? \
+             WHERE id = ?",
         )
         .bind(&app.uid)
         .bind(&app.name)
         .bind(app.rate_limit)
         .bind(to_json(&app.metadata))
         .bind(ms(app.updated_at))
+        .bind(&app.profile)
         .bind(app.id.as_str())
         .execute(&self.writer)
         .await
         .map_err(|e| uid_conflict(e, "an application with this uid already exists"))?;
         Ok(())
+    }
+
+    async fn profile_names_in_use(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT profile FROM applications WHERE profile IS NOT NULL \
+             UNION SELECT profile FROM endpoints WHERE profile IS NOT NULL",
+        )
+        .fetch_all(&self.reader)
+        .await?)
     }
 
     async fn delete_app(&self, id: &AppId) -> StoreResult<bool> {
@@ -144,9 +156,9 @@ impl Store for SqliteStore {
     async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
         let insert = sqlx::query(
             "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
-             rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, updated_at, id, app_id, \
-             created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, profile, verify_token, \
+             format, template, disabled_reason, reverify_at, updated_at, id, app_id, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         bind_endpoint(insert, ep)
             .bind(ms(ep.created_at))
@@ -177,6 +189,7 @@ impl Store for SqliteStore {
         let update = sqlx::query(
             "UPDATE endpoints SET uid = ?, url = ?, description = ?, filter_types = ?, channels = ?, disabled = ?, \
              rate_limit = ?, metadata = ?, headers = ?, secret = ?, previous_secret = ?, previous_secret_expires_at = ?, \
+             profile = ?, verify_token = ?, format = ?, template = ?, disabled_reason = ?, reverify_at = ?, \
              updated_at = ? WHERE id = ? AND app_id = ?",
         );
         bind_endpoint(update, ep)
@@ -190,6 +203,49 @@ impl Store for SqliteStore {
         let done = sqlx::query("DELETE FROM endpoints WHERE id = ? AND app_id = ?")
             .bind(id.as_str())
             .bind(app.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn disable_endpoint(&self, id: &EndpointId, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE endpoints SET disabled = 1, disabled_reason = ?, updated_at = ? WHERE id = ?")
+            .bind(reason)
+            .bind(ms(now))
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn endpoints_to_reverify(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<(Endpoint, Option<String>)>> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS}, a.profile AS app_profile FROM endpoints e \
+             JOIN applications a ON a.id = e.app_id \
+             WHERE e.disabled = 0 AND e.reverify_at <= ? ORDER BY e.reverify_at LIMIT ?"
+        );
+        let rows: Vec<ReverifyRow> = sqlx::query_as(&sql)
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.into_iter().map(ReverifyRow::into_pair).collect()
+    }
+
+    async fn claim_reverify(
+        &self,
+        id: &EndpointId,
+        seen: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE endpoints SET reverify_at = ? WHERE id = ? AND reverify_at = ?")
+            .bind(next.map(ms))
+            .bind(id.as_str())
+            .bind(ms(seen))
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -312,16 +368,14 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT d.id AS delivery_id, d.lease_token, d.msg_id, d.app_id, d.attempts, d.trigger_type, \
-             m.payload, {ENDPOINT_COLUMNS} \
+            "SELECT {JOB_COLUMNS}, {ENDPOINT_COLUMNS} \
              FROM deliveries d JOIN messages m ON m.id = d.msg_id JOIN endpoints e ON e.id = d.endpoint_id \
+             JOIN applications a ON a.id = d.app_id \
              WHERE d.lease_token = ? AND d.status = 3 ORDER BY d.id"
         );
         let rows: Vec<JobRow> = sqlx::query_as(&sql).bind(token).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        rows.into_iter()
-            .map(|r| r.into_job(now))
-            .collect::<StoreResult<Vec<_>>>()
+        rows.into_iter().map(JobRow::into_job).collect::<StoreResult<Vec<_>>>()
     }
 
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
