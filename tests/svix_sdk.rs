@@ -6,41 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn sdk_python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target").join("sdk-venv");
-    let python = venv.join("bin").join("python");
-    let requirements = root.join("tests/sdk/requirements.txt");
-    let stamp = venv.join("requirements.installed");
-    let wanted = std::fs::read_to_string(&requirements).expect("requirements file");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        return python;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .expect("python3 is needed for the SDK test (install Python 3.9+)");
-    assert!(status.success(), "creating the virtualenv failed");
-    let status = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
-        .arg(&requirements)
-        .status()
-        .expect("pip runs");
-    assert!(
-        status.success(),
-        "installing the SDK failed (is the package registry reachable?)"
-    );
-    std::fs::write(&stamp, wanted).expect("stamp");
-    python
-}
+use std::path::Path;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_svix_sdk_drives_herald() {
-    let python = tokio::task::spawn_blocking(sdk_python).await.expect("venv");
+    let python = tokio::task::spawn_blocking(common::python::sdk_python)
+        .await
+        .expect("venv");
     let app = common::spawn_app(&common::Backend::Sqlite).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/svix_client.py");
     let output = tokio::process::Command::new(python)

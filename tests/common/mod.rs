@@ -4,6 +4,7 @@
 
 pub mod pg;
 pub mod process;
+pub mod python;
 pub mod receiver;
 
 use std::time::Duration;
@@ -108,11 +109,21 @@ pub async fn spawn_app_with(backend: &Backend, adjust: impl FnOnce(&mut Settings
     let data = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(backend, data.path());
     adjust(&mut settings);
-    start(data, settings).await
+    start(data, settings, None).await
 }
 
-async fn start(data: tempfile::TempDir, settings: Settings) -> TestApp {
-    let config = Config::load(&settings, None).expect("valid test config");
+/// Starts Herald with the test settings and a configuration file holding
+/// `toml` (for what only the file can say, such as `[profiles.NAME]`).
+pub async fn spawn_app_with_file(backend: &Backend, toml: &str) -> TestApp {
+    let data = tempfile::tempdir().expect("temp dir");
+    let settings = test_settings(backend, data.path());
+    let file = data.path().join("herald.toml");
+    std::fs::write(&file, toml).expect("write config file");
+    start(data, settings, Some(file)).await
+}
+
+async fn start(data: tempfile::TempDir, settings: Settings, file: Option<std::path::PathBuf>) -> TestApp {
+    let config = Config::load(&settings, file.as_deref()).expect("valid test config");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let shutdown = CancellationToken::new();
@@ -201,6 +212,22 @@ impl TestApp {
             .await;
         assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
         a.body
+    }
+
+    /// Polls `path` until `done` holds for its answer or the deadline passes.
+    pub async fn wait_until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let body = self.get(path).await.body;
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not met in time; last answer: {body:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Polls the attempt history until `done` holds or the deadline passes.

@@ -13,13 +13,51 @@ use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: String,
     pub path: String,
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: tokio::time::Instant,
 }
 
+/// An answer chosen by a test: status, headers, body.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            ..Default::default()
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+type Responder = Box<dyn Fn(&Received) -> Reply + Send + Sync>;
+
 impl Received {
+    /// A query parameter, decoded.
+    pub fn param(&self, name: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.query.as_deref().unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
     pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
     }
@@ -32,6 +70,8 @@ struct Inner {
     arrived: Notify,
     /// How long each answer takes, to keep requests in flight.
     delay: Duration,
+    /// Answers chosen by the test; the script and 200 otherwise.
+    responder: Option<Responder>,
 }
 
 #[derive(Clone)]
@@ -62,6 +102,20 @@ impl Receiver {
             ..Default::default()
         })
         .await
+    }
+
+    /// Answers every request with what `respond` picks for it.
+    pub async fn answering(respond: impl Fn(&Received) -> Reply + Send + Sync + 'static) -> Self {
+        Self::serve(Inner {
+            responder: Some(Box::new(respond)),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// The POSTs only: deliveries, without endpoint checks.
+    pub fn deliveries(&self) -> Vec<Received> {
+        self.received().into_iter().filter(|r| r.method == "POST").collect()
     }
 
     async fn serve(inner: Inner) -> Self {
@@ -105,17 +159,36 @@ impl Receiver {
     }
 }
 
-async fn record(State(inner): State<Arc<Inner>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn record(
+    State(inner): State<Arc<Inner>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
     if !inner.delay.is_zero() {
         tokio::time::sleep(inner.delay).await;
     }
-    let status = inner.script.lock().expect("lock").pop_front().unwrap_or(200);
-    inner.got.lock().expect("lock").push(Received {
+    let received = Received {
+        method: method.to_string(),
         path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
         headers,
         body,
         at: tokio::time::Instant::now(),
-    });
+    };
+    let reply = match &inner.responder {
+        Some(respond) => respond(&received),
+        None => Reply::status(inner.script.lock().expect("lock").pop_front().unwrap_or(200)),
+    };
+    inner.got.lock().expect("lock").push(received);
     inner.arrived.notify_waiters();
-    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+    let mut response = axum::response::Response::new(axum::body::Body::from(reply.body));
+    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    for (name, value) in reply.headers {
+        if let Ok(value) = axum::http::HeaderValue::try_from(value) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
 }

@@ -1,0 +1,64 @@
+//! Python with the pinned client libraries (tests/sdk/requirements.txt), for
+//! checks made by implementations other than Herald's own.
+//!
+//! The virtualenv is made under target/ on first use (pip needs the package
+//! registry once); later runs reuse it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The venv's interpreter, installing the requirements when they changed.
+pub fn sdk_python() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target").join("sdk-venv");
+    let python = venv.join("bin").join("python");
+    let requirements = root.join("tests/sdk/requirements.txt");
+    let stamp = venv.join("requirements.installed");
+    let wanted = std::fs::read_to_string(&requirements).expect("requirements file");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return python;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 is needed for the SDK test (install Python 3.9+)");
+    assert!(status.success(), "creating the virtualenv failed");
+    let status = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements)
+        .status()
+        .expect("pip runs");
+    assert!(
+        status.success(),
+        "installing the SDK failed (is the package registry reachable?)"
+    );
+    std::fs::write(&stamp, wanted).expect("stamp");
+    python
+}
+
+/// Runs `script` (under tests/sdk) with `input` on stdin; panics with its
+/// output unless it exits 0. Answers its stdout.
+pub async fn run_script(script: &str, input: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let python = tokio::task::spawn_blocking(sdk_python).await.expect("venv");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
+    let mut child = tokio::process::Command::new(python)
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).await.expect("write stdin");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
