@@ -30,7 +30,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct Args {
-    /// TOML file with settings (keys as the flags, in snake_case)
+    /// TOML file with settings (keys as the flags, in snake_case) and
+    /// delivery profiles ([profiles.NAME] tables; see docs/recipes.md)
     #[arg(long, short, env = "HERALD_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
