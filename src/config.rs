@@ -76,6 +76,11 @@ pub struct Settings {
     #[arg(long, env = "HERALD_LEASE_DURATION", value_name = "DURATION")]
     pub lease_duration: Option<String>,
 
+    /// How long an endpoint may keep failing (deliveries exhausting their
+    /// retries, no success) before Herald disables it [default: 5d]
+    #[arg(long, env = "HERALD_DISABLE_AFTER", value_name = "DURATION")]
+    pub disable_after: Option<String>,
+
     /// Log filter, in tracing's EnvFilter syntax [default: info]
     #[arg(long, env = "HERALD_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -97,6 +102,7 @@ pub struct Config {
     pub db_pool_size: u32,
     pub db_statement_timeout: Duration,
     pub lease_duration: Duration,
+    pub disable_after: Duration,
     /// Whether the lease was set rather than derived from the timeouts.
     lease_explicit: bool,
     /// Delivery profiles from the file's `[profiles.NAME]` tables, plus `default`.
@@ -290,6 +296,9 @@ impl Config {
             }
         })?;
 
+        let disable_after = parse_or(get!(disable_after, "HERALD_DISABLE_AFTER"), "5d", |s| {
+            parse_duration(s).map_err(|e| e.to_string())
+        })?;
         let profiles = Profiles::build(
             BTreeMap::new(),
             &ServerDefaults {
@@ -316,6 +325,7 @@ impl Config {
             db_statement_timeout,
             lease_duration,
             lease_explicit,
+            disable_after,
             profiles,
         })
     }
@@ -418,6 +428,7 @@ fn read_file(path: &Path) -> Result<FileContents, ConfigError> {
             "db_pool_size" => &mut s.db_pool_size,
             "db_statement_timeout" => &mut s.db_statement_timeout,
             "lease_duration" => &mut s.lease_duration,
+            "disable_after" => &mut s.disable_after,
             _ => {
                 return Err(invalid(
                     format!("{key} in {}", path.display()),

@@ -515,6 +515,11 @@ async fn payload_formats_render_slack_messages_and_templates(backend: Backend) {
     let reason = attempts[0]["response"].as_str().unwrap();
     assert!(reason.starts_with("not sent: the template failed"), "{reason}");
     assert!(broken.received().is_empty());
+
+    // Back to the raw payload: the template goes with the format.
+    let raw = app.patch(&ep_path(&app_id, &broken_ep), json!({"format": "raw"})).await;
+    assert_eq!(raw.status, StatusCode::OK, "{}", raw.body);
+    assert_eq!(raw.body["template"], Value::Null);
 }
 
 async fn custom_headers_are_sent_and_credentials_are_not_read_back(backend: Backend) {

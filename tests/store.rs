@@ -63,6 +63,8 @@ fn endpoint(app: &AppId, types: Option<&[&str]>) -> Endpoint {
         format: PayloadFormat::Raw,
         disabled_reason: None,
         reverify_at: None,
+        owner_id: None,
+        failing_since: None,
         created_at: now,
         updated_at: now,
     }
@@ -77,6 +79,7 @@ fn message(app: &AppId, event_type: &str, event_id: Option<&str>) -> Message {
         payload: Arc::from(r#"{"a": 1}"#),
         channels: None,
         tags: None,
+        audience: None,
         created_at: herald::store::now(),
     }
 }

@@ -21,7 +21,7 @@ use crate::domain::ids::{AppId, EndpointId};
 use crate::domain::profile::{Profile, SecretReveal, VerifyMethod};
 use crate::domain::secret::{EndpointSecret, SecretKind};
 use crate::domain::signature::SignatureStyle;
-use crate::domain::validate::{Problems, check_channels, check_event_types, check_uid};
+use crate::domain::validate::{Problems, check_channels, check_name, check_subscriptions, check_uid};
 use crate::store::{Application, Endpoint, Metadata, Order};
 
 #[derive(Deserialize, ToSchema)]
@@ -54,6 +54,9 @@ pub struct EndpointIn {
     pub format: Option<String>,
     /// Herald: with `format: template`, a template rendered to the JSON body.
     pub template: Option<String>,
+    /// Herald: the owner (e.g. a user of your product); the endpoint then
+    /// receives only messages whose `audience` is empty or names this owner.
+    pub owner_id: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -87,6 +90,9 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub template: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub owner_id: Option<Option<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -112,6 +118,11 @@ pub struct EndpointOut {
     pub template: Option<String>,
     /// Herald: why Herald disabled the endpoint (410 Gone, a failed check).
     pub disabled_reason: Option<String>,
+    pub owner_id: Option<String>,
+    /// Herald: `healthy`, `failing` (deliveries exhausted their retries with
+    /// no success since `failingSince`) or `disabled`.
+    pub status: EndpointStatus,
+    pub failing_since: Option<DateTime<Utc>>,
     /// Herald: only in the answer that creates the endpoint, so that a
     /// secret shown once is shown at all (the public key for Ed25519).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +132,14 @@ pub struct EndpointOut {
 }
 
 list_response!(ListResponseEndpointOut, EndpointOut);
+
+#[derive(Serialize, ToSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointStatus {
+    Healthy,
+    Failing,
+    Disabled,
+}
 
 /// Custom headers, as read back: credentials are named, never shown.
 #[derive(Serialize, ToSchema)]
@@ -175,6 +194,13 @@ impl From<Endpoint> for EndpointOut {
             format: e.format.name().to_owned(),
             template: e.format.template().map(str::to_owned),
             disabled_reason: e.disabled_reason,
+            owner_id: e.owner_id,
+            status: match (e.disabled, e.failing_since) {
+                (true, _) => EndpointStatus::Disabled,
+                (false, Some(_)) => EndpointStatus::Failing,
+                (false, None) => EndpointStatus::Healthy,
+            },
+            failing_since: e.failing_since,
             secret: None,
             created_at: e.created_at,
             updated_at: e.updated_at,
@@ -197,7 +223,7 @@ fn check(state: &AppState, ep: &Endpoint, profile: Option<&Profile>) -> ApiResul
                 "must name at least one event type (omit it to receive all)",
             );
         }
-        check_event_types(&mut p, "filterTypes", types);
+        check_subscriptions(&mut p, "filterTypes", types);
     }
     if let Some(channels) = &ep.channels {
         check_channels(&mut p, channels);
@@ -216,6 +242,9 @@ fn check(state: &AppState, ep: &Endpoint, profile: Option<&Profile>) -> ApiResul
     check_headers(&mut p, &ep.headers, profile);
     if let Some(name) = &ep.profile {
         check_profile_name(&mut p, state, name);
+    }
+    if let Some(owner) = &ep.owner_id {
+        check_name(&mut p, "ownerId", owner);
     }
     if let Some(token) = &ep.verify_token
         && (token.is_empty() || token.len() > MAX_VERIFY_TOKEN_LEN)
@@ -377,6 +406,8 @@ fn build(
         format,
         disabled_reason: None,
         reverify_at: None,
+        owner_id: input.owner_id,
+        failing_since: None,
         created_at: now,
         updated_at: now,
     }
@@ -506,6 +537,7 @@ pub async fn put_endpoint(
             ep.previous_secret = existing.previous_secret.clone();
             ep.disabled_reason = existing.disabled_reason.clone();
             ep.reverify_at = existing.reverify_at;
+            ep.failing_since = existing.failing_since;
             let ep = save_changes(&state, &app, &existing, ep, None).await?;
             Ok((StatusCode::OK, Json(ep.into())))
         }
@@ -560,14 +592,19 @@ pub async fn patch_endpoint(
     if let Some(profile) = patch.profile {
         ep.profile = profile;
     }
+    if let Some(owner) = patch.owner_id {
+        ep.owner_id = owner;
+    }
     if let Some(token) = patch.verify_token {
         ep.verify_token = token;
     }
     if patch.format.is_some() || patch.template.is_some() {
         let format = patch.format.as_deref().or(Some(ep.format.name()));
+        // The stored template carries over only while the format stays `template`.
         let template = match &patch.template {
             Some(t) => t.clone(),
-            None => ep.format.template().map(str::to_owned),
+            None if format == Some("template") => ep.format.template().map(str::to_owned),
+            None => None,
         };
         ep.format = parse_format(format, template.as_deref())?;
     }

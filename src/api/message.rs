@@ -34,6 +34,9 @@ pub struct MessageIn {
     pub event_id: Option<String>,
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
+    /// Herald: the owners who may see this message. An endpoint with an
+    /// `ownerId` receives it only if listed; omit it for everyone.
+    pub audience: Option<Vec<String>>,
     /// Accepted for compatibility; payloads are kept with the message.
     pub payload_retention_period: Option<i64>,
 }
@@ -48,6 +51,8 @@ pub struct MessageOut {
     pub payload: Box<RawValue>,
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
+    /// Herald: the owners who may see this message; `null` means everyone.
+    pub audience: Option<Vec<String>>,
     pub timestamp: DateTime<Utc>,
 }
 
@@ -65,10 +70,14 @@ impl From<Message> for MessageOut {
             payload,
             channels: m.channels,
             tags: m.tags,
+            audience: m.audience,
             timestamp: m.created_at,
         }
     }
 }
+
+/// Most owners one message may name.
+const MAX_AUDIENCE: usize = 100;
 
 fn check(input: &MessageIn) -> ApiResult<()> {
     if input.payload.get().len() > MAX_PAYLOAD_BYTES {
@@ -87,6 +96,14 @@ fn check(input: &MessageIn) -> ApiResult<()> {
     }
     if let Some(channels) = &input.channels {
         check_channels(&mut p, channels);
+    }
+    if let Some(audience) = &input.audience {
+        if audience.len() > MAX_AUDIENCE {
+            p.add(&["audience"], format!("at most {MAX_AUDIENCE} owners are allowed"));
+        }
+        for owner in audience {
+            check_name(&mut p, "audience", owner);
+        }
     }
     p.into_result().map_err(ApiError::Validation)
 }
@@ -111,6 +128,7 @@ pub async fn create_message(
         payload: Arc::from(input.payload.get()),
         channels: input.channels,
         tags: input.tags,
+        audience: input.audience,
         created_at: crate::store::now(),
     };
     let deliveries = state.store.publish(&msg).await?;

@@ -206,9 +206,45 @@ impl Dispatcher {
         self.record(&job, &attempt, next).await;
         if verdict == Verdict::Gone {
             self.disable_gone(&job, started_at).await;
+        } else if !job.endpoint.disabled {
+            self.track_health(&job, verdict).await;
         }
         // A retry may now be due sooner than the dispatcher's current nap.
         self.wake();
+    }
+
+    /// An exhausted delivery makes its endpoint failing; a success makes it
+    /// healthy again; failing for `disable_after` switches it off. Only a
+    /// change is written, so a healthy endpoint costs nothing here.
+    async fn track_health(&self, job: &DeliveryJob, verdict: Verdict) {
+        let store = &self.inner.store;
+        let id = &job.endpoint.id;
+        let now = Utc::now();
+        let result = match (verdict, job.endpoint.failing_since) {
+            (Verdict::Delivered, Some(_)) => {
+                tracing::info!(endpoint_id = %id, "endpoint delivered again; it is healthy");
+                store.set_endpoint_failing(id, None).await
+            }
+            (Verdict::GiveUp, None) => {
+                tracing::warn!(endpoint_id = %id, "a delivery exhausted its retries; the endpoint is failing");
+                store.set_endpoint_failing(id, Some(now)).await
+            }
+            (Verdict::GiveUp, Some(since))
+                if (now - since).to_std().unwrap_or_default() >= self.inner.config.disable_after =>
+            {
+                let reason = format!(
+                    "failing since {} with no successful delivery for {}",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    humantime::format_duration(self.inner.config.disable_after)
+                );
+                tracing::warn!(endpoint_id = %id, %reason, "disabling a failing endpoint");
+                store.disable_endpoint(id, &reason, now).await
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, endpoint_id = %id, "recording the endpoint's health failed");
+        }
     }
 
     /// 410 Gone: the receiver asks never to be called again.

@@ -4,27 +4,44 @@
 pub struct Subscription<'a> {
     pub event_types: Option<&'a [String]>,
     pub channels: Option<&'a [String]>,
+    /// The endpoint's owner, if it belongs to one.
+    pub owner: Option<&'a str>,
 }
 
 /// What a message is about.
 pub struct Publication<'a> {
     pub event_type: &'a str,
     pub channels: Option<&'a [String]>,
+    /// Owners who may see the message; `None` means everyone.
+    pub audience: Option<&'a [String]>,
 }
 
-/// An endpoint receives a message when it listens to its event type (or to all)
-/// and, if it names channels, when the message carries one of them.
+/// An endpoint receives a message when it listens to its event type (or to all),
+/// if it names channels, when the message carries one of them, and, if it has
+/// an owner, when the message has no audience or names that owner.
 pub fn matches(sub: &Subscription<'_>, msg: &Publication<'_>) -> bool {
     let type_ok = match sub.event_types {
         None => true,
         Some([]) => true,
-        Some(types) => types.iter().any(|t| t == msg.event_type),
+        Some(types) => types.iter().any(|t| type_matches(t, msg.event_type)),
     };
     let channel_ok = match sub.channels {
         None | Some([]) => true,
         Some(wanted) => msg.channels.is_some_and(|have| have.iter().any(|c| wanted.contains(c))),
     };
-    type_ok && channel_ok
+    let owner_ok = match (sub.owner, msg.audience) {
+        (Some(owner), Some(audience)) => audience.iter().any(|a| a == owner),
+        _ => true,
+    };
+    type_ok && channel_ok && owner_ok
+}
+
+/// `ticket.*` matches every type in the `ticket.` group, at any depth.
+fn type_matches(pattern: &str, event_type: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with('.') => event_type.starts_with(prefix),
+        _ => pattern == event_type,
+    }
 }
 
 #[cfg(test)]
@@ -40,10 +57,12 @@ mod tests {
         let sub = Subscription {
             event_types: None,
             channels: None,
+            owner: None,
         };
         let msg = Publication {
             event_type: "ticket.created",
             channels: None,
+            audience: None,
         };
         assert!(matches(&sub, &msg));
     }
@@ -54,19 +73,22 @@ mod tests {
         let sub = Subscription {
             event_types: Some(&types),
             channels: None,
+            owner: None,
         };
         assert!(matches(
             &sub,
             &Publication {
                 event_type: "ticket.created",
-                channels: None
+                channels: None,
+                audience: None,
             }
         ));
         assert!(!matches(
             &sub,
             &Publication {
                 event_type: "ticket.closed",
-                channels: None
+                channels: None,
+                audience: None,
             }
         ));
     }
@@ -77,6 +99,7 @@ mod tests {
         let sub = Subscription {
             event_types: None,
             channels: Some(&chans),
+            owner: None,
         };
         let with = v(&["ticket-41", "ticket-42"]);
         let without = v(&["ticket-7"]);
@@ -84,22 +107,56 @@ mod tests {
             &sub,
             &Publication {
                 event_type: "a",
-                channels: Some(&with)
+                channels: Some(&with),
+                audience: None,
             }
         ));
         assert!(!matches(
             &sub,
             &Publication {
                 event_type: "a",
-                channels: Some(&without)
+                channels: Some(&without),
+                audience: None,
             }
         ));
         assert!(!matches(
             &sub,
             &Publication {
                 event_type: "a",
-                channels: None
+                channels: None,
+                audience: None,
             }
         ));
+    }
+
+    #[test]
+    fn a_group_wildcard_matches_the_whole_group() {
+        assert!(type_matches("ticket.*", "ticket.created"));
+        assert!(type_matches("ticket.*", "ticket.sla.breached"));
+        assert!(!type_matches("ticket.*", "tickets.created"));
+        assert!(!type_matches("ticket.*", "ticket"));
+        assert!(!type_matches("ticket.created", "ticket.created.v2"));
+    }
+
+    #[test]
+    fn an_owned_endpoint_sees_only_messages_for_its_owner() {
+        let audience = v(&["user-1"]);
+        let sub = |owner| Subscription {
+            event_types: None,
+            channels: None,
+            owner,
+        };
+        let msg = |audience| Publication {
+            event_type: "ticket.created",
+            channels: None,
+            audience,
+        };
+        assert!(matches(&sub(Some("user-1")), &msg(Some(&audience))));
+        assert!(!matches(&sub(Some("user-2")), &msg(Some(&audience))));
+        assert!(matches(&sub(Some("user-2")), &msg(None)), "no audience: everyone");
+        assert!(
+            matches(&sub(None), &msg(Some(&audience))),
+            "an endpoint without owner sees all"
+        );
     }
 }

@@ -80,6 +80,20 @@ pub fn check_event_types(p: &mut Problems, field: &str, types: &[String]) {
     }
 }
 
+/// Endpoint subscriptions: event type names, or a group wildcard such as
+/// `ticket.*` (every type that starts with `ticket.`).
+pub fn check_subscriptions(p: &mut Problems, field: &str, types: &[String]) {
+    for t in types {
+        let name = t.strip_suffix(".*").unwrap_or(t);
+        if name.is_empty() || t.len() > MAX_ID_LEN || !plain_name(name, &[]) {
+            p.add(
+                &[field],
+                format!("'{t}' is neither an event type name nor a wildcard such as 'ticket.*'"),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,7 +112,11 @@ mod tests {
         check_uid(&mut p, "customer-42", "app_");
         check_channels(&mut p, &["ticket:42".into()]);
         check_event_types(&mut p, "filterTypes", &["ticket.created".into()]);
+        check_subscriptions(&mut p, "filterTypes", &["ticket.*".into(), "sla.at_risk".into()]);
         assert!(p.into_result().is_ok());
+        let mut p = Problems::default();
+        check_subscriptions(&mut p, "filterTypes", &["*".into(), ".*".into(), "ticket.*.x".into()]);
+        assert_eq!(p.into_result().unwrap_err().len(), 3);
     }
 
     #[test]

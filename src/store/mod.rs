@@ -121,6 +121,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_endpoints(&self, app: &AppId, page: &Page) -> StoreResult<Vec<Endpoint>>;
     async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()>;
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> StoreResult<bool>;
+    /// Marks an endpoint failing since `since` (kept if already failing), or
+    /// healthy again with `None`.
+    async fn set_endpoint_failing(&self, id: &EndpointId, since: Option<DateTime<Utc>>) -> StoreResult<()>;
     /// Switches an endpoint off on Herald's own decision, saying why.
     async fn disable_endpoint(&self, id: &EndpointId, reason: &str, now: DateTime<Utc>) -> StoreResult<()>;
     /// Enabled endpoints whose check is due by `now`, with their

@@ -48,7 +48,12 @@ pub struct Endpoint {
     pub format: PayloadFormat,
     /// Why Herald disabled the endpoint (410 Gone, a failed check).
     pub disabled_reason: Option<String>,
-    /// When the endpoint last passed its profile's check.
+    /// Whose endpoint this is: it receives only messages whose audience is
+    /// empty or names this owner.
+    pub owner_id: Option<String>,
+    /// Since when its deliveries have been exhausted with no success between.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// When the profile's endpoint check is next repeated.
     pub reverify_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -90,6 +95,8 @@ pub struct Message {
     pub payload: Arc<str>,
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
+    /// Owners who may see this message; `None` means everyone.
+    pub audience: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
 }
 

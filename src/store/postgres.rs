@@ -139,8 +139,9 @@ impl Store for PgStore {
         let insert = sqlx::query(
             "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
              rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, profile, verify_token, \
-             format, template, disabled_reason, reverify_at, updated_at, id, app_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
+             format, template, disabled_reason, reverify_at, owner_id, updated_at, id, app_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
+             $23)",
         );
         bind_endpoint(insert, ep)
             .bind(ms(ep.created_at))
@@ -172,7 +173,7 @@ impl Store for PgStore {
             "UPDATE endpoints SET uid = $1, url = $2, description = $3, filter_types = $4, channels = $5, \
              disabled = $6, rate_limit = $7, metadata = $8, headers = $9, secret = $10, previous_secret = $11, \
              previous_secret_expires_at = $12, profile = $13, verify_token = $14, format = $15, template = $16, \
-             disabled_reason = $17, reverify_at = $18, updated_at = $19 WHERE id = $20 AND app_id = $21",
+             disabled_reason = $17, reverify_at = $18, owner_id = $19, updated_at = $20 WHERE id = $21 AND app_id = $22",
         );
         bind_endpoint(update, ep)
             .execute(&self.pool)
@@ -188,6 +189,19 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_endpoint_failing(&self, id: &EndpointId, since: Option<DateTime<Utc>>) -> StoreResult<()> {
+        let sql = match since {
+            Some(_) => "UPDATE endpoints SET failing_since = COALESCE(failing_since, $1) WHERE id = $2",
+            None => "UPDATE endpoints SET failing_since = $1 WHERE id = $2",
+        };
+        sqlx::query(sql)
+            .bind(since.map(ms))
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn disable_endpoint(&self, id: &EndpointId, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
@@ -271,8 +285,8 @@ impl Store for PgStore {
     async fn publish(&self, msg: &Message) -> StoreResult<usize> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at, audience) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(msg.id.as_str())
         .bind(msg.app_id.as_str())
@@ -282,15 +296,17 @@ impl Store for PgStore {
         .bind(opt_json(&msg.channels))
         .bind(opt_json(&msg.tags))
         .bind(ms(msg.created_at))
+        .bind(opt_json(&msg.audience))
         .execute(&mut *tx)
         .await
         .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
 
-        let targets: Vec<TargetRow> =
-            sqlx::query_as("SELECT id, filter_types, channels FROM endpoints WHERE app_id = $1 AND NOT disabled")
-                .bind(msg.app_id.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
+        let targets: Vec<TargetRow> = sqlx::query_as(&format!(
+            "SELECT {TARGET_COLUMNS} FROM endpoints WHERE app_id = $1 AND NOT disabled"
+        ))
+        .bind(msg.app_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
         let now = ms(msg.created_at);
         let matched = matching_endpoints(msg, targets)?;
         for endpoint_id in &matched {

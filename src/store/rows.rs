@@ -112,6 +112,8 @@ pub(super) struct EndpointRow {
     pub(super) template: Option<String>,
     pub(super) disabled_reason: Option<String>,
     pub(super) reverify_at: Option<i64>,
+    pub(super) owner_id: Option<String>,
+    pub(super) failing_since: Option<i64>,
     pub(super) created_at: i64,
     pub(super) updated_at: i64,
 }
@@ -147,6 +149,8 @@ impl TryFrom<EndpointRow> for Endpoint {
                 .map_err(|(field, e)| StoreError::Corrupt(format!("endpoint {field} {e}")))?,
             disabled_reason: r.disabled_reason,
             reverify_at: r.reverify_at.map(from_ms),
+            owner_id: r.owner_id,
+            failing_since: r.failing_since.map(from_ms),
             created_at: from_ms(r.created_at),
             updated_at: from_ms(r.updated_at),
         })
@@ -192,6 +196,7 @@ pub(super) struct MessageRow {
     pub(super) payload: String,
     pub(super) channels: Option<String>,
     pub(super) tags: Option<String>,
+    pub(super) audience: Option<String>,
     pub(super) created_at: i64,
 }
 
@@ -206,6 +211,7 @@ impl TryFrom<MessageRow> for Message {
             payload: r.payload.into(),
             channels: parse_opt_json("message channels", r.channels)?,
             tags: parse_opt_json("message tags", r.tags)?,
+            audience: parse_opt_json("message audience", r.audience)?,
             created_at: from_ms(r.created_at),
         })
     }
@@ -312,7 +318,7 @@ pub(super) fn uid_conflict(e: sqlx::Error, what: &str) -> StoreError {
 pub(super) const ENDPOINT_COLUMNS: &str = "e.id, e.app_id, e.uid, e.url, e.description, e.filter_types, e.channels, \
      e.disabled, e.rate_limit, e.metadata, e.headers, e.secret, e.previous_secret, \
      e.previous_secret_expires_at, e.profile, e.verify_token, e.format, e.template, e.disabled_reason, \
-     e.reverify_at, e.created_at, e.updated_at";
+     e.reverify_at, e.owner_id, e.failing_since, e.created_at, e.updated_at";
 
 /// What a claimed delivery reads besides the endpoint, in both backends' claim queries.
 pub(super) const JOB_COLUMNS: &str = "d.id AS delivery_id, d.lease_token, d.msg_id, d.app_id, d.attempts, \
@@ -385,22 +391,28 @@ pub(super) fn idempotency_state(row: Option<(Option<i64>, Option<Vec<u8>>)>) -> 
     }
 }
 
-/// An enabled endpoint's subscription, as read inside the publish transaction.
-pub(super) type TargetRow = (String, Option<String>, Option<String>);
+/// An enabled endpoint's subscription, as read inside the publish
+/// transaction: id, filter types, channels, owner.
+pub(super) type TargetRow = (String, Option<String>, Option<String>, Option<String>);
+
+/// The columns of a [`TargetRow`], in both backends' publish queries.
+pub(super) const TARGET_COLUMNS: &str = "id, filter_types, channels, owner_id";
 
 /// The ids of the endpoints, among `targets`, that receive `msg`.
 pub(super) fn matching_endpoints(msg: &Message, targets: Vec<TargetRow>) -> StoreResult<Vec<String>> {
     let publication = Publication {
         event_type: &msg.event_type,
         channels: msg.channels.as_deref(),
+        audience: msg.audience.as_deref(),
     };
     let mut matched = Vec::new();
-    for (endpoint_id, types, channels) in targets {
+    for (endpoint_id, types, channels, owner) in targets {
         let types: Option<Vec<String>> = parse_opt_json("endpoint filterTypes", types)?;
         let channels: Option<Vec<String>> = parse_opt_json("endpoint channels", channels)?;
         let sub = Subscription {
             event_types: types.as_deref(),
             channels: channels.as_deref(),
+            owner: owner.as_deref(),
         };
         if matches(&sub, &publication) {
             matched.push(endpoint_id);
@@ -449,6 +461,7 @@ where
         .bind(ep.format.template().map(str::to_owned))
         .bind(ep.disabled_reason.clone())
         .bind(ep.reverify_at.map(ms))
+        .bind(ep.owner_id.clone())
         .bind(ms(ep.updated_at))
         .bind(ep.id.to_string())
         .bind(ep.app_id.to_string())

@@ -157,8 +157,8 @@ impl Store for SqliteStore {
         let insert = sqlx::query(
             "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
              rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, profile, verify_token, \
-             format, template, disabled_reason, reverify_at, updated_at, id, app_id, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             format, template, disabled_reason, reverify_at, owner_id, updated_at, id, app_id, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         bind_endpoint(insert, ep)
             .bind(ms(ep.created_at))
@@ -190,7 +190,7 @@ impl Store for SqliteStore {
             "UPDATE endpoints SET uid = ?, url = ?, description = ?, filter_types = ?, channels = ?, disabled = ?, \
              rate_limit = ?, metadata = ?, headers = ?, secret = ?, previous_secret = ?, previous_secret_expires_at = ?, \
              profile = ?, verify_token = ?, format = ?, template = ?, disabled_reason = ?, reverify_at = ?, \
-             updated_at = ? WHERE id = ? AND app_id = ?",
+             owner_id = ?, updated_at = ? WHERE id = ? AND app_id = ?",
         );
         bind_endpoint(update, ep)
             .execute(&self.writer)
@@ -206,6 +206,19 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_endpoint_failing(&self, id: &EndpointId, since: Option<DateTime<Utc>>) -> StoreResult<()> {
+        let sql = match since {
+            Some(_) => "UPDATE endpoints SET failing_since = COALESCE(failing_since, ?) WHERE id = ?",
+            None => "UPDATE endpoints SET failing_since = ? WHERE id = ?",
+        };
+        sqlx::query(sql)
+            .bind(since.map(ms))
+            .bind(id.as_str())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn disable_endpoint(&self, id: &EndpointId, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
@@ -289,8 +302,8 @@ impl Store for SqliteStore {
     async fn publish(&self, msg: &Message) -> StoreResult<usize> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at, audience) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(msg.id.as_str())
         .bind(msg.app_id.as_str())
@@ -300,15 +313,17 @@ impl Store for SqliteStore {
         .bind(opt_json(&msg.channels))
         .bind(opt_json(&msg.tags))
         .bind(ms(msg.created_at))
+        .bind(opt_json(&msg.audience))
         .execute(&mut *tx)
         .await
         .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
 
-        let targets: Vec<TargetRow> =
-            sqlx::query_as("SELECT id, filter_types, channels FROM endpoints WHERE app_id = ? AND disabled = 0")
-                .bind(msg.app_id.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
+        let targets: Vec<TargetRow> = sqlx::query_as(&format!(
+            "SELECT {TARGET_COLUMNS} FROM endpoints WHERE app_id = ? AND disabled = 0"
+        ))
+        .bind(msg.app_id.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
         let now = ms(msg.created_at);
         let matched = matching_endpoints(msg, targets)?;
         for endpoint_id in &matched {
