@@ -116,6 +116,31 @@ fn check(
     p.into_result().map_err(ApiError::Validation)
 }
 
+fn check_input(state: &AppState, input: &ApplicationIn) -> ApiResult<()> {
+    check(
+        state,
+        &input.name,
+        input.uid.as_deref(),
+        input.rate_limit,
+        input.profile.as_deref(),
+    )
+}
+
+/// A new application from `input`; `uid` stands in when the input has none.
+fn new_app(input: ApplicationIn, uid: Option<String>) -> Application {
+    let now = crate::store::now();
+    Application {
+        id: AppId::generate(),
+        uid: input.uid.or(uid),
+        name: input.name,
+        rate_limit: input.rate_limit,
+        metadata: input.metadata.unwrap_or_default(),
+        profile: input.profile,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 /// Finds an application by id or uid, or answers 404.
 pub async fn find_app(state: &AppState, id_or_uid: &str) -> ApiResult<Application> {
     state
@@ -144,30 +169,14 @@ pub async fn create_app(
     q: QueryParams,
     ApiJson(input): ApiJson<ApplicationIn>,
 ) -> ApiResult<(StatusCode, Json<ApplicationOut>)> {
-    check(
-        &state,
-        &input.name,
-        input.uid.as_deref(),
-        input.rate_limit,
-        input.profile.as_deref(),
-    )?;
+    check_input(&state, &input)?;
     if q.bool("get_if_exists")?
         && let Some(uid) = &input.uid
         && let Some(existing) = state.store.get_app(uid).await?
     {
         return Ok((StatusCode::OK, Json(existing.into())));
     }
-    let now = crate::store::now();
-    let app = Application {
-        id: AppId::generate(),
-        uid: input.uid,
-        name: input.name,
-        rate_limit: input.rate_limit,
-        metadata: input.metadata.unwrap_or_default(),
-        profile: input.profile,
-        created_at: now,
-        updated_at: now,
-    };
+    let app = new_app(input, None);
     state.store.create_app(&app).await?;
     Ok((StatusCode::CREATED, Json(app.into())))
 }
@@ -189,13 +198,7 @@ pub async fn put_app(
     Path(app_id): Path<String>,
     ApiJson(input): ApiJson<ApplicationIn>,
 ) -> ApiResult<(StatusCode, Json<ApplicationOut>)> {
-    check(
-        &state,
-        &input.name,
-        input.uid.as_deref(),
-        input.rate_limit,
-        input.profile.as_deref(),
-    )?;
+    check_input(&state, &input)?;
     let now = crate::store::now();
     match state.store.get_app(&app_id).await? {
         Some(mut app) => {
@@ -212,18 +215,9 @@ pub async fn put_app(
             if AppId::parse(&app_id).is_some() {
                 return Err(ApiError::NotFound("application"));
             }
-            let uid = input.uid.unwrap_or(app_id);
+            let uid = input.uid.clone().unwrap_or(app_id);
             check(&state, "x", Some(&uid), None, None)?;
-            let app = Application {
-                id: AppId::generate(),
-                uid: Some(uid),
-                name: input.name,
-                rate_limit: input.rate_limit,
-                metadata: input.metadata.unwrap_or_default(),
-                profile: input.profile,
-                created_at: now,
-                updated_at: now,
-            };
+            let app = new_app(input, Some(uid));
             state.store.create_app(&app).await?;
             Ok((StatusCode::CREATED, Json(app.into())))
         }
