@@ -11,7 +11,7 @@ use std::sync::Arc;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::app::{check_profile_name, find_app};
+use super::app::find_app;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, double_option};
 use super::list::{Paging, list_response};
@@ -211,7 +211,7 @@ impl From<Endpoint> for EndpointOut {
 const MAX_VERIFY_TOKEN_LEN: usize = 256;
 
 /// Checks every field of an endpoint as it will be stored, under `profile`.
-fn check(state: &AppState, ep: &Endpoint, profile: Option<&Profile>) -> ApiResult<()> {
+fn check(state: &AppState, ep: &Endpoint, profile: &Profile) -> ApiResult<()> {
     let mut p = Problems::default();
     if let Err(e) = state.config.target_policy.check_url(&ep.url) {
         p.add(&["url"], format!("'{}' {e}", ep.url));
@@ -240,9 +240,6 @@ fn check(state: &AppState, ep: &Endpoint, profile: Option<&Profile>) -> ApiResul
         p.add(&["rateLimit"], "must be at least 1 (omit it for no limit)");
     }
     check_headers(&mut p, &ep.headers, profile);
-    if let Some(name) = &ep.profile {
-        check_profile_name(&mut p, state, name);
-    }
     if let Some(owner) = &ep.owner_id {
         check_name(&mut p, "ownerId", owner);
     }
@@ -254,10 +251,7 @@ fn check(state: &AppState, ep: &Endpoint, profile: Option<&Profile>) -> ApiResul
             format!("must be 1 to {MAX_VERIFY_TOKEN_LEN} characters long"),
         );
     }
-    if let Some(profile) = profile
-        && profile.verify == VerifyMethod::GetChallenge
-        && ep.verify_token.is_none()
-    {
+    if profile.verify == VerifyMethod::GetChallenge && ep.verify_token.is_none() {
         p.add(
             &["verifyToken"],
             format!(
@@ -269,16 +263,12 @@ fn check(state: &AppState, ep: &Endpoint, profile: Option<&Profile>) -> ApiResul
     p.into_result().map_err(ApiError::Validation)
 }
 
-fn check_headers(p: &mut Problems, headers: &BTreeMap<String, String>, profile: Option<&Profile>) {
-    let profile_headers: Vec<&str> = profile
-        .map(|pr| {
-            let signature = match &pr.signature {
-                SignatureStyle::BodyHmac { header, .. } => Some(header.as_str()),
-                SignatureStyle::StandardWebhooks { .. } => None,
-            };
-            signature.into_iter().chain(pr.event_header.as_deref()).collect()
-        })
-        .unwrap_or_default();
+fn check_headers(p: &mut Problems, headers: &BTreeMap<String, String>, profile: &Profile) {
+    let signature = match &profile.signature {
+        SignatureStyle::BodyHmac { header, .. } => Some(header.as_str()),
+        SignatureStyle::StandardWebhooks { .. } => None,
+    };
+    let profile_headers: Vec<&str> = signature.into_iter().chain(profile.event_header.as_deref()).collect();
     for (name, value) in headers {
         if HeaderName::try_from(name.as_str()).is_err() {
             p.add(&["headers", name], "is not a valid header name");
@@ -426,10 +416,9 @@ async fn create_from(
     let placeholder = EndpointSecret::generate(SecretKind::StandardHmac);
     let mut ep = build(app.id.clone(), input, placeholder, format, crate::store::now());
     ep.uid = ep.uid.or(uid);
-    check(state, &ep, None)?;
     let profile = profile_for(state, &ep, app)?;
     ep.secret = secret_for("secret", secret_text, &profile)?;
-    check(state, &ep, Some(&profile))?;
+    check(state, &ep, &profile)?;
     verify(state, &mut ep, None, &profile).await?;
     state.store.create_endpoint(&ep).await?;
     let shown = ep.secret.for_consumer();
@@ -446,7 +435,6 @@ async fn save_changes(
     mut ep: Endpoint,
     new_secret: Option<String>,
 ) -> ApiResult<Endpoint> {
-    check(state, &ep, None)?;
     let profile = profile_for(state, &ep, app)?;
     match new_secret {
         Some(text) => {
@@ -455,7 +443,7 @@ async fn save_changes(
         }
         None => fit_secret(&mut ep, &profile),
     }
-    check(state, &ep, Some(&profile))?;
+    check(state, &ep, &profile)?;
     if ep.disabled != before.disabled {
         // A switch flipped by a person replaces Herald's own reason.
         ep.disabled_reason = None;
@@ -713,12 +701,7 @@ pub async fn update_headers(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     ApiJson(input): ApiJson<EndpointHeadersIn>,
 ) -> ApiResult<StatusCode> {
-    let app = find_app(&state, &app_id).await?;
-    let before = find_endpoint(&state, &app.id, &endpoint_id).await?;
-    let mut ep = before.clone();
-    ep.headers = input.headers;
-    save_changes(&state, &app, &before, ep, None).await?;
-    Ok(StatusCode::NO_CONTENT)
+    change_headers(&state, &app_id, &endpoint_id, |headers| *headers = input.headers).await
 }
 
 #[utoipa::path(patch, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", tag = "Endpoint",
@@ -729,15 +712,28 @@ pub async fn patch_headers(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     ApiJson(input): ApiJson<EndpointHeadersPatchIn>,
 ) -> ApiResult<StatusCode> {
-    let app = find_app(&state, &app_id).await?;
-    let before = find_endpoint(&state, &app.id, &endpoint_id).await?;
+    change_headers(&state, &app_id, &endpoint_id, |headers| {
+        for (name, value) in input.headers {
+            match value {
+                Some(value) => headers.insert(name, value),
+                None => headers.remove(&name),
+            };
+        }
+    })
+    .await
+}
+
+/// Applies `change` to an endpoint's headers and saves them, checked like any edit.
+async fn change_headers(
+    state: &AppState,
+    app_id: &str,
+    endpoint_id: &str,
+    change: impl FnOnce(&mut BTreeMap<String, String>),
+) -> ApiResult<StatusCode> {
+    let app = find_app(state, app_id).await?;
+    let before = find_endpoint(state, &app.id, endpoint_id).await?;
     let mut ep = before.clone();
-    for (name, value) in input.headers {
-        match value {
-            Some(value) => ep.headers.insert(name, value),
-            None => ep.headers.remove(&name),
-        };
-    }
-    save_changes(&state, &app, &before, ep, None).await?;
+    change(&mut ep.headers);
+    save_changes(state, &app, &before, ep, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
