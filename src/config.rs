@@ -81,6 +81,54 @@ pub struct Settings {
     #[arg(long, env = "HERALD_DISABLE_AFTER", value_name = "DURATION")]
     pub disable_after: Option<String>,
 
+    /// Where Herald sends its operational webhooks (endpoint.disabled,
+    /// message.attempt.exhausted…), signed like any delivery [default: none]
+    #[arg(long, env = "HERALD_OPERATIONAL_WEBHOOK_URL", value_name = "URL")]
+    pub operational_webhook_url: Option<String>,
+
+    /// The whsec_ secret that signs operational webhooks. Unset: generated
+    /// once; read it from the herald-operational application's endpoint
+    #[arg(
+        long,
+        env = "HERALD_OPERATIONAL_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub operational_webhook_secret: Option<String>,
+
+    /// SMTP server for operator emails: smtp://[user:pass@]host[:port]
+    /// (?tls=required for STARTTLS) or smtps://… [default: none]
+    #[arg(long, env = "HERALD_SMTP_URL", value_name = "URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Comma-separated addresses told when an endpoint starts failing or is
+    /// disabled; needs HERALD_SMTP_URL [default: none]
+    #[arg(long, env = "HERALD_NOTIFY_EMAIL", value_name = "ADDRESSES")]
+    pub notify_email: Option<String>,
+
+    /// The sender of operator emails [default: Herald <herald@localhost>]
+    #[arg(long, env = "HERALD_NOTIFY_FROM", value_name = "ADDRESS")]
+    pub notify_from: Option<String>,
+
+    /// Check every payload against its event type's JSON Schema; an
+    /// application's validatePayloads overrides this [default: false]
+    #[arg(long, env = "HERALD_VALIDATE_PAYLOADS", value_name = "BOOL")]
+    pub validate_payloads: Option<String>,
+
+    /// How long payloads are kept when a message names no
+    /// payloadRetentionPeriod [default: 90d]
+    #[arg(long, env = "HERALD_PAYLOAD_RETENTION", value_name = "DURATION")]
+    pub payload_retention: Option<String>,
+
+    /// Keep payloads after every delivery succeeded; false removes them at
+    /// once, for products that promise not to store event data [default: true]
+    #[arg(long, env = "HERALD_RETAIN_PAYLOADS", value_name = "BOOL")]
+    pub retain_payloads: Option<String>,
+
+    /// How often expired payloads and idempotency keys are removed [default: 1m]
+    #[arg(long, env = "HERALD_CLEANUP_INTERVAL", value_name = "DURATION")]
+    pub cleanup_interval: Option<String>,
+
     /// Log filter, in tracing's EnvFilter syntax [default: info]
     #[arg(long, env = "HERALD_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -105,8 +153,39 @@ pub struct Config {
     pub disable_after: Duration,
     /// Whether the lease was set rather than derived from the timeouts.
     lease_explicit: bool,
+    pub operational_webhook: Option<OperationalWebhook>,
+    pub email: Option<EmailSettings>,
+    pub validate_payloads: bool,
+    pub payload_retention: Duration,
+    pub retain_payloads: bool,
+    pub cleanup_interval: Duration,
     /// Delivery profiles from the file's `[profiles.NAME]` tables, plus `default`.
     pub profiles: Profiles,
+}
+
+/// Where operational webhooks go, and the secret that signs them.
+#[derive(Debug, Clone)]
+pub struct OperationalWebhook {
+    pub url: url::Url,
+    pub secret: Option<crate::domain::secret::EndpointSecret>,
+}
+
+/// How operator emails are sent.
+#[derive(Clone)]
+pub struct EmailSettings {
+    pub smtp_url: String,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+impl std::fmt::Debug for EmailSettings {
+    /// The SMTP URL may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailSettings")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which parts of Herald a node runs.
@@ -299,6 +378,35 @@ impl Config {
         let disable_after = parse_or(get!(disable_after, "HERALD_DISABLE_AFTER"), "5d", |s| {
             parse_duration(s).map_err(|e| e.to_string())
         })?;
+        let operational_webhook = operational_webhook(
+            get!(operational_webhook_url, "HERALD_OPERATIONAL_WEBHOOK_URL"),
+            get!(operational_webhook_secret, "HERALD_OPERATIONAL_WEBHOOK_SECRET"),
+        )?;
+        let email = email_settings(
+            get!(smtp_url, "HERALD_SMTP_URL"),
+            get!(notify_email, "HERALD_NOTIFY_EMAIL"),
+            get!(notify_from, "HERALD_NOTIFY_FROM"),
+        )?;
+        let validate_payloads = parse_or(get!(validate_payloads, "HERALD_VALIDATE_PAYLOADS"), "false", parse_bool)?;
+        let payload_retention =
+            parse_or(
+                get!(payload_retention, "HERALD_PAYLOAD_RETENTION"),
+                "90d",
+                |s| match parse_duration(s).map_err(|e| e.to_string())? {
+                    d if d.is_zero() => Err("must be longer than 0s".to_owned()),
+                    d => Ok(d),
+                },
+            )?;
+        let retain_payloads = parse_or(get!(retain_payloads, "HERALD_RETAIN_PAYLOADS"), "true", parse_bool)?;
+        let cleanup_interval =
+            parse_or(
+                get!(cleanup_interval, "HERALD_CLEANUP_INTERVAL"),
+                "1m",
+                |s| match parse_duration(s).map_err(|e| e.to_string())? {
+                    d if d < Duration::from_millis(10) => Err("must be at least 10ms".to_owned()),
+                    d => Ok(d),
+                },
+            )?;
         let profiles = Profiles::build(
             BTreeMap::new(),
             &ServerDefaults {
@@ -326,8 +434,68 @@ impl Config {
             lease_duration,
             lease_explicit,
             disable_after,
+            operational_webhook,
+            email,
+            validate_payloads,
+            payload_retention,
+            retain_payloads,
+            cleanup_interval,
             profiles,
         })
+    }
+}
+
+fn operational_webhook(
+    url: Option<(String, String)>,
+    secret: Option<(String, String)>,
+) -> Result<Option<OperationalWebhook>, ConfigError> {
+    let secret = match secret {
+        None => None,
+        Some((key, text)) => match crate::domain::secret::EndpointSecret::parse(text.trim()) {
+            Ok(s) if s.kind() == crate::domain::secret::SecretKind::StandardHmac => Some(s),
+            _ => return Err(invalid(key, "must be a whsec_ secret (base64 of 24 to 64 bytes)")),
+        },
+    };
+    let Some((key, text)) = url else {
+        return Ok(None);
+    };
+    let url = url::Url::parse(text.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| invalid(key, format!("'{text}' is not an http(s) URL")))?;
+    Ok(Some(OperationalWebhook { url, secret }))
+}
+
+fn email_settings(
+    smtp_url: Option<(String, String)>,
+    to: Option<(String, String)>,
+    from: Option<(String, String)>,
+) -> Result<Option<EmailSettings>, ConfigError> {
+    let recipients = |text: &str| -> Vec<String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    match (smtp_url, to) {
+        (None, None) => Ok(None),
+        (Some((key, _)), None) => Err(invalid(key, "needs HERALD_NOTIFY_EMAIL: whom to tell")),
+        (None, Some((key, _))) => Err(invalid(key, "needs HERALD_SMTP_URL: how to send")),
+        (Some((url_key, url)), Some((to_key, to))) => {
+            let settings = EmailSettings {
+                smtp_url: url.trim().to_owned(),
+                from: from.map_or_else(|| "Herald <herald@localhost>".to_owned(), |(_, f)| f.trim().to_owned()),
+                to: recipients(&to),
+            };
+            if settings.to.is_empty() {
+                return Err(invalid(to_key, "names no address"));
+            }
+            // Checked now, so a typo stops the start instead of the first email.
+            crate::ops::email::Mailer::new(&settings.smtp_url, &settings.from, &settings.to)
+                .map_err(|e| invalid(url_key, e.to_string()))?;
+            Ok(Some(settings))
+        }
     }
 }
 
@@ -429,6 +597,15 @@ fn read_file(path: &Path) -> Result<FileContents, ConfigError> {
             "db_statement_timeout" => &mut s.db_statement_timeout,
             "lease_duration" => &mut s.lease_duration,
             "disable_after" => &mut s.disable_after,
+            "operational_webhook_url" => &mut s.operational_webhook_url,
+            "operational_webhook_secret" => &mut s.operational_webhook_secret,
+            "smtp_url" => &mut s.smtp_url,
+            "notify_email" => &mut s.notify_email,
+            "notify_from" => &mut s.notify_from,
+            "validate_payloads" => &mut s.validate_payloads,
+            "payload_retention" => &mut s.payload_retention,
+            "retain_payloads" => &mut s.retain_payloads,
+            "cleanup_interval" => &mut s.cleanup_interval,
             _ => {
                 return Err(invalid(
                     format!("{key} in {}", path.display()),

@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod ops;
 pub mod store;
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub enum RunError {
     Client(#[from] reqwest::Error),
     #[error("the HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
+    #[error(transparent)]
+    Notify(#[from] ops::notify::NotifyError),
 }
 
 /// Serves the API on `listener` and delivers messages until `shutdown` is
@@ -47,7 +50,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     }
     let admin_token_hash = api::auth::admin_token_hash(store.as_ref(), &config).await?;
     let client = delivery::client::build(&config.target_policy, config.request_timeout)?;
-    let dispatcher = Dispatcher::new(store.clone(), config.clone(), client.clone());
+    let notifier = ops::notify::Notifier::start(store.clone(), &config).await?;
+    let dispatcher = Dispatcher::new(store.clone(), config.clone(), client.clone(), notifier.clone());
 
     let attempts = TaskTracker::new();
     let background = TaskTracker::new();
@@ -60,6 +64,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
             client.clone(),
             shutdown.clone(),
         ));
+        background.spawn(ops::retention::run_cleaner(
+            store.clone(),
+            config.clone(),
+            shutdown.clone(),
+        ));
+        background.spawn(ops::recovery::take_over_orphans(store.clone(), dispatcher.clone()));
         let (store, wake, shutdown) = (store.clone(), dispatcher.wake_handle(), shutdown.clone());
         background.spawn(async move { store.forward_wakeups(wake, shutdown).await });
     }
@@ -70,6 +80,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         config: config.clone(),
         dispatcher,
         client,
+        notifier,
+        schemas: Default::default(),
         admin_token_hash,
     };
     let address = listener.local_addr()?;

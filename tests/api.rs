@@ -47,7 +47,7 @@ async fn response_shapes_match_the_svix_api(backend: Backend) {
     insta::assert_json_snapshot!("event_type_out", et.body, {".createdAt" => "[time]", ".updatedAt" => "[time]"});
 
     let msg = app.publish(&app_id, "ticket.created", json!({"ticket": 42})).await;
-    insta::assert_json_snapshot!("message_out", msg, {".id" => "[msg id]", ".timestamp" => "[time]"});
+    insta::assert_json_snapshot!("message_out", msg, {".id" => "[msg id]", ".timestamp" => "[time]", ".expiresAt" => "[time]"});
 
     let attempts = app
         .wait_for_attempts(&format!("/api/v1/app/{app_id}/attempt/endpoint/main"), |a| {
@@ -56,7 +56,9 @@ async fn response_shapes_match_the_svix_api(backend: Backend) {
         .await;
     insta::assert_json_snapshot!("message_attempt_out", attempts[0], {
         ".id" => "[attempt id]", ".msgId" => "[msg id]", ".endpointId" => "[ep id]", ".url" => "[url]",
-        ".timestamp" => "[time]", ".responseDurationMs" => "[ms]"
+        ".timestamp" => "[time]", ".responseDurationMs" => "[ms]", ".msgTimestamp" => "[time]",
+        ".requestHeaders[\"webhook-id\"]" => "[msg id]", ".requestHeaders[\"webhook-signature\"]" => "[signature]",
+        ".requestHeaders[\"webhook-timestamp\"]" => "[unix time]", ".responseHeaders.date" => "[http date]"
     });
 
     let list = app.get("/api/v1/app").await;

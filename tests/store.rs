@@ -10,11 +10,12 @@ use chrono::Utc;
 use common::Backend;
 use herald::config::{Config, Settings};
 use herald::domain::format::PayloadFormat;
-use herald::domain::ids::{AppId, AttemptId, EndpointId, MessageId};
+use herald::domain::ids::{AppId, AttemptId, MessageId};
 use herald::domain::secret::{EndpointSecret, SecretKind};
-use herald::domain::status::{DeliveryStatus, TriggerType};
+use herald::domain::status::{DeliveryStatus, TriggerType, WhileDisabled};
 use herald::store::{
-    Application, Attempt, DeliveryJob, Endpoint, IdempotencyState, Message, NextStep, Order, Page, Store, StoreError,
+    Application, Attempt, DeliveryJob, Endpoint, IdempotencyState, Message, NextStep, Order, Page, Recovery, Store,
+    StoreError, Window,
 };
 
 /// A store on `backend`, with the temp dir that holds its file (if any).
@@ -37,37 +38,22 @@ fn app(uid: Option<&str>) -> Application {
         rate_limit: None,
         metadata: Default::default(),
         profile: None,
+        validate_payloads: None,
         created_at: now,
         updated_at: now,
     }
 }
 
 fn endpoint(app: &AppId, types: Option<&[&str]>) -> Endpoint {
-    let now = herald::store::now();
-    Endpoint {
-        id: EndpointId::generate(),
-        app_id: app.clone(),
-        uid: None,
-        url: "https://example.com/hook".into(),
-        description: String::new(),
-        filter_types: types.map(|t| t.iter().map(|s| s.to_string()).collect()),
-        channels: None,
-        disabled: false,
-        rate_limit: None,
-        metadata: Default::default(),
-        headers: Default::default(),
-        secret: EndpointSecret::generate(SecretKind::StandardHmac),
-        previous_secret: None,
-        profile: None,
-        verify_token: None,
-        format: PayloadFormat::Raw,
-        disabled_reason: None,
-        reverify_at: None,
-        owner_id: None,
-        failing_since: None,
-        created_at: now,
-        updated_at: now,
-    }
+    let secret = EndpointSecret::generate(SecretKind::StandardHmac);
+    let mut ep = Endpoint::new(
+        app.clone(),
+        "https://example.com/hook".into(),
+        secret,
+        herald::store::now(),
+    );
+    ep.filter_types = types.map(|t| t.iter().map(|s| s.to_string()).collect());
+    ep
 }
 
 fn message(app: &AppId, event_type: &str, event_id: Option<&str>) -> Message {
@@ -80,6 +66,8 @@ fn message(app: &AppId, event_type: &str, event_id: Option<&str>) -> Message {
         channels: None,
         tags: None,
         audience: None,
+        expires_at: None,
+        payload_removed_at: None,
         created_at: herald::store::now(),
     }
 }
@@ -100,6 +88,10 @@ fn attempt(job: &DeliveryJob, ok: bool) -> Attempt {
         },
         trigger_type: TriggerType::Scheduled,
         created_at: herald::store::now(),
+        request_headers: None,
+        request_body: None,
+        response_headers: None,
+        event: None,
     }
 }
 
@@ -438,7 +430,88 @@ async fn each_repeat_check_is_claimed_once(backend: Backend) {
     assert!(store.endpoints_to_reverify(now, 10).await.unwrap().is_empty());
 }
 
+async fn a_held_delivery_comes_due_when_its_endpoint_is_enabled(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, mut ep) = app_with_endpoint(store.as_ref()).await;
+    store.publish(&message(&a.id, "ticket.created", None)).await.unwrap();
+    let job = store.claim_due(Utc::now(), 10, LEASE).await.unwrap().remove(0);
+    ep.disabled = true;
+    ep.while_disabled = WhileDisabled::Hold;
+    store.update_endpoint(&ep).await.unwrap();
+    assert!(store.hold_delivery(&job, Utc::now()).await.unwrap(), "held");
+    assert_eq!(store.next_due_at().await.unwrap(), None, "held: not due");
+    let window = Window {
+        since: Utc::now() - chrono::Duration::hours(1),
+        until: None,
+    };
+    assert_eq!(store.endpoint_stats(&ep.id, &window).await.unwrap().held, 1);
+
+    ep.disabled = false;
+    store.update_endpoint(&ep).await.unwrap();
+    let again = store.claim_due(Utc::now(), 10, LEASE).await.unwrap();
+    assert_eq!(again.len(), 1, "released by the enabling update");
+    assert_eq!(again[0].delivery_id, job.delivery_id);
+}
+
+async fn recovery_finds_what_failed_and_what_was_never_sent(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, ep) = app_with_endpoint(store.as_ref()).await;
+    let window = Window {
+        since: Utc::now() - chrono::Duration::hours(1),
+        until: None,
+    };
+    let ok = message(&a.id, "ticket.created", None);
+    let bad = message(&a.id, "ticket.created", None);
+    store.publish(&ok).await.unwrap();
+    store.publish(&bad).await.unwrap();
+    for job in store.claim_due(Utc::now(), 10, LEASE).await.unwrap() {
+        let (worked, next) = if job.msg_id == ok.id {
+            (true, NextStep::Succeeded)
+        } else {
+            (false, NextStep::Exhausted)
+        };
+        store
+            .complete_attempt(&job, &attempt(&job, worked), next)
+            .await
+            .unwrap();
+    }
+    // Published before this endpoint existed: missing for it.
+    let late = endpoint(&a.id, None);
+    store.create_endpoint(&late).await.unwrap();
+
+    let failed = store
+        .recovery_batch(&ep, Recovery::Failed, &window, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(failed.iter().map(|m| &m.id).collect::<Vec<_>>(), [&bad.id]);
+    let missing = store
+        .recovery_batch(&ep, Recovery::Missing, &window, None, 10)
+        .await
+        .unwrap();
+    assert!(missing.is_empty(), "the first endpoint had both");
+    let missing = store
+        .recovery_batch(&late, Recovery::Missing, &window, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(missing.len(), 2);
+
+    assert_eq!(
+        store
+            .resend_many(&ep, std::slice::from_ref(&bad.id), Utc::now())
+            .await
+            .unwrap(),
+        1
+    );
+    let failed = store
+        .recovery_batch(&ep, Recovery::Failed, &window, None, 10)
+        .await
+        .unwrap();
+    assert!(failed.is_empty(), "a pending resend is not recovered twice");
+}
+
 on_both_backends!(
+    a_held_delivery_comes_due_when_its_endpoint_is_enabled,
+    recovery_finds_what_failed_and_what_was_never_sent,
     delivery_settings_round_trip_and_reach_the_claimed_job,
     herald_can_disable_an_endpoint_with_a_reason,
     each_repeat_check_is_claimed_once,

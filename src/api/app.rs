@@ -40,6 +40,9 @@ pub struct ApplicationIn {
     pub metadata: Option<Metadata>,
     /// Herald: the delivery profile of this application's endpoints that name none.
     pub profile: Option<String>,
+    /// Herald: check payloads against their event type's schema; omit to
+    /// follow the server's HERALD_VALIDATE_PAYLOADS.
+    pub validate_payloads: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -56,6 +59,9 @@ pub struct ApplicationPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub profile: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<bool>)]
+    pub validate_payloads: Option<Option<bool>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -69,6 +75,8 @@ pub struct ApplicationOut {
     pub metadata: Metadata,
     /// Herald: the delivery profile; `null` means `default`.
     pub profile: Option<String>,
+    /// Herald: `null` follows the server's setting.
+    pub validate_payloads: Option<bool>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -85,6 +93,7 @@ impl From<Application> for ApplicationOut {
             throttle_rate: a.rate_limit,
             metadata: a.metadata,
             profile: a.profile,
+            validate_payloads: a.validate_payloads,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -136,6 +145,7 @@ fn new_app(input: ApplicationIn, uid: Option<String>) -> Application {
         rate_limit: input.rate_limit,
         metadata: input.metadata.unwrap_or_default(),
         profile: input.profile,
+        validate_payloads: input.validate_payloads,
         created_at: now,
         updated_at: now,
     }
@@ -207,6 +217,7 @@ pub async fn put_app(
             app.rate_limit = input.rate_limit;
             app.metadata = input.metadata.unwrap_or_default();
             app.profile = input.profile;
+            app.validate_payloads = input.validate_payloads;
             app.updated_at = now;
             state.store.update_app(&app).await?;
             Ok((StatusCode::OK, Json(app.into())))
@@ -248,6 +259,9 @@ pub async fn patch_app(
     }
     if let Some(profile) = patch.profile {
         app.profile = profile;
+    }
+    if let Some(validate) = patch.validate_payloads {
+        app.validate_payloads = validate;
     }
     check(
         &state,

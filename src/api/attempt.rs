@@ -17,8 +17,8 @@ use super::error::{ApiError, ApiResult};
 use super::extract::QueryParams;
 use super::list::{Paging, list_response};
 use super::message::MessageOut;
-use crate::domain::ids::AppId;
-use crate::store::{Attempt, AttemptFilter, Order};
+use crate::domain::ids::{AppId, AttemptId};
+use crate::store::{Attempt, AttemptFilter, Endpoint, Headers, Order};
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -37,14 +37,25 @@ pub struct MessageAttemptOut {
     pub status_text: String,
     /// 0 scheduled, 1 manual.
     pub trigger_type: i64,
+    /// When the attempt was made.
     pub timestamp: DateTime<Utc>,
     pub msg: Option<MessageOut>,
+    /// Herald: the message's event type, eventId and time.
+    pub event_type: Option<String>,
+    pub event_id: Option<String>,
+    pub msg_timestamp: Option<DateTime<Utc>>,
+    /// Herald: the request as sent; secrets in custom headers masked.
+    pub request_headers: Option<Headers>,
+    pub request_body: Option<String>,
+    /// Herald: the response headers (the body is `response`).
+    pub response_headers: Option<Headers>,
 }
 
 list_response!(ListResponseMessageAttemptOut, MessageAttemptOut);
 
 impl From<Attempt> for MessageAttemptOut {
     fn from(a: Attempt) -> Self {
+        let event = a.event;
         Self {
             id: a.id.to_string(),
             msg_id: a.msg_id.to_string(),
@@ -58,6 +69,12 @@ impl From<Attempt> for MessageAttemptOut {
             trigger_type: a.trigger_type.code(),
             timestamp: a.created_at,
             msg: None,
+            event_type: event.as_ref().map(|e| e.event_type.clone()),
+            event_id: event.as_ref().and_then(|e| e.event_id.clone()),
+            msg_timestamp: event.as_ref().map(|e| e.msg_created_at),
+            request_headers: a.request_headers,
+            request_body: a.request_body,
+            response_headers: a.response_headers,
         }
     }
 }
@@ -78,6 +95,7 @@ fn filter_from(q: &QueryParams) -> ApiResult<AttemptFilter> {
         before: q.time("before")?,
         after: q.time("after")?,
         event_types: q.list("event_types"),
+        channel: q.str("channel").map(str::to_owned),
         ..Default::default()
     })
 }
@@ -117,7 +135,8 @@ async fn list(
            ("status" = Option<i64>, Query, description = "0 success, 1 pending, 2 fail, 3 sending"),
            ("status_code_class" = Option<i64>, Query, description = "0 (no response), 100, 200, 300, 400, 500"),
            ("before" = Option<String>, Query), ("after" = Option<String>, Query),
-           ("event_types" = Option<String>, Query), ("with_msg" = Option<bool>, Query)),
+           ("event_types" = Option<String>, Query), ("channel" = Option<String>, Query),
+           ("with_msg" = Option<bool>, Query)),
     responses((status = 200, body = ListResponseMessageAttemptOut)))]
 pub async fn list_by_endpoint(
     State(state): State<AppState>,
@@ -138,7 +157,8 @@ pub async fn list_by_endpoint(
            ("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query),
            ("endpoint_id" = Option<String>, Query),
            ("status" = Option<i64>, Query), ("status_code_class" = Option<i64>, Query),
-           ("before" = Option<String>, Query), ("after" = Option<String>, Query)),
+           ("before" = Option<String>, Query), ("after" = Option<String>, Query),
+           ("event_types" = Option<String>, Query), ("channel" = Option<String>, Query)),
     responses((status = 200, body = ListResponseMessageAttemptOut)))]
 pub async fn list_by_msg(
     State(state): State<AppState>,
@@ -178,12 +198,65 @@ pub async fn resend(
         .await?
         .ok_or(ApiError::NotFound("message"))?;
     let ep = find_endpoint(&state, &app.id, &endpoint_id).await?;
+    ensure_enabled(&ep)?;
+    if let Some(at) = msg.payload_removed_at {
+        return Err(ApiError::Conflict(format!(
+            "the payload of this message was removed at {}; there is nothing to resend",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
+    state.store.resend(&msg, &ep, crate::store::now()).await?;
+    state.dispatcher.wake();
+    Ok((StatusCode::ACCEPTED, Json(json!({}))))
+}
+
+/// Resends go to enabled endpoints only: a disabled one would drop or hold them.
+pub fn ensure_enabled(ep: &Endpoint) -> ApiResult<()> {
     if ep.disabled {
         return Err(ApiError::Conflict(
             "the endpoint is disabled; enable it before resending".to_owned(),
         ));
     }
-    state.store.resend(&msg, &ep, crate::store::now()).await?;
-    state.dispatcher.wake();
-    Ok((StatusCode::ACCEPTED, Json(json!({}))))
+    Ok(())
+}
+
+async fn find_attempt(state: &AppState, app_id: &AppId, msg_id: &str, attempt_id: &str) -> ApiResult<Attempt> {
+    let attempt = match AttemptId::parse(attempt_id) {
+        Some(id) => state.store.get_attempt(app_id, &id).await?,
+        None => None,
+    };
+    attempt
+        .filter(|a| a.msg_id.as_str() == msg_id || state_msg_matches(a, msg_id))
+        .ok_or(ApiError::NotFound("attempt"))
+}
+
+/// The message may be named by its eventId in the path.
+fn state_msg_matches(a: &Attempt, msg_id: &str) -> bool {
+    a.event.as_ref().and_then(|e| e.event_id.as_deref()) == Some(msg_id)
+}
+
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}", tag = "Message Attempt",
+    params(("app_id" = String, Path), ("msg_id" = String, Path), ("attempt_id" = String, Path)),
+    responses((status = 200, body = MessageAttemptOut), (status = 404, body = super::error::HttpErrorOut)))]
+pub async fn get_attempt(
+    State(state): State<AppState>,
+    Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<MessageAttemptOut>> {
+    let app = find_app(&state, &app_id).await?;
+    let attempt = find_attempt(&state, &app.id, &msg_id, &attempt_id).await?;
+    Ok(Json(attempt.into()))
+}
+
+/// Removes what one attempt sent and received: bodies and headers.
+#[utoipa::path(delete, path = "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}/content", tag = "Message Attempt",
+    params(("app_id" = String, Path), ("msg_id" = String, Path), ("attempt_id" = String, Path)),
+    responses((status = 204, description = "Removed")))]
+pub async fn expunge_attempt_content(
+    State(state): State<AppState>,
+    Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let app = find_app(&state, &app_id).await?;
+    let attempt = find_attempt(&state, &app.id, &msg_id, &attempt_id).await?;
+    state.store.remove_attempt_content(&app.id, &attempt.id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

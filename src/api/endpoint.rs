@@ -21,7 +21,9 @@ use crate::domain::ids::{AppId, EndpointId};
 use crate::domain::profile::{Profile, SecretReveal, VerifyMethod};
 use crate::domain::secret::{EndpointSecret, SecretKind};
 use crate::domain::signature::SignatureStyle;
+use crate::domain::status::WhileDisabled;
 use crate::domain::validate::{Problems, check_channels, check_name, check_subscriptions, check_uid};
+use crate::ops::notify::{DisableTrigger, EndpointEvent};
 use crate::store::{Application, Endpoint, Metadata, Order};
 
 #[derive(Deserialize, ToSchema)]
@@ -57,6 +59,11 @@ pub struct EndpointIn {
     /// Herald: the owner (e.g. a user of your product); the endpoint then
     /// receives only messages whose `audience` is empty or names this owner.
     pub owner_id: Option<String>,
+    /// Herald: what happens to messages while the endpoint is disabled:
+    /// `drop` (default; recorded as not sent, see replay-missing) or `hold`
+    /// (kept, and sent in order once it is enabled).
+    #[schema(value_type = Option<String>)]
+    pub while_disabled: Option<WhileDisabled>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -93,6 +100,8 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub owner_id: Option<Option<String>>,
+    #[schema(value_type = Option<String>)]
+    pub while_disabled: Option<WhileDisabled>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -123,6 +132,8 @@ pub struct EndpointOut {
     /// no success since `failingSince`) or `disabled`.
     pub status: EndpointStatus,
     pub failing_since: Option<DateTime<Utc>>,
+    /// Herald: `drop` or `hold`.
+    pub while_disabled: String,
     /// Herald: only in the answer that creates the endpoint, so that a
     /// secret shown once is shown at all (the public key for Ed25519).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -194,6 +205,7 @@ impl From<Endpoint> for EndpointOut {
             format: e.format.name().to_owned(),
             template: e.format.template().map(str::to_owned),
             disabled_reason: e.disabled_reason,
+            while_disabled: e.while_disabled.name().to_owned(),
             owner_id: e.owner_id,
             status: match (e.disabled, e.failing_since) {
                 (true, _) => EndpointStatus::Disabled,
@@ -378,28 +390,20 @@ fn build(
     now: DateTime<Utc>,
 ) -> Endpoint {
     Endpoint {
-        id: EndpointId::generate(),
-        app_id,
         uid: input.uid,
-        url: input.url,
         description: input.description.unwrap_or_default(),
         filter_types: input.filter_types,
         channels: input.channels,
         disabled: input.disabled.unwrap_or(false),
+        while_disabled: input.while_disabled.unwrap_or_default(),
         rate_limit: input.rate_limit,
         metadata: input.metadata.unwrap_or_default(),
         headers: input.headers.unwrap_or_default(),
-        secret,
-        previous_secret: None,
         profile: input.profile,
         verify_token: input.verify_token,
         format,
-        disabled_reason: None,
-        reverify_at: None,
         owner_id: input.owner_id,
-        failing_since: None,
-        created_at: now,
-        updated_at: now,
+        ..Endpoint::new(app_id, input.url, secret, now)
     }
 }
 
@@ -421,6 +425,7 @@ async fn create_from(
     check(state, &ep, &profile)?;
     verify(state, &mut ep, None, &profile).await?;
     state.store.create_endpoint(&ep).await?;
+    state.notifier.endpoint_changed(EndpointEvent::Created, app, &ep).await;
     let shown = ep.secret.for_consumer();
     let mut out = EndpointOut::from(ep);
     out.secret = Some(shown);
@@ -451,6 +456,17 @@ async fn save_changes(
     verify(state, &mut ep, Some(before), &profile).await?;
     ep.updated_at = crate::store::now();
     state.store.update_endpoint(&ep).await?;
+    if !ep.disabled {
+        // Held deliveries were released with the update.
+        state.dispatcher.wake();
+    }
+    state.notifier.endpoint_changed(EndpointEvent::Updated, app, &ep).await;
+    if ep.disabled && !before.disabled {
+        state
+            .notifier
+            .endpoint_disabled(app, &ep, DisableTrigger::Manual, None)
+            .await;
+    }
     Ok(ep)
 }
 
@@ -583,6 +599,9 @@ pub async fn patch_endpoint(
     if let Some(owner) = patch.owner_id {
         ep.owner_id = owner;
     }
+    if let Some(w) = patch.while_disabled {
+        ep.while_disabled = w;
+    }
     if let Some(token) = patch.verify_token {
         ep.verify_token = token;
     }
@@ -610,6 +629,7 @@ pub async fn delete_endpoint(
     let app = find_app(&state, &app_id).await?;
     let ep = find_endpoint(&state, &app.id, &endpoint_id).await?;
     state.store.delete_endpoint(&app.id, &ep.id).await?;
+    state.notifier.endpoint_changed(EndpointEvent::Deleted, &app, &ep).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::domain::validate::FieldError;
+use crate::domain::validate::{FieldError, Problems};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,13 @@ impl ApiError {
             msg: msg.into(),
             kind: "value_error",
         }])
+    }
+
+    /// A 422 on one field of the request body.
+    pub fn body_field(loc: &[&str], msg: impl Into<String>) -> Self {
+        let mut p = Problems::default();
+        p.add(loc, msg);
+        Self::Validation(p.into_errors())
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {

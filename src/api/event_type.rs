@@ -11,6 +11,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams};
 use super::list::{Paging, list_response};
+use crate::domain::catalog::{PayloadSchema, group_of};
 use crate::domain::validate::{Problems, check_name};
 use crate::store::{EventType, Order};
 
@@ -80,10 +81,21 @@ impl From<EventType> for EventTypeOut {
 fn check(name: &str, schemas: Option<&serde_json::Value>) -> ApiResult<()> {
     let mut p = Problems::default();
     check_name(&mut p, "name", name);
-    if let Some(s) = schemas
-        && !s.is_object()
-    {
-        p.add(&["schemas"], "must be an object of JSON Schemas keyed by version");
+    match schemas {
+        Some(serde_json::Value::Object(versions)) => {
+            for (version, schema) in versions {
+                if version.parse::<u64>().is_err() {
+                    p.add(&["schemas", version], "versions are numbers, e.g. \"1\"");
+                } else if let Err(e) = PayloadSchema::compile(schema) {
+                    p.add(
+                        &["schemas", version],
+                        format!("is not a valid JSON Schema (draft 7): {e}"),
+                    );
+                }
+            }
+        }
+        Some(_) => p.add(&["schemas"], "must be an object of JSON Schemas keyed by version"),
+        None => {}
     }
     p.into_result().map_err(ApiError::Validation)
 }
@@ -116,6 +128,7 @@ pub async fn create_event_type(
     ApiJson(input): ApiJson<EventTypeIn>,
 ) -> ApiResult<(StatusCode, Json<EventTypeOut>)> {
     check(&input.name, input.schemas.as_ref())?;
+    let group = group_of(&input.name).map(str::to_owned);
     let now = crate::store::now();
     let et = EventType {
         name: input.name,
@@ -123,7 +136,7 @@ pub async fn create_event_type(
         archived: input.archived.unwrap_or(false),
         deprecated: input.deprecated.unwrap_or(false),
         schemas: input.schemas,
-        group_name: input.group_name,
+        group_name: input.group_name.or(group),
         feature_flags: flags(input.feature_flags, input.feature_flag),
         created_at: now,
         updated_at: now,
@@ -161,13 +174,14 @@ pub async fn put_event_type(
     } else {
         StatusCode::CREATED
     };
+    let group = group_of(&name).map(str::to_owned);
     let et = EventType {
         name,
         description: input.description,
         archived: input.archived.unwrap_or(false),
         deprecated: input.deprecated.unwrap_or(false),
         schemas: input.schemas,
-        group_name: input.group_name,
+        group_name: input.group_name.or(group),
         feature_flags: flags(input.feature_flags, input.feature_flag),
         created_at: existing.map_or(now, |e| e.created_at),
         updated_at: now,

@@ -16,7 +16,7 @@ use super::auth::Principal;
 use super::error::ApiError;
 use crate::store::IdempotencyState;
 
-const TTL: Duration = Duration::from_secs(24 * 3600);
+const TTL: Duration = crate::ops::retention::IDEMPOTENCY_TTL;
 /// Answers are small JSON documents; anything bigger is not replayed.
 const MAX_STORED_BODY: usize = 1024 * 1024;
 

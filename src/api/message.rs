@@ -16,9 +16,13 @@ use super::app::find_app;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams};
 use super::list::{Paging, list_response};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::domain::catalog::{PayloadSchema, latest_schema};
 use crate::domain::ids::MessageId;
 use crate::domain::validate::{Problems, check_channels, check_name};
-use crate::store::{Message, MessageFilter, Order};
+use crate::store::{Application, EventType, Message, MessageFilter, Order};
 
 /// Largest payload accepted, in bytes as published.
 pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -37,8 +41,11 @@ pub struct MessageIn {
     /// Herald: the owners who may see this message. An endpoint with an
     /// `ownerId` receives it only if listed; omit it for everyone.
     pub audience: Option<Vec<String>>,
-    /// Accepted for compatibility; payloads are kept with the message.
+    /// Days the payload is kept (1 to 3650); the server's
+    /// HERALD_PAYLOAD_RETENTION when omitted. Then it reads `{}`.
     pub payload_retention_period: Option<i64>,
+    /// The same in hours (1 to 87600); wins over the period in days.
+    pub payload_retention_hours: Option<i64>,
 }
 
 #[derive(Clone, Serialize, ToSchema)]
@@ -54,6 +61,10 @@ pub struct MessageOut {
     /// Herald: the owners who may see this message; `null` means everyone.
     pub audience: Option<Vec<String>>,
     pub timestamp: DateTime<Utc>,
+    /// Herald: when the payload may be removed.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Herald: when the payload was removed (expired or expunged); `payload` reads `{}` since.
+    pub payload_removed_at: Option<DateTime<Utc>>,
 }
 
 list_response!(ListResponseMessageOut, MessageOut);
@@ -72,6 +83,8 @@ impl From<Message> for MessageOut {
             tags: m.tags,
             audience: m.audience,
             timestamp: m.created_at,
+            expires_at: m.expires_at,
+            payload_removed_at: m.payload_removed_at,
         }
     }
 }
@@ -105,7 +118,79 @@ fn check(input: &MessageIn) -> ApiResult<()> {
             check_name(&mut p, "audience", owner);
         }
     }
+    if let Some(days) = input.payload_retention_period
+        && !(1..=3650).contains(&days)
+    {
+        p.add(&["payloadRetentionPeriod"], "must be 1 to 3650 days");
+    }
+    if let Some(hours) = input.payload_retention_hours
+        && !(1..=87600).contains(&hours)
+    {
+        p.add(&["payloadRetentionHours"], "must be 1 to 87600 hours");
+    }
     p.into_result().map_err(ApiError::Validation)
+}
+
+/// When the payload's retention ends.
+fn expires_at(state: &AppState, input: &MessageIn, now: DateTime<Utc>) -> DateTime<Utc> {
+    let kept = match (input.payload_retention_hours, input.payload_retention_period) {
+        (Some(hours), _) => chrono::Duration::hours(hours),
+        (None, Some(days)) => chrono::Duration::days(days),
+        (None, None) => chrono::Duration::from_std(state.config.payload_retention).unwrap_or(chrono::Duration::MAX),
+    };
+    now.checked_add_signed(kept).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Compiled payload schemas by event type, recompiled when the type changes.
+#[derive(Clone, Default)]
+pub struct SchemaCache(Arc<Mutex<HashMap<String, CachedSchema>>>);
+
+/// A compiled schema and the event type version (`updatedAt`) it came from.
+type CachedSchema = (DateTime<Utc>, Arc<PayloadSchema>);
+
+impl SchemaCache {
+    fn get(&self, et: &EventType, schema: &serde_json::Value) -> Result<Arc<PayloadSchema>, String> {
+        let mut cache = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((version, compiled)) = cache.get(&et.name)
+            && *version == et.updated_at
+        {
+            return Ok(compiled.clone());
+        }
+        let compiled = Arc::new(PayloadSchema::compile(schema)?);
+        cache.insert(et.name.clone(), (et.updated_at, compiled.clone()));
+        Ok(compiled)
+    }
+}
+
+/// With validation on, a payload must fit its event type's newest schema.
+/// Event types without a schema, or not in the catalog, are not checked.
+async fn validate_payload(state: &AppState, app: &Application, input: &MessageIn) -> ApiResult<()> {
+    if !app.validate_payloads.unwrap_or(state.config.validate_payloads) {
+        return Ok(());
+    }
+    let Some(et) = state.store.get_event_type(&input.event_type).await? else {
+        return Ok(());
+    };
+    let Some(schema) = et.schemas.as_ref().and_then(latest_schema) else {
+        return Ok(());
+    };
+    let compiled = state.schemas.get(&et, schema).map_err(|e| {
+        ApiError::body_field(
+            &["eventType"],
+            format!("the schema of '{}' is not a valid JSON Schema: {e}", et.name),
+        )
+    })?;
+    let payload: serde_json::Value =
+        serde_json::from_str(input.payload.get()).map_err(|e| ApiError::body_field(&["payload"], e.to_string()))?;
+    compiled.check(&payload).map_err(|problems| {
+        let mut p = Problems::default();
+        for (path, reason) in problems {
+            let mut loc = vec!["payload"];
+            loc.extend(path.iter().map(String::as_str));
+            p.add(&loc, reason);
+        }
+        ApiError::Validation(p.into_errors())
+    })
 }
 
 #[utoipa::path(post, path = "/api/v1/app/{app_id}/msg", tag = "Message",
@@ -120,16 +205,20 @@ pub async fn create_message(
 ) -> ApiResult<(StatusCode, Json<MessageOut>)> {
     check(&input)?;
     let app = find_app(&state, &app_id).await?;
+    validate_payload(&state, &app, &input).await?;
+    let now = crate::store::now();
     let msg = Message {
         id: MessageId::generate(),
         app_id: app.id,
+        expires_at: Some(expires_at(&state, &input, now)),
         event_type: input.event_type,
         event_id: input.event_id,
         payload: Arc::from(input.payload.get()),
         channels: input.channels,
         tags: input.tags,
         audience: input.audience,
-        created_at: crate::store::now(),
+        payload_removed_at: None,
+        created_at: now,
     };
     let deliveries = state.store.publish(&msg).await?;
     if deliveries > 0 {
@@ -176,4 +265,29 @@ pub async fn get_message(
         .await?
         .ok_or(ApiError::NotFound("message"))?;
     Ok(Json(msg.into()))
+}
+
+/// Removes a message's payload now (for example on a customer's request);
+/// deliveries not yet made are dropped, having nothing left to send.
+#[utoipa::path(delete, path = "/api/v1/app/{app_id}/msg/{msg_id}/content", tag = "Message",
+    params(("app_id" = String, Path), ("msg_id" = String, Path)),
+    responses((status = 204, description = "The payload and the bodies sent from it are gone")))]
+pub async fn expunge_content(
+    State(state): State<AppState>,
+    Path((app_id, msg_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let app = find_app(&state, &app_id).await?;
+    let msg = state
+        .store
+        .get_message(&app.id, &msg_id)
+        .await?
+        .ok_or(ApiError::NotFound("message"))?;
+    if !state
+        .store
+        .remove_payload(&app.id, &msg.id, crate::store::now())
+        .await?
+    {
+        return Err(ApiError::NotFound("message"));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

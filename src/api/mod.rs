@@ -11,6 +11,7 @@ pub mod health;
 pub mod idempotency;
 pub mod list;
 pub mod message;
+pub mod recovery;
 
 use std::sync::Arc;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     /// The guarded outbound client, for endpoint checks.
     pub client: reqwest::Client,
+    pub notifier: crate::ops::notify::Notifier,
+    pub schemas: message::SchemaCache,
     pub admin_token_hash: auth::TokenHash,
 }
 
@@ -93,6 +96,16 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(attempt::list_by_endpoint))
         .routes(routes!(attempt::list_by_msg))
         .routes(routes!(attempt::resend))
+        .routes(routes!(attempt::get_attempt))
+        .routes(routes!(attempt::expunge_attempt_content))
+        .routes(routes!(message::expunge_content))
+        .routes(routes!(recovery::resend_many))
+        .routes(routes!(recovery::recover))
+        .routes(routes!(recovery::replay_missing))
+        .routes(routes!(recovery::send_example))
+        .routes(routes!(recovery::stats))
+        .routes(routes!(recovery::list_tasks))
+        .routes(routes!(recovery::get_task))
         .split_for_parts()
 }
 

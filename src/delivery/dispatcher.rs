@@ -18,7 +18,8 @@ use crate::config::Config;
 use crate::domain::ids::AttemptId;
 use crate::domain::profile::DEFAULT_PROFILE;
 use crate::domain::retry::Verdict;
-use crate::domain::status::DeliveryStatus;
+use crate::domain::status::{DeliveryStatus, WhileDisabled};
+use crate::ops::notify::{AttemptEvent, DisableTrigger, Notifier};
 use crate::store::{Attempt, DeliveryJob, NextStep, Store};
 
 /// Longest nap between checks when nothing is due: a safety net, not the
@@ -30,6 +31,10 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 const RECORD_TRIES: u32 = 4;
 /// Most deliveries claimed in one transaction.
 const CLAIM_BATCH: usize = 128;
+/// The failed attempt, in a row, that reports a delivery as failing.
+const FAILING_AT_ATTEMPT: u32 = 4;
+/// Why a claimed delivery to a dropping, disabled endpoint was not sent.
+const DROPPED: &str = "the endpoint is disabled and drops messages while disabled (whileDisabled: drop)";
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -42,10 +47,11 @@ struct Inner {
     client: reqwest::Client,
     wake: Arc<Notify>,
     slots: Arc<Semaphore>,
+    notifier: Notifier,
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, client: reqwest::Client) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, client: reqwest::Client, notifier: Notifier) -> Self {
         let slots = Arc::new(Semaphore::new(config.max_concurrent_deliveries));
         Self {
             inner: Arc::new(Inner {
@@ -54,6 +60,7 @@ impl Dispatcher {
                 client,
                 wake: Arc::new(Notify::new()),
                 slots,
+                notifier,
             }),
         }
     }
@@ -142,12 +149,14 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, job: DeliveryJob, _permit: OwnedSemaphorePermit) {
+        if job.endpoint.disabled {
+            return self.while_disabled(job).await;
+        }
         let inner = &self.inner;
         let started_at = Utc::now();
         let profiles = &inner.config.profiles;
         let profile = profiles.resolve(job.endpoint.profile.as_deref(), job.app_profile.as_deref());
         let result = match profile {
-            _ if job.endpoint.disabled => sender::AttemptResult::not_sent("the endpoint is disabled"),
             None => sender::AttemptResult::not_sent(format!(
                 "profile '{}' is not configured on this server",
                 job.endpoint
@@ -163,7 +172,6 @@ impl Dispatcher {
         // configuration and restarting lets it through.
         let rules = profile.or_else(|| profiles.get(DEFAULT_PROFILE));
         let verdict = match rules {
-            _ if job.endpoint.disabled => Verdict::GiveUp,
             None => Verdict::GiveUp,
             Some(rules) => rules.retry_schedule.judge(
                 result.status_code,
@@ -179,38 +187,85 @@ impl Dispatcher {
             Verdict::GiveUp | Verdict::Gone => NextStep::Exhausted,
         };
         let succeeded = verdict == Verdict::Delivered;
-        let attempt = Attempt {
-            id: AttemptId::generate(),
-            msg_id: job.msg_id.clone(),
-            endpoint_id: job.endpoint.id.clone(),
-            url: job.endpoint.url.clone(),
-            response: result.response,
-            response_status_code: i64::from(result.status_code),
-            response_duration_ms: i64::try_from(result.duration.as_millis()).unwrap_or(i64::MAX),
-            status: if succeeded {
-                DeliveryStatus::Success
-            } else {
-                DeliveryStatus::Fail
-            },
-            trigger_type: job.trigger_type,
-            created_at: started_at,
-        };
         tracing::debug!(
             msg_id = %job.msg_id, endpoint_id = %job.endpoint.id, attempt = attempts_made,
             status = result.status_code, outcome = ?next, "attempt finished"
         );
+        let attempt = attempt_record(&job, result, succeeded, started_at);
         if let NextStep::Exhausted = next {
             tracing::warn!(msg_id = %job.msg_id, endpoint_id = %job.endpoint.id, attempts = attempts_made,
                 "delivery exhausted its retries");
         }
         self.record(&job, &attempt, next).await;
+        if succeeded
+            && !inner.config.retain_payloads
+            && let Err(e) = inner.store.remove_payload_if_delivered(&job.msg_id, Utc::now()).await
+        {
+            tracing::warn!(error = %e, msg_id = %job.msg_id, "removing a delivered payload failed");
+        }
+        self.report(&job, &attempt, verdict, attempts_made).await;
         if verdict == Verdict::Gone {
             self.disable_gone(&job, started_at).await;
-        } else if !job.endpoint.disabled {
+        } else {
             self.track_health(&job, verdict).await;
         }
         // A retry may now be due sooner than the dispatcher's current nap.
         self.wake();
+    }
+
+    /// A delivery claimed for an endpoint disabled since: held until it is
+    /// enabled, or recorded as not sent.
+    async fn while_disabled(&self, job: DeliveryJob) {
+        let store = &self.inner.store;
+        match job.endpoint.while_disabled {
+            WhileDisabled::Hold => match store.hold_delivery(&job, Utc::now()).await {
+                Ok(true) => {}
+                // Enabled meanwhile: it is due again now.
+                Ok(false) => self.wake(),
+                Err(e) => tracing::error!(error = %e, msg_id = %job.msg_id,
+                    "holding a delivery failed; it is tried again when its lease expires"),
+            },
+            WhileDisabled::Drop => {
+                let result = sender::AttemptResult::not_sent(DROPPED);
+                let attempt = attempt_record(&job, result, false, Utc::now());
+                self.record(&job, &attempt, NextStep::Dropped).await;
+            }
+        }
+    }
+
+    /// Operational webhooks about this attempt, as the Svix API sends them.
+    async fn report(&self, job: &DeliveryJob, attempt: &Attempt, verdict: Verdict, attempts_made: u32) {
+        let notifier = &self.inner.notifier;
+        match verdict {
+            Verdict::RetryIn(_) if attempts_made == FAILING_AT_ATTEMPT => {
+                notifier.attempt(AttemptEvent::Failing, job, attempt, false).await;
+            }
+            Verdict::GiveUp | Verdict::Gone => {
+                let became_failing = job.endpoint.failing_since.is_none();
+                notifier
+                    .attempt(AttemptEvent::Exhausted, job, attempt, became_failing)
+                    .await;
+            }
+            Verdict::Delivered if attempts_made > FAILING_AT_ATTEMPT => {
+                notifier.attempt(AttemptEvent::Recovered, job, attempt, false).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Tells the operator that Herald switched an endpoint off.
+    async fn report_disabled(&self, job: &DeliveryJob, reason: &str) {
+        let store = &self.inner.store;
+        let endpoint = match store.get_endpoint(&job.app_id, job.endpoint.id.as_str()).await {
+            Ok(Some(ep)) => ep,
+            _ => job.endpoint.clone(),
+        };
+        if let Ok(Some(app)) = store.get_app(job.app_id.as_str()).await {
+            self.inner
+                .notifier
+                .endpoint_disabled(&app, &endpoint, DisableTrigger::Automatic, Some(reason))
+                .await;
+        }
     }
 
     /// An exhausted delivery makes its endpoint failing; a success makes it
@@ -238,7 +293,11 @@ impl Dispatcher {
                     humantime::format_duration(self.inner.config.disable_after)
                 );
                 tracing::warn!(endpoint_id = %id, %reason, "disabling a failing endpoint");
-                store.disable_endpoint(id, &reason, now).await
+                let done = store.disable_endpoint(id, &reason, now).await;
+                if done.is_ok() {
+                    self.report_disabled(job, &reason).await;
+                }
+                done
             }
             _ => Ok(()),
         };
@@ -254,13 +313,14 @@ impl Dispatcher {
             at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
         tracing::warn!(endpoint_id = %job.endpoint.id, "endpoint answered 410 Gone; disabling it");
-        if let Err(e) = self
+        match self
             .inner
             .store
             .disable_endpoint(&job.endpoint.id, &reason, Utc::now())
             .await
         {
-            tracing::error!(error = %e, endpoint_id = %job.endpoint.id, "disabling a gone endpoint failed");
+            Ok(()) => self.report_disabled(job, &reason).await,
+            Err(e) => tracing::error!(error = %e, endpoint_id = %job.endpoint.id, "disabling a gone endpoint failed"),
         }
     }
 
@@ -283,6 +343,35 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+/// The history's record of one attempt.
+fn attempt_record(
+    job: &DeliveryJob,
+    result: sender::AttemptResult,
+    succeeded: bool,
+    started_at: chrono::DateTime<Utc>,
+) -> Attempt {
+    Attempt {
+        id: AttemptId::generate(),
+        msg_id: job.msg_id.clone(),
+        endpoint_id: job.endpoint.id.clone(),
+        url: job.endpoint.url.clone(),
+        response: result.response,
+        response_status_code: i64::from(result.status_code),
+        response_duration_ms: i64::try_from(result.duration.as_millis()).unwrap_or(i64::MAX),
+        status: if succeeded {
+            DeliveryStatus::Success
+        } else {
+            DeliveryStatus::Fail
+        },
+        trigger_type: job.trigger_type,
+        created_at: started_at,
+        request_headers: result.request_headers,
+        request_body: result.request_body,
+        response_headers: result.response_headers,
+        event: None,
     }
 }
 

@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use crate::domain::format::EventInfo;
+use crate::domain::headers::is_sensitive;
 use crate::domain::profile::Profile;
 use crate::domain::retry::parse_retry_after;
 use crate::domain::target::TargetPolicy;
-use crate::store::DeliveryJob;
+use crate::store::{DeliveryJob, Headers};
 
 /// Responses are kept for the history, but only their start: a receiver must
 /// not be able to fill Herald's disk or memory.
@@ -23,7 +24,15 @@ pub struct AttemptResult {
     pub duration: Duration,
     /// The answer's `Retry-After`, if it had a readable one.
     pub retry_after: Option<Duration>,
+    /// What was sent, for the history; secrets in custom headers masked.
+    pub request_headers: Option<Headers>,
+    /// The body sent when it differs from the payload as published.
+    pub request_body: Option<String>,
+    pub response_headers: Option<Headers>,
 }
+
+/// How a masked header value reads in the history.
+const MASKED: &str = "********";
 
 impl AttemptResult {
     /// An attempt that ended before any request left Herald.
@@ -33,6 +42,9 @@ impl AttemptResult {
             response: format!("not sent: {reason}"),
             duration: Duration::ZERO,
             retry_after: None,
+            request_headers: None,
+            request_body: Some(String::new()),
+            response_headers: None,
         }
     }
 }
@@ -42,6 +54,8 @@ impl AttemptResult {
 struct Prepared {
     headers: HeaderMap,
     body: String,
+    /// The headers as the history shows them.
+    recorded: Headers,
 }
 
 pub async fn send(
@@ -51,7 +65,7 @@ pub async fn send(
     profile: &Profile,
     now: DateTime<Utc>,
 ) -> AttemptResult {
-    let prepared = match policy
+    let mut prepared = match policy
         .check_url(&job.endpoint.url)
         .map_err(|e| format!("the endpoint URL {e}"))
         .and_then(|_| prepare(job, profile, now))
@@ -59,21 +73,29 @@ pub async fn send(
         Ok(p) => p,
         Err(reason) => return AttemptResult::not_sent(reason),
     };
+    let request_headers = Some(std::mem::take(&mut prepared.recorded));
+    let request_body = (prepared.body != *job.payload).then(|| prepared.body.clone());
     let started = Instant::now();
     let outcome = post(client, &job.endpoint.url, prepared, profile.timeout).await;
     let duration = started.elapsed();
     match outcome {
-        Ok((status_code, response, retry_after)) => AttemptResult {
-            status_code,
-            response,
+        Ok(answer) => AttemptResult {
+            status_code: answer.status,
+            response: answer.body,
             duration,
-            retry_after,
+            retry_after: answer.retry_after,
+            request_headers,
+            request_body,
+            response_headers: Some(answer.headers),
         },
         Err(response) => AttemptResult {
             status_code: 0,
             response,
             duration,
             retry_after: None,
+            request_headers,
+            request_body,
+            response_headers: None,
         },
     }
 }
@@ -116,7 +138,22 @@ fn prepare(job: &DeliveryJob, profile: &Profile, now: DateTime<Utc>) -> Result<P
         insert(&mut headers, name, &job.event_type);
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(Prepared { headers, body })
+    let recorded = headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if is_sensitive(name.as_str()) {
+                MASKED.to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.as_str().to_owned(), shown)
+        })
+        .collect();
+    Ok(Prepared {
+        headers,
+        body,
+        recorded,
+    })
 }
 
 /// Names and values were checked when the profile and endpoint were saved;
@@ -127,7 +164,12 @@ fn insert(headers: &mut HeaderMap, name: &str, value: &str) {
     }
 }
 
-type Answered = (u16, String, Option<Duration>);
+struct Answered {
+    status: u16,
+    body: String,
+    retry_after: Option<Duration>,
+    headers: Headers,
+}
 
 async fn post(client: &reqwest::Client, url: &str, prepared: Prepared, timeout: Duration) -> Result<Answered, String> {
     let request = client
@@ -143,14 +185,37 @@ async fn post(client: &reqwest::Client, url: &str, prepared: Prepared, timeout: 
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, Utc::now()));
+        let headers = response_headers(response.headers());
         let body = read_bounded(response, MAX_RESPONSE_BYTES).await;
-        Ok((status, body, retry_after))
+        Ok(Answered {
+            status,
+            body,
+            retry_after,
+            headers,
+        })
     };
     // reqwest's timeout covers the body too; this bounds anything it might miss.
     match tokio::time::timeout(timeout + Duration::from_secs(1), read).await {
         Ok(result) => result,
         Err(_) => Err(format!("timed out after {}", humantime::format_duration(timeout))),
     }
+}
+
+/// Most response headers kept in the history, so a receiver cannot bloat it.
+const MAX_RESPONSE_HEADERS: usize = 64;
+
+fn response_headers(headers: &HeaderMap) -> Headers {
+    let mut kept = Headers::new();
+    for (name, value) in headers.iter().take(MAX_RESPONSE_HEADERS) {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        kept.entry(name.as_str().to_owned())
+            .and_modify(|v: &mut String| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
+    kept
 }
 
 /// The first `limit` bytes of a response body, as text.

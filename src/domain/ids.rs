@@ -62,6 +62,7 @@ prefixed_id!(EndpointId, "ep_");
 prefixed_id!(MessageId, "msg_");
 prefixed_id!(AttemptId, "atmpt_");
 prefixed_id!(DeliveryId, "dlv_");
+prefixed_id!(TaskId, "qtask_");
 
 #[cfg(test)]
 mod tests {

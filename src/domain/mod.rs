@@ -1,6 +1,7 @@
 //! Pure rules of webhook delivery: no I/O lives here, so every rule is tested
 //! without a server or a database.
 
+pub mod catalog;
 pub mod filter;
 pub mod format;
 pub mod headers;

@@ -9,6 +9,11 @@ pub enum DeliveryStatus {
     Pending,
     Fail,
     Sending,
+    /// Waiting for a disabled endpoint (`whileDisabled: hold`) to be enabled.
+    Held,
+    /// Never sent: the endpoint was disabled (`whileDisabled: drop`) or the
+    /// payload was expunged first.
+    Dropped,
 }
 
 impl DeliveryStatus {
@@ -18,6 +23,8 @@ impl DeliveryStatus {
             Self::Pending => 1,
             Self::Fail => 2,
             Self::Sending => 3,
+            Self::Held => 4,
+            Self::Dropped => 5,
         }
     }
 
@@ -27,6 +34,8 @@ impl DeliveryStatus {
             1 => Some(Self::Pending),
             2 => Some(Self::Fail),
             3 => Some(Self::Sending),
+            4 => Some(Self::Held),
+            5 => Some(Self::Dropped),
             _ => None,
         }
     }
@@ -37,6 +46,8 @@ impl DeliveryStatus {
             Self::Pending => "pending",
             Self::Fail => "fail",
             Self::Sending => "sending",
+            Self::Held => "held",
+            Self::Dropped => "dropped",
         }
     }
 }
@@ -61,6 +72,86 @@ impl TriggerType {
     }
 }
 
+/// What a disabled endpoint does with the messages published meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhileDisabled {
+    /// Record them as not sent; `replay-missing` can send them later.
+    #[default]
+    Drop,
+    /// Keep them and send them, oldest first, once the endpoint is enabled.
+    Hold,
+}
+
+impl WhileDisabled {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Hold => "hold",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "drop" => Some(Self::Drop),
+            "hold" => Some(Self::Hold),
+            _ => None,
+        }
+    }
+}
+
+/// Long operations run in the background, as in the Svix API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Resend what failed in a window.
+    EndpointRecover,
+    /// Send what was never sent in a window.
+    EndpointReplay,
+}
+
+impl TaskKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EndpointRecover => "endpoint.recover",
+            Self::EndpointReplay => "endpoint.replay",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "endpoint.recover" => Some(Self::EndpointRecover),
+            "endpoint.replay" => Some(Self::EndpointReplay),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    Running,
+    Finished,
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "running" => Some(Self::Running),
+            "finished" => Some(Self::Finished),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +163,8 @@ mod tests {
             DeliveryStatus::Pending,
             DeliveryStatus::Fail,
             DeliveryStatus::Sending,
+            DeliveryStatus::Held,
+            DeliveryStatus::Dropped,
         ] {
             assert_eq!(DeliveryStatus::from_code(s.code()), Some(s));
         }

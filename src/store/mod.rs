@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 pub use models::*;
 
 use crate::config::{Config, DatabaseUrl};
-use crate::domain::ids::{AppId, EndpointId, MessageId};
+use crate::domain::ids::{AppId, AttemptId, EndpointId, MessageId, TaskId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -78,6 +78,7 @@ pub struct AttemptFilter {
     pub before: Option<DateTime<Utc>>,
     pub after: Option<DateTime<Utc>>,
     pub event_types: Vec<String>,
+    pub channel: Option<String>,
 }
 
 /// What to do with a delivery after an attempt.
@@ -86,6 +87,8 @@ pub enum NextStep {
     RetryAt(DateTime<Utc>),
     Succeeded,
     Exhausted,
+    /// Not sent and never will be: the endpoint is disabled and drops.
+    Dropped,
 }
 
 /// The state of an idempotency key when a request arrives with it.
@@ -119,6 +122,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()>;
     async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> StoreResult<Option<Endpoint>>;
     async fn list_endpoints(&self, app: &AppId, page: &Page) -> StoreResult<Vec<Endpoint>>;
+    /// Saves an endpoint; an enabled one gets its held deliveries due now,
+    /// in the same transaction, so none stays held behind an enabled endpoint.
     async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()>;
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> StoreResult<bool>;
     /// Marks an endpoint failing since `since` (kept if already failing), or
@@ -156,6 +161,8 @@ pub trait Store: Send + Sync + 'static {
     /// one transaction: once this returns, the message cannot be lost.
     /// Returns how many deliveries were created.
     async fn publish(&self, msg: &Message) -> StoreResult<usize>;
+    /// Writes a message with one delivery, to `endpoint` only (test events).
+    async fn publish_to(&self, msg: &Message, endpoint: &EndpointId) -> StoreResult<()>;
     async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> StoreResult<Option<Message>>;
     async fn list_messages(&self, app: &AppId, filter: &MessageFilter, page: &Page) -> StoreResult<Vec<Message>>;
 
@@ -164,6 +171,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> StoreResult<Vec<DeliveryJob>>;
     /// Records an attempt and moves the delivery on, if the lease is still ours.
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()>;
+    /// Parks a claimed delivery until its endpoint is enabled. Answers false
+    /// (and makes it due now) when the endpoint was enabled meanwhile.
+    async fn hold_delivery(&self, job: &DeliveryJob, now: DateTime<Utc>) -> StoreResult<bool>;
     /// When the earliest pending delivery comes due, if any.
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
     /// At start: makes due now every lease that can only belong to a dead
@@ -181,9 +191,56 @@ pub trait Store: Send + Sync + 'static {
     fn is_shared(&self) -> bool;
     /// Schedules a manual resend of a message to an endpoint.
     async fn resend(&self, msg: &Message, endpoint: &Endpoint, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Schedules manual resends of many messages of the endpoint's
+    /// application in one transaction; ids not found are skipped. Answers
+    /// how many were scheduled.
+    async fn resend_many(&self, endpoint: &Endpoint, msgs: &[MessageId], now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Up to `limit` messages of the endpoint's application created in
+    /// `window` after `after`, oldest first, that a recovery of `kind` would
+    /// send again. Messages whose payload was removed are left out.
+    async fn recovery_batch(
+        &self,
+        endpoint: &Endpoint,
+        kind: Recovery,
+        window: &Window,
+        after: Option<&MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>>;
+    /// Deliveries of an endpoint created in `window`, counted by state.
+    async fn endpoint_stats(&self, endpoint: &EndpointId, window: &Window) -> StoreResult<DeliveryCounts>;
+
+    // Retention
+    /// Removes up to `limit` payloads whose retention ended by `now` and
+    /// whose deliveries are all finished. Answers how many were removed.
+    async fn remove_expired_payloads(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
+    /// Removes a message's payload and the bodies sent with it; deliveries
+    /// not yet made are dropped, as there is nothing left to send.
+    async fn remove_payload(&self, app: &AppId, msg: &MessageId, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// With `retain_payloads = false`: removes the payload once every
+    /// delivery of the message has succeeded.
+    async fn remove_payload_if_delivered(&self, msg: &MessageId, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Removes what an attempt sent and received (bodies and headers).
+    async fn remove_attempt_content(&self, app: &AppId, attempt: &AttemptId) -> StoreResult<bool>;
+    /// Forgets idempotency keys older than `oldest`.
+    async fn remove_idempotency_keys(&self, oldest: DateTime<Utc>) -> StoreResult<u64>;
+
+    // Background tasks
+    async fn create_task(&self, task: &BackgroundTask) -> StoreResult<()>;
+    async fn update_task(&self, task: &BackgroundTask) -> StoreResult<()>;
+    async fn get_task(&self, id: &TaskId) -> StoreResult<Option<BackgroundTask>>;
+    async fn list_tasks(&self, page: &Page) -> StoreResult<Vec<BackgroundTask>>;
+    /// Running tasks nobody has moved on since `stale_before`, taken over by
+    /// the caller (their `updated_at` set to `now`). Tasks are idempotent,
+    /// so resuming one after a crash sends nothing twice.
+    async fn take_over_tasks(
+        &self,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<BackgroundTask>>;
 
     // Attempts
     async fn list_attempts(&self, app: &AppId, filter: &AttemptFilter, page: &Page) -> StoreResult<Vec<Attempt>>;
+    async fn get_attempt(&self, app: &AppId, id: &AttemptId) -> StoreResult<Option<Attempt>>;
 
     // Idempotency
     async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState>;

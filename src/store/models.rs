@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::filter::{Publication, Subscription, matches};
 use crate::domain::format::PayloadFormat;
-use crate::domain::ids::{AppId, AttemptId, DeliveryId, EndpointId, MessageId};
+use crate::domain::ids::{AppId, AttemptId, DeliveryId, EndpointId, MessageId, TaskId};
 use crate::domain::secret::EndpointSecret;
-use crate::domain::status::{DeliveryStatus, TriggerType};
+use crate::domain::status::{DeliveryStatus, TaskKind, TaskStatus, TriggerType, WhileDisabled};
 
 pub type Metadata = BTreeMap<String, String>;
 
@@ -21,6 +22,8 @@ pub struct Application {
     pub metadata: Metadata,
     /// The delivery profile of endpoints that name none.
     pub profile: Option<String>,
+    /// Check payloads against the event type's schema; `None` follows the server.
+    pub validate_payloads: Option<bool>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -35,6 +38,7 @@ pub struct Endpoint {
     pub filter_types: Option<Vec<String>>,
     pub channels: Option<Vec<String>>,
     pub disabled: bool,
+    pub while_disabled: WhileDisabled,
     pub rate_limit: Option<i64>,
     pub metadata: Metadata,
     pub headers: BTreeMap<String, String>,
@@ -60,6 +64,50 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// A new, enabled endpoint receiving everything, with default settings.
+    pub fn new(app_id: AppId, url: String, secret: EndpointSecret, now: DateTime<Utc>) -> Self {
+        Self {
+            id: EndpointId::generate(),
+            app_id,
+            uid: None,
+            url,
+            description: String::new(),
+            filter_types: None,
+            channels: None,
+            disabled: false,
+            while_disabled: WhileDisabled::default(),
+            rate_limit: None,
+            metadata: Metadata::new(),
+            headers: BTreeMap::new(),
+            secret,
+            previous_secret: None,
+            profile: None,
+            verify_token: None,
+            format: PayloadFormat::Raw,
+            disabled_reason: None,
+            reverify_at: None,
+            owner_id: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Whether the endpoint, as it is now, receives `msg` (for replays).
+    pub fn wants(&self, msg: &Message) -> bool {
+        let sub = Subscription {
+            event_types: self.filter_types.as_deref(),
+            channels: self.channels.as_deref(),
+            owner: self.owner_id.as_deref(),
+        };
+        let publication = Publication {
+            event_type: &msg.event_type,
+            channels: msg.channels.as_deref(),
+            audience: msg.audience.as_deref(),
+        };
+        matches(&sub, &publication)
+    }
+
     /// Secrets that sign a request sent at `now`: the current one first.
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<EndpointSecret> {
         let mut secrets = vec![self.secret.clone()];
@@ -97,6 +145,10 @@ pub struct Message {
     pub tags: Option<Vec<String>>,
     /// Owners who may see this message; `None` means everyone.
     pub audience: Option<Vec<String>>,
+    /// When the retention period ends and the cleaner may remove the payload.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the payload was removed (expired or expunged); it reads `{}` since.
+    pub payload_removed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -112,6 +164,87 @@ pub struct Attempt {
     pub status: DeliveryStatus,
     pub trigger_type: TriggerType,
     pub created_at: DateTime<Utc>,
+    /// What was sent, secrets in custom headers masked.
+    pub request_headers: Option<Headers>,
+    /// The body sent. Written as `None` when it was the payload as
+    /// published (stored once, on the message); read back resolved.
+    pub request_body: Option<String>,
+    pub response_headers: Option<Headers>,
+    /// The message's event, read with the attempt for history views.
+    pub event: Option<AttemptEvent>,
+}
+
+impl Attempt {
+    /// A delivery that was never tried, as history shows it.
+    pub fn not_sent(msg: &Message, endpoint_id: &str, url: &str, reason: &str) -> Self {
+        Self {
+            id: AttemptId::generate(),
+            msg_id: msg.id.clone(),
+            endpoint_id: EndpointId::from_trusted(endpoint_id.to_owned()),
+            url: url.to_owned(),
+            response: reason.to_owned(),
+            response_status_code: 0,
+            response_duration_ms: 0,
+            status: DeliveryStatus::Fail,
+            trigger_type: TriggerType::Scheduled,
+            created_at: msg.created_at,
+            request_headers: None,
+            request_body: Some(String::new()),
+            response_headers: None,
+            event: None,
+        }
+    }
+}
+
+pub type Headers = BTreeMap<String, String>;
+
+/// The message an attempt belongs to, as history shows it.
+#[derive(Debug, Clone)]
+pub struct AttemptEvent {
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub msg_created_at: DateTime<Utc>,
+}
+
+/// Deliveries of one endpoint by state, over a period.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryCounts {
+    pub success: i64,
+    pub pending: i64,
+    pub sending: i64,
+    pub fail: i64,
+    pub held: i64,
+    pub dropped: i64,
+}
+
+/// A long operation run in the background; `data` reports its progress.
+#[derive(Debug, Clone)]
+pub struct BackgroundTask {
+    pub id: TaskId,
+    pub kind: TaskKind,
+    pub status: TaskStatus,
+    pub app_id: AppId,
+    pub endpoint_id: Option<EndpointId>,
+    pub params: serde_json::Value,
+    pub data: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which messages a recovery looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Deliveries to the endpoint that failed, with no later success or retry pending.
+    Failed,
+    /// Messages the endpoint never had sent: no delivery, or only dropped ones.
+    Missing,
+}
+
+/// A time window over message creation: `since` included, `until` excluded.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub since: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// A claimed delivery with everything needed to send it.

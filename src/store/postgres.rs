@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::rows::*;
 use super::*;
 use crate::domain::ids::DeliveryId;
-use crate::domain::status::TriggerType;
+use crate::domain::status::{DeliveryStatus, TriggerType};
 
 /// The channel nodes use to wake each other. Per database, so separate
 /// deployments on one server never wake each other.
@@ -69,8 +69,8 @@ impl Store for PgStore {
 
     async fn create_app(&self, app: &Application) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO applications (id, uid, name, rate_limit, metadata, created_at, updated_at, profile) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO applications (id, uid, name, rate_limit, metadata, created_at, updated_at, profile, \
+             validate_payloads) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(app.id.as_str())
         .bind(&app.uid)
@@ -80,6 +80,7 @@ impl Store for PgStore {
         .bind(ms(app.created_at))
         .bind(ms(app.updated_at))
         .bind(&app.profile)
+        .bind(app.validate_payloads)
         .execute(&self.pool)
         .await
         .map_err(|e| uid_conflict(e, "an application with this uid already exists"))?;
@@ -103,7 +104,7 @@ impl Store for PgStore {
     async fn update_app(&self, app: &Application) -> StoreResult<()> {
         sqlx::query(
             "UPDATE applications SET uid = $1, name = $2, rate_limit = $3, metadata = $4, updated_at = $5, \
-             profile = $6 WHERE id = $7",
+             profile = $6, validate_payloads = $7 WHERE id = $8",
         )
         .bind(&app.uid)
         .bind(&app.name)
@@ -111,6 +112,7 @@ impl Store for PgStore {
         .bind(to_json(&app.metadata))
         .bind(ms(app.updated_at))
         .bind(&app.profile)
+        .bind(app.validate_payloads)
         .bind(app.id.as_str())
         .execute(&self.pool)
         .await
@@ -139,9 +141,9 @@ impl Store for PgStore {
         let insert = sqlx::query(
             "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
              rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, profile, verify_token, \
-             format, template, disabled_reason, reverify_at, owner_id, updated_at, id, app_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
-             $23)",
+             format, template, disabled_reason, reverify_at, owner_id, while_disabled, updated_at, id, app_id, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+             $20, $21, $22, $23, $24)",
         );
         bind_endpoint(insert, ep)
             .bind(ms(ep.created_at))
@@ -173,12 +175,28 @@ impl Store for PgStore {
             "UPDATE endpoints SET uid = $1, url = $2, description = $3, filter_types = $4, channels = $5, \
              disabled = $6, rate_limit = $7, metadata = $8, headers = $9, secret = $10, previous_secret = $11, \
              previous_secret_expires_at = $12, profile = $13, verify_token = $14, format = $15, template = $16, \
-             disabled_reason = $17, reverify_at = $18, owner_id = $19, updated_at = $20 WHERE id = $21 AND app_id = $22",
+             disabled_reason = $17, reverify_at = $18, owner_id = $19, while_disabled = $20, updated_at = $21 \
+             WHERE id = $22 AND app_id = $23",
         );
+        let mut tx = self.pool.begin().await?;
         bind_endpoint(update, ep)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        if !ep.disabled {
+            let released = sqlx::query(
+                "UPDATE deliveries SET status = 1, next_attempt_at = $1, updated_at = $1 \
+                 WHERE endpoint_id = $2 AND status = 4",
+            )
+            .bind(ms(ep.updated_at))
+            .bind(ep.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if released.rows_affected() > 0 {
+                notify(&mut tx).await?;
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -284,44 +302,46 @@ impl Store for PgStore {
 
     async fn publish(&self, msg: &Message) -> StoreResult<usize> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at, audience) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(msg.id.as_str())
-        .bind(msg.app_id.as_str())
-        .bind(&msg.event_type)
-        .bind(&msg.event_id)
-        .bind(&*msg.payload)
-        .bind(opt_json(&msg.channels))
-        .bind(opt_json(&msg.tags))
-        .bind(ms(msg.created_at))
-        .bind(opt_json(&msg.audience))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
-
-        let targets: Vec<TargetRow> = sqlx::query_as(&format!(
-            "SELECT {TARGET_COLUMNS} FROM endpoints WHERE app_id = $1 AND NOT disabled"
-        ))
-        .bind(msg.app_id.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
+        insert_message(&mut tx, msg).await?;
+        let targets: Vec<TargetRow> =
+            sqlx::query_as(&format!("SELECT {TARGET_COLUMNS} FROM endpoints WHERE app_id = $1"))
+                .bind(msg.app_id.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
         let now = ms(msg.created_at);
         let matched = matching_endpoints(msg, targets)?;
-        for endpoint_id in &matched {
-            insert_delivery(&mut tx, msg, endpoint_id, TriggerType::Scheduled, now).await?;
+        for target in &matched {
+            let status = target.disposition.initial_status();
+            let delivery = insert_delivery(&mut tx, msg, &target.id, TriggerType::Scheduled, now, status).await?;
+            if target.disposition == Disposition::Drop {
+                let attempt = Attempt::not_sent(msg, &target.id, &target.url, DROPPED_WHILE_DISABLED);
+                insert_attempt(&mut tx, &delivery, &msg.app_id, &attempt).await?;
+            }
         }
-        let created = matched.len();
+        let created = matched.iter().filter(|t| t.disposition != Disposition::Drop).count();
         if created > 0 {
-            // Delivered to listeners only when the transaction commits.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(WAKE_CHANNEL)
-                .execute(&mut *tx)
-                .await?;
+            notify(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(created)
+    }
+
+    async fn publish_to(&self, msg: &Message, endpoint: &EndpointId) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_message(&mut tx, msg).await?;
+        let now = ms(msg.created_at);
+        insert_delivery(
+            &mut tx,
+            msg,
+            endpoint.as_str(),
+            TriggerType::Manual,
+            now,
+            DeliveryStatus::Pending,
+        )
+        .await?;
+        notify(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> StoreResult<Option<Message>> {
@@ -387,26 +407,7 @@ impl Store for PgStore {
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
         let (status, next_at) = delivery_state(next);
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
-             response, response_duration_ms, trigger_type, created_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
-             WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $2)",
-        )
-        .bind(attempt.id.as_str())
-        .bind(job.delivery_id.as_str())
-        .bind(attempt.msg_id.as_str())
-        .bind(attempt.endpoint_id.as_str())
-        .bind(job.app_id.as_str())
-        .bind(&attempt.url)
-        .bind(attempt.status.code())
-        .bind(attempt.response_status_code)
-        .bind(&attempt.response)
-        .bind(attempt.response_duration_ms)
-        .bind(attempt.trigger_type.code())
-        .bind(ms(attempt.created_at))
-        .execute(&mut *tx)
-        .await?;
+        insert_attempt(&mut tx, &job.delivery_id, &job.app_id, attempt).await?;
         // Only the lease holder moves the delivery on; a node whose lease
         // expired meanwhile records its attempt but leaves the state alone.
         sqlx::query(
@@ -422,6 +423,31 @@ impl Store for PgStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn hold_delivery(&self, job: &DeliveryJob, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        // FOR SHARE waits for an enabling transaction, whose release of held
+        // deliveries would otherwise miss this one.
+        let disabled: Option<bool> = sqlx::query_scalar("SELECT disabled FROM endpoints WHERE id = $1 FOR SHARE")
+            .bind(job.endpoint.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let held = disabled.unwrap_or(true);
+        let (status, due) = if held { (4_i64, None) } else { (1_i64, Some(ms(now))) };
+        sqlx::query(
+            "UPDATE deliveries SET status = $1, next_attempt_at = $2, lease_token = NULL, updated_at = $3 \
+             WHERE id = $4 AND lease_token = $5",
+        )
+        .bind(status)
+        .bind(due)
+        .bind(ms(now))
+        .bind(job.delivery_id.as_str())
+        .bind(job.lease_token)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(held)
     }
 
     async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
@@ -486,24 +512,241 @@ impl Store for PgStore {
 
     async fn resend(&self, msg: &Message, endpoint: &Endpoint, now: DateTime<Utc>) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        insert_delivery(&mut tx, msg, endpoint.id.as_str(), TriggerType::Manual, ms(now)).await?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(WAKE_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
+        insert_delivery(
+            &mut tx,
+            msg,
+            endpoint.id.as_str(),
+            TriggerType::Manual,
+            ms(now),
+            DeliveryStatus::Pending,
+        )
+        .await?;
+        notify(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
 
+    async fn resend_many(&self, endpoint: &Endpoint, msgs: &[MessageId], now: DateTime<Utc>) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut scheduled = 0;
+        for msg in msgs {
+            let done = sqlx::query(
+                "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, \
+                 next_attempt_at, created_at, updated_at) SELECT $1, id, $2, app_id, 1, 1, 0, $3, $3, $3 FROM messages \
+                 WHERE id = $4 AND app_id = $5 AND payload_removed_at IS NULL",
+            )
+            .bind(DeliveryId::generate().as_str())
+            .bind(endpoint.id.as_str())
+            .bind(ms(now))
+            .bind(msg.as_str())
+            .bind(endpoint.app_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            scheduled += done.rows_affected();
+        }
+        if scheduled > 0 {
+            notify(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(scheduled)
+    }
+
+    async fn recovery_batch(
+        &self,
+        endpoint: &Endpoint,
+        kind: Recovery,
+        window: &Window,
+        after: Option<&MessageId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Message>> {
+        let mut qb = QueryBuilder::new("SELECT m.* FROM messages m WHERE m.payload_removed_at IS NULL AND m.app_id = ");
+        qb.push_bind(endpoint.app_id.as_str().to_owned());
+        qb.push(" AND m.created_at >= ").push_bind(ms(window.since));
+        if let Some(until) = window.until {
+            qb.push(" AND m.created_at < ").push_bind(ms(until));
+        }
+        if let Some(after) = after {
+            qb.push(" AND m.id > ").push_bind(after.as_str().to_owned());
+        }
+        push_recovery_condition(&mut qb, &endpoint.id, kind);
+        qb.push(" ORDER BY m.id LIMIT ").push_bind(i64::from(limit));
+        collect(qb.build_query_as::<MessageRow>().fetch_all(&self.pool).await?)
+    }
+
+    async fn endpoint_stats(&self, endpoint: &EndpointId, window: &Window) -> StoreResult<DeliveryCounts> {
+        let mut qb = QueryBuilder::new("SELECT status, COUNT(*) FROM deliveries WHERE endpoint_id = ");
+        qb.push_bind(endpoint.as_str().to_owned());
+        qb.push(" AND created_at >= ").push_bind(ms(window.since));
+        if let Some(until) = window.until {
+            qb.push(" AND created_at < ").push_bind(ms(until));
+        }
+        qb.push(" GROUP BY status");
+        let rows: Vec<(i64, i64)> = qb.build_query_as().fetch_all(&self.pool).await?;
+        Ok(count_by_status(rows))
+    }
+
+    async fn remove_expired_payloads(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        // SKIP LOCKED: nodes cleaning at once share the work instead of waiting.
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM messages m WHERE payload_removed_at IS NULL AND expires_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN (1, 3, 4)) \
+             LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            clear_payload(&mut tx, id, ms(now)).await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn remove_payload(&self, app: &AppId, msg: &MessageId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM messages WHERE id = $1 AND app_id = $2 FOR UPDATE")
+                .bind(msg.as_str())
+                .bind(app.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_none() {
+            return Ok(false);
+        }
+        clear_payload(&mut tx, msg.as_str(), ms(now)).await?;
+        sqlx::query(
+            "UPDATE deliveries SET status = 5, next_attempt_at = NULL, lease_token = NULL, updated_at = $1 \
+             WHERE msg_id = $2 AND status IN (1, 4)",
+        )
+        .bind(ms(now))
+        .bind(msg.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn remove_payload_if_delivered(&self, msg: &MessageId, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let unfinished: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE msg_id = $1 AND status <> 0")
+            .bind(msg.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if unfinished == 0 {
+            clear_payload(&mut tx, msg.as_str(), ms(now)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_attempt_content(&self, app: &AppId, attempt: &AttemptId) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE attempts SET request_body = '', response = '', request_headers = NULL, response_headers = NULL \
+             WHERE id = $1 AND app_id = $2",
+        )
+        .bind(attempt.as_str())
+        .bind(app.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn remove_idempotency_keys(&self, oldest: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(ms(oldest))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn create_task(&self, task: &BackgroundTask) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO background_tasks (id, task, status, app_id, endpoint_id, params, data, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(task.id.as_str())
+        .bind(task.kind.name())
+        .bind(task.status.name())
+        .bind(task.app_id.as_str())
+        .bind(task.endpoint_id.as_ref().map(|e| e.as_str().to_owned()))
+        .bind(to_json(&task.params))
+        .bind(to_json(&task.data))
+        .bind(ms(task.created_at))
+        .bind(ms(task.updated_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_task(&self, task: &BackgroundTask) -> StoreResult<()> {
+        sqlx::query("UPDATE background_tasks SET status = $1, data = $2, updated_at = $3 WHERE id = $4")
+            .bind(task.status.name())
+            .bind(to_json(&task.data))
+            .bind(ms(task.updated_at))
+            .bind(task.id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_task(&self, id: &TaskId) -> StoreResult<Option<BackgroundTask>> {
+        let row: Option<TaskRow> = sqlx::query_as("SELECT * FROM background_tasks WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(BackgroundTask::try_from).transpose()
+    }
+
+    async fn list_tasks(&self, page: &Page) -> StoreResult<Vec<BackgroundTask>> {
+        let mut qb = QueryBuilder::new("SELECT * FROM background_tasks WHERE TRUE");
+        push_page(&mut qb, "id", page);
+        collect(qb.build_query_as::<TaskRow>().fetch_all(&self.pool).await?)
+    }
+
+    async fn take_over_tasks(
+        &self,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<BackgroundTask>> {
+        // Other nodes may be alive: only tasks nobody moved on lately are orphans.
+        let rows: Vec<TaskRow> = sqlx::query_as(
+            "UPDATE background_tasks SET updated_at = $1 WHERE id IN (SELECT id FROM background_tasks \
+             WHERE status = 'running' AND updated_at < $2 FOR UPDATE SKIP LOCKED) RETURNING *",
+        )
+        .bind(ms(now))
+        .bind(ms(stale_before))
+        .fetch_all(&self.pool)
+        .await?;
+        collect(rows)
+    }
+
     async fn list_attempts(&self, app: &AppId, filter: &AttemptFilter, page: &Page) -> StoreResult<Vec<Attempt>> {
-        let mut qb = QueryBuilder::new(
-            "SELECT a.id, a.msg_id, a.endpoint_id, a.url, a.status, a.response_status_code, a.response, \
-             a.response_duration_ms, a.trigger_type, a.created_at FROM attempts a WHERE a.app_id = ",
-        );
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts a JOIN messages m ON m.id = a.msg_id WHERE a.app_id = "
+        ));
         qb.push_bind(app.as_str().to_owned());
         push_attempt_filter(&mut qb, filter);
+        if let Some(channel) = &filter.channel {
+            qb.push(" AND jsonb_exists(m.channels::jsonb, ")
+                .push_bind(channel.clone())
+                .push(")");
+        }
         push_page(&mut qb, "a.id", page);
         collect(qb.build_query_as::<AttemptRow>().fetch_all(&self.pool).await?)
+    }
+
+    async fn get_attempt(&self, app: &AppId, id: &AttemptId) -> StoreResult<Option<Attempt>> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts a JOIN messages m ON m.id = a.msg_id WHERE a.app_id = $1 AND a.id = $2"
+        );
+        let row: Option<AttemptRow> = sqlx::query_as(&sql)
+            .bind(app.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Attempt::try_from).transpose()
     }
 
     async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState> {
@@ -549,25 +792,108 @@ impl Store for PgStore {
     }
 }
 
+/// Wakes every node's dispatcher once the transaction commits.
+async fn notify(tx: &mut sqlx::Transaction<'_, Postgres>) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WAKE_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn insert_message(tx: &mut sqlx::Transaction<'_, Postgres>, msg: &Message) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at, audience, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(msg.id.as_str())
+    .bind(msg.app_id.as_str())
+    .bind(&msg.event_type)
+    .bind(&msg.event_id)
+    .bind(&*msg.payload)
+    .bind(opt_json(&msg.channels))
+    .bind(opt_json(&msg.tags))
+    .bind(ms(msg.created_at))
+    .bind(opt_json(&msg.audience))
+    .bind(msg.expires_at.map(ms))
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
+    Ok(())
+}
+
 async fn insert_delivery(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     msg: &Message,
     endpoint_id: &str,
     trigger: TriggerType,
     now: i64,
-) -> StoreResult<()> {
+    status: DeliveryStatus,
+) -> StoreResult<DeliveryId> {
+    let id = DeliveryId::generate();
+    let due = (status == DeliveryStatus::Pending).then_some(now);
     sqlx::query(
         "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, next_attempt_at, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, 0, $6, $6, $6)",
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $8)",
     )
-    .bind(DeliveryId::generate().as_str())
+    .bind(id.as_str())
     .bind(msg.id.as_str())
     .bind(endpoint_id)
     .bind(msg.app_id.as_str())
+    .bind(status.code())
     .bind(trigger.code())
+    .bind(due)
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    Ok(id)
+}
+
+/// Records an attempt, unless its delivery was deleted meanwhile (with its
+/// endpoint or message).
+async fn insert_attempt(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    delivery: &DeliveryId,
+    app: &AppId,
+    attempt: &Attempt,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
+         response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
+         WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $2)",
+    )
+    .bind(attempt.id.as_str())
+    .bind(delivery.as_str())
+    .bind(attempt.msg_id.as_str())
+    .bind(attempt.endpoint_id.as_str())
+    .bind(app.as_str())
+    .bind(&attempt.url)
+    .bind(attempt.status.code())
+    .bind(attempt.response_status_code)
+    .bind(&attempt.response)
+    .bind(attempt.response_duration_ms)
+    .bind(attempt.trigger_type.code())
+    .bind(ms(attempt.created_at))
+    .bind(opt_json(&attempt.request_headers))
+    .bind(&attempt.request_body)
+    .bind(opt_json(&attempt.response_headers))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Removes a message's payload and every body rendered from it.
+async fn clear_payload(tx: &mut sqlx::Transaction<'_, Postgres>, msg: &str, now: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE messages SET payload = '{}', payload_removed_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(msg)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE attempts SET request_body = '' WHERE msg_id = $1 AND request_body IS NOT NULL")
+        .bind(msg)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

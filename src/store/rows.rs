@@ -9,9 +9,9 @@ use sqlx::{FromRow, QueryBuilder};
 use super::*;
 use crate::domain::filter::{Publication, Subscription, matches};
 use crate::domain::format::PayloadFormat;
-use crate::domain::ids::{AttemptId, DeliveryId};
+use crate::domain::ids::{AttemptId, DeliveryId, TaskId};
 use crate::domain::secret::EndpointSecret;
-use crate::domain::status::{DeliveryStatus, TriggerType};
+use crate::domain::status::{DeliveryStatus, TaskKind, TaskStatus, TriggerType, WhileDisabled};
 
 pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -70,6 +70,7 @@ pub(super) struct AppRow {
     pub(super) rate_limit: Option<i64>,
     pub(super) metadata: String,
     pub(super) profile: Option<String>,
+    pub(super) validate_payloads: Option<bool>,
     pub(super) created_at: i64,
     pub(super) updated_at: i64,
 }
@@ -84,6 +85,7 @@ impl TryFrom<AppRow> for Application {
             rate_limit: r.rate_limit,
             metadata: parse_json("application metadata", &r.metadata)?,
             profile: r.profile,
+            validate_payloads: r.validate_payloads,
             created_at: from_ms(r.created_at),
             updated_at: from_ms(r.updated_at),
         })
@@ -100,6 +102,7 @@ pub(super) struct EndpointRow {
     pub(super) filter_types: Option<String>,
     pub(super) channels: Option<String>,
     pub(super) disabled: bool,
+    pub(super) while_disabled: String,
     pub(super) rate_limit: Option<i64>,
     pub(super) metadata: String,
     pub(super) headers: String,
@@ -138,6 +141,8 @@ impl TryFrom<EndpointRow> for Endpoint {
             filter_types: parse_opt_json("endpoint filterTypes", r.filter_types)?,
             channels: parse_opt_json("endpoint channels", r.channels)?,
             disabled: r.disabled,
+            while_disabled: WhileDisabled::parse(&r.while_disabled)
+                .ok_or_else(|| StoreError::Corrupt(format!("endpoint whileDisabled {}", r.while_disabled)))?,
             rate_limit: r.rate_limit,
             metadata: parse_json("endpoint metadata", &r.metadata)?,
             headers: parse_json("endpoint headers", &r.headers)?,
@@ -197,6 +202,8 @@ pub(super) struct MessageRow {
     pub(super) channels: Option<String>,
     pub(super) tags: Option<String>,
     pub(super) audience: Option<String>,
+    pub(super) expires_at: Option<i64>,
+    pub(super) payload_removed_at: Option<i64>,
     pub(super) created_at: i64,
 }
 
@@ -212,6 +219,8 @@ impl TryFrom<MessageRow> for Message {
             channels: parse_opt_json("message channels", r.channels)?,
             tags: parse_opt_json("message tags", r.tags)?,
             audience: parse_opt_json("message audience", r.audience)?,
+            expires_at: r.expires_at.map(from_ms),
+            payload_removed_at: r.payload_removed_at.map(from_ms),
             created_at: from_ms(r.created_at),
         })
     }
@@ -229,7 +238,20 @@ pub(super) struct AttemptRow {
     pub(super) response_duration_ms: i64,
     pub(super) trigger_type: i64,
     pub(super) created_at: i64,
+    pub(super) request_headers: Option<String>,
+    pub(super) request_body: Option<String>,
+    pub(super) response_headers: Option<String>,
+    pub(super) event_type: String,
+    pub(super) event_id: Option<String>,
+    pub(super) msg_created_at: i64,
 }
+
+/// An attempt's columns with its message's, for [`AttemptRow`]; needs
+/// `attempts a JOIN messages m`.
+pub(super) const ATTEMPT_COLUMNS: &str = "a.id, a.msg_id, a.endpoint_id, a.url, a.status, \
+     a.response_status_code, a.response, a.response_duration_ms, a.trigger_type, a.created_at, a.request_headers, \
+     COALESCE(a.request_body, m.payload) AS request_body, a.response_headers, m.event_type, m.event_id, \
+     m.created_at AS msg_created_at";
 
 impl TryFrom<AttemptRow> for Attempt {
     type Error = StoreError;
@@ -246,6 +268,14 @@ impl TryFrom<AttemptRow> for Attempt {
             response_duration_ms: r.response_duration_ms,
             trigger_type: TriggerType::from_code(r.trigger_type),
             created_at: from_ms(r.created_at),
+            request_headers: parse_opt_json("attempt request headers", r.request_headers)?,
+            request_body: r.request_body,
+            response_headers: parse_opt_json("attempt response headers", r.response_headers)?,
+            event: Some(AttemptEvent {
+                event_type: r.event_type,
+                event_id: r.event_id,
+                msg_created_at: from_ms(r.msg_created_at),
+            }),
         })
     }
 }
@@ -316,7 +346,7 @@ pub(super) fn uid_conflict(e: sqlx::Error, what: &str) -> StoreError {
 }
 
 pub(super) const ENDPOINT_COLUMNS: &str = "e.id, e.app_id, e.uid, e.url, e.description, e.filter_types, e.channels, \
-     e.disabled, e.rate_limit, e.metadata, e.headers, e.secret, e.previous_secret, \
+     e.disabled, e.while_disabled, e.rate_limit, e.metadata, e.headers, e.secret, e.previous_secret, \
      e.previous_secret_expires_at, e.profile, e.verify_token, e.format, e.template, e.disabled_reason, \
      e.reverify_at, e.owner_id, e.failing_since, e.created_at, e.updated_at";
 
@@ -372,11 +402,7 @@ where
     if let Some(after) = filter.after {
         qb.push(" AND a.created_at > ").push_bind(ms(after));
     }
-    if !filter.event_types.is_empty() {
-        qb.push(" AND a.msg_id IN (SELECT id FROM messages WHERE 1 = 1");
-        push_in(qb, "event_type", &filter.event_types);
-        qb.push(")");
-    }
+    push_in(qb, "m.event_type", &filter.event_types);
 }
 
 /// Reads a stored idempotency row: answered, or still being handled.
@@ -391,31 +417,78 @@ pub(super) fn idempotency_state(row: Option<(Option<i64>, Option<Vec<u8>>)>) -> 
     }
 }
 
-/// An enabled endpoint's subscription, as read inside the publish
-/// transaction: id, filter types, channels, owner.
-pub(super) type TargetRow = (String, Option<String>, Option<String>, Option<String>);
+/// An endpoint's subscription, as read inside the publish transaction.
+#[derive(FromRow)]
+pub(super) struct TargetRow {
+    id: String,
+    url: String,
+    filter_types: Option<String>,
+    channels: Option<String>,
+    owner_id: Option<String>,
+    disabled: bool,
+    while_disabled: String,
+}
 
 /// The columns of a [`TargetRow`], in both backends' publish queries.
-pub(super) const TARGET_COLUMNS: &str = "id, filter_types, channels, owner_id";
+pub(super) const TARGET_COLUMNS: &str = "id, url, filter_types, channels, owner_id, disabled, while_disabled";
 
-/// The ids of the endpoints, among `targets`, that receive `msg`.
-pub(super) fn matching_endpoints(msg: &Message, targets: Vec<TargetRow>) -> StoreResult<Vec<String>> {
+/// A matching endpoint, and what the publish does for it.
+pub(super) struct Target {
+    pub(super) id: String,
+    pub(super) url: String,
+    pub(super) disposition: Disposition,
+}
+
+/// What a publish does for one matching endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Disposition {
+    Deliver,
+    Hold,
+    Drop,
+}
+
+impl Disposition {
+    /// The state a new delivery starts in, and whether it is due at once.
+    pub(super) fn initial_status(self) -> DeliveryStatus {
+        match self {
+            Self::Deliver => DeliveryStatus::Pending,
+            Self::Hold => DeliveryStatus::Held,
+            Self::Drop => DeliveryStatus::Dropped,
+        }
+    }
+}
+
+/// Why a delivery to a dropping, disabled endpoint was not sent.
+pub(super) const DROPPED_WHILE_DISABLED: &str =
+    "not sent: the endpoint was disabled and drops messages while disabled (whileDisabled: drop)";
+
+/// The endpoints, among `targets`, that receive `msg`, and what each does with it.
+pub(super) fn matching_endpoints(msg: &Message, targets: Vec<TargetRow>) -> StoreResult<Vec<Target>> {
     let publication = Publication {
         event_type: &msg.event_type,
         channels: msg.channels.as_deref(),
         audience: msg.audience.as_deref(),
     };
     let mut matched = Vec::new();
-    for (endpoint_id, types, channels, owner) in targets {
-        let types: Option<Vec<String>> = parse_opt_json("endpoint filterTypes", types)?;
-        let channels: Option<Vec<String>> = parse_opt_json("endpoint channels", channels)?;
+    for t in targets {
+        let types: Option<Vec<String>> = parse_opt_json("endpoint filterTypes", t.filter_types)?;
+        let channels: Option<Vec<String>> = parse_opt_json("endpoint channels", t.channels)?;
         let sub = Subscription {
             event_types: types.as_deref(),
             channels: channels.as_deref(),
-            owner: owner.as_deref(),
+            owner: t.owner_id.as_deref(),
         };
         if matches(&sub, &publication) {
-            matched.push(endpoint_id);
+            let disposition = match (t.disabled, WhileDisabled::parse(&t.while_disabled)) {
+                (false, _) => Disposition::Deliver,
+                (true, Some(WhileDisabled::Hold)) => Disposition::Hold,
+                (true, _) => Disposition::Drop,
+            };
+            matched.push(Target {
+                id: t.id,
+                url: t.url,
+                disposition,
+            });
         }
     }
     Ok(matched)
@@ -427,6 +500,7 @@ pub(super) fn delivery_state(next: NextStep) -> (DeliveryStatus, Option<i64>) {
         NextStep::RetryAt(at) => (DeliveryStatus::Pending, Some(ms(at))),
         NextStep::Succeeded => (DeliveryStatus::Success, None),
         NextStep::Exhausted => (DeliveryStatus::Fail, None),
+        NextStep::Dropped => (DeliveryStatus::Dropped, None),
     }
 }
 
@@ -462,7 +536,81 @@ where
         .bind(ep.disabled_reason.clone())
         .bind(ep.reverify_at.map(ms))
         .bind(ep.owner_id.clone())
+        .bind(ep.while_disabled.name().to_owned())
         .bind(ms(ep.updated_at))
         .bind(ep.id.to_string())
         .bind(ep.app_id.to_string())
+}
+
+#[derive(FromRow)]
+pub(super) struct TaskRow {
+    pub(super) id: String,
+    pub(super) task: String,
+    pub(super) status: String,
+    pub(super) app_id: String,
+    pub(super) endpoint_id: Option<String>,
+    pub(super) params: String,
+    pub(super) data: String,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+}
+
+impl TryFrom<TaskRow> for BackgroundTask {
+    type Error = StoreError;
+    fn try_from(r: TaskRow) -> StoreResult<Self> {
+        Ok(Self {
+            kind: TaskKind::parse(&r.task).ok_or_else(|| StoreError::Corrupt(format!("task kind {}", r.task)))?,
+            status: TaskStatus::parse(&r.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("task status {}", r.status)))?,
+            id: TaskId::from_trusted(r.id),
+            app_id: AppId::from_trusted(r.app_id),
+            endpoint_id: r.endpoint_id.map(EndpointId::from_trusted),
+            params: parse_json("task params", &r.params)?,
+            data: parse_json("task data", &r.data)?,
+            created_at: from_ms(r.created_at),
+            updated_at: from_ms(r.updated_at),
+        })
+    }
+}
+
+/// The SQL condition, on `messages m`, of a recovery of `kind` for the
+/// endpoint bound as the next parameter(s): pushed by both backends.
+pub(super) fn push_recovery_condition<'a, DB>(qb: &mut QueryBuilder<'a, DB>, endpoint: &EndpointId, kind: Recovery)
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let id = endpoint.as_str().to_owned();
+    match kind {
+        Recovery::Failed => {
+            qb.push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status = 2 AND d.endpoint_id = ")
+                .push_bind(id.clone())
+                .push(") AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN (0, 1, 3, 4) AND d.endpoint_id = ")
+                .push_bind(id)
+                .push(")");
+        }
+        Recovery::Missing => {
+            qb.push(" AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status <> 5 AND d.endpoint_id = ")
+                .push_bind(id)
+                .push(")");
+        }
+    }
+}
+
+/// Folds `(status, count)` rows into counts by delivery state.
+pub(super) fn count_by_status(rows: Vec<(i64, i64)>) -> DeliveryCounts {
+    let mut counts = DeliveryCounts::default();
+    for (status, n) in rows {
+        let slot = match DeliveryStatus::from_code(status) {
+            Some(DeliveryStatus::Success) => &mut counts.success,
+            Some(DeliveryStatus::Pending) => &mut counts.pending,
+            Some(DeliveryStatus::Sending) => &mut counts.sending,
+            Some(DeliveryStatus::Fail) => &mut counts.fail,
+            Some(DeliveryStatus::Held) => &mut counts.held,
+            Some(DeliveryStatus::Dropped) => &mut counts.dropped,
+            None => continue,
+        };
+        *slot += n;
+    }
+    counts
 }

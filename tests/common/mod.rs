@@ -6,6 +6,7 @@ pub mod pg;
 pub mod process;
 pub mod python;
 pub mod receiver;
+pub mod smtp;
 
 use std::time::Duration;
 

@@ -1,0 +1,50 @@
+//! The cleaner: removes payloads whose retention period ended, and
+//! idempotency keys past their day.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// Payloads removed per transaction, so the writer is never held long.
+const BATCH: u32 = 1000;
+/// How long an idempotency key replays its answer.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+pub async fn run_cleaner(store: Arc<dyn Store>, config: Arc<Config>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(config.cleanup_interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+        clean_once(store.as_ref()).await;
+    }
+}
+
+async fn clean_once(store: &dyn Store) {
+    let mut removed = 0;
+    loop {
+        match store.remove_expired_payloads(crate::store::now(), BATCH).await {
+            Ok(n) => {
+                removed += n;
+                if n < u64::from(BATCH) {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "removing expired payloads failed; trying again later");
+                break;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "expired payloads removed");
+    }
+    let oldest = crate::store::now() - chrono::Duration::from_std(IDEMPOTENCY_TTL).unwrap_or_default();
+    if let Err(e) = store.remove_idempotency_keys(oldest).await {
+        tracing::warn!(error = %e, "removing old idempotency keys failed");
+    }
+}
