@@ -16,7 +16,7 @@ use super::endpoint::find_endpoint;
 use super::error::{ApiError, ApiResult};
 use super::extract::QueryParams;
 use super::list::{Paging, list_response};
-use super::message::MessageOut;
+use super::message::{MessageOut, find_message};
 use crate::domain::ids::{AppId, AttemptId};
 use crate::store::{Attempt, AttemptFilter, Endpoint, Headers, Order};
 
@@ -166,11 +166,7 @@ pub async fn list_by_msg(
     q: QueryParams,
 ) -> ApiResult<Json<ListResponseMessageAttemptOut>> {
     let app = find_app(&state, &app_id).await?;
-    let msg = state
-        .store
-        .get_message(&app.id, &msg_id)
-        .await?
-        .ok_or(ApiError::NotFound("message"))?;
+    let msg = find_message(&state, &app.id, &msg_id).await?;
     let endpoint_id = match q.str("endpoint_id") {
         Some(ep) => Some(find_endpoint(&state, &app.id, ep).await?.id),
         None => None,
@@ -192,11 +188,7 @@ pub async fn resend(
     Path((app_id, msg_id, endpoint_id)): Path<(String, String, String)>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let app = find_app(&state, &app_id).await?;
-    let msg = state
-        .store
-        .get_message(&app.id, &msg_id)
-        .await?
-        .ok_or(ApiError::NotFound("message"))?;
+    let msg = find_message(&state, &app.id, &msg_id).await?;
     let ep = find_endpoint(&state, &app.id, &endpoint_id).await?;
     ensure_enabled(&ep)?;
     if let Some(at) = msg.payload_removed_at {

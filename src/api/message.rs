@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::domain::catalog::{PayloadSchema, latest_schema};
-use crate::domain::ids::MessageId;
+use crate::domain::ids::{AppId, MessageId};
 use crate::domain::validate::{Problems, check_channels, check_name};
 use crate::store::{Application, EventType, Message, MessageFilter, Order};
 
@@ -259,12 +259,17 @@ pub async fn get_message(
     Path((app_id, msg_id)): Path<(String, String)>,
 ) -> ApiResult<Json<MessageOut>> {
     let app = find_app(&state, &app_id).await?;
-    let msg = state
-        .store
-        .get_message(&app.id, &msg_id)
-        .await?
-        .ok_or(ApiError::NotFound("message"))?;
+    let msg = find_message(&state, &app.id, &msg_id).await?;
     Ok(Json(msg.into()))
+}
+
+/// Finds a message by id or eventId, or answers 404.
+pub async fn find_message(state: &AppState, app_id: &AppId, id_or_event_id: &str) -> ApiResult<Message> {
+    state
+        .store
+        .get_message(app_id, id_or_event_id)
+        .await?
+        .ok_or(ApiError::NotFound("message"))
 }
 
 /// Removes a message's payload now (for example on a customer's request);
@@ -277,11 +282,7 @@ pub async fn expunge_content(
     Path((app_id, msg_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let app = find_app(&state, &app_id).await?;
-    let msg = state
-        .store
-        .get_message(&app.id, &msg_id)
-        .await?
-        .ok_or(ApiError::NotFound("message"))?;
+    let msg = find_message(&state, &app.id, &msg_id).await?;
     if !state
         .store
         .remove_payload(&app.id, &msg.id, crate::store::now())

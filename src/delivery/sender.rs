@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
 
 use crate::domain::format::EventInfo;
 use crate::domain::headers::is_sensitive;
@@ -138,7 +138,7 @@ fn prepare(job: &DeliveryJob, profile: &Profile, now: DateTime<Utc>) -> Result<P
         insert(&mut headers, name, &job.event_type);
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let recorded = headers
+    let mut recorded: Headers = headers
         .iter()
         .map(|(name, value)| {
             let shown = if is_sensitive(name.as_str()) {
@@ -149,6 +149,8 @@ fn prepare(job: &DeliveryJob, profile: &Profile, now: DateTime<Utc>) -> Result<P
             (name.as_str().to_owned(), shown)
         })
         .collect();
+    // Added by the client itself, but sent all the same.
+    recorded.insert(USER_AGENT.as_str().to_owned(), super::client::USER_AGENT.to_owned());
     Ok(Prepared {
         headers,
         body,

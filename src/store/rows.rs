@@ -575,7 +575,7 @@ impl TryFrom<TaskRow> for BackgroundTask {
 
 /// The SQL condition, on `messages m`, of a recovery of `kind` for the
 /// endpoint bound as the next parameter(s): pushed by both backends.
-pub(super) fn push_recovery_condition<'a, DB>(qb: &mut QueryBuilder<'a, DB>, endpoint: &EndpointId, kind: Recovery)
+fn push_recovery_condition<'a, DB>(qb: &mut QueryBuilder<'a, DB>, endpoint: &EndpointId, kind: Recovery)
 where
     DB: sqlx::Database,
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -613,4 +613,48 @@ pub(super) fn count_by_status(rows: Vec<(i64, i64)>) -> DeliveryCounts {
         *slot += n;
     }
     counts
+}
+
+/// The messages a recovery of `kind` looks at next, in both backends' SQL.
+pub(super) fn recovery_query<'a, DB>(
+    endpoint: &Endpoint,
+    kind: Recovery,
+    window: &Window,
+    after: Option<&MessageId>,
+    limit: u32,
+) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT m.* FROM messages m WHERE m.payload_removed_at IS NULL AND m.app_id = ");
+    qb.push_bind(endpoint.app_id.as_str().to_owned());
+    qb.push(" AND m.created_at >= ").push_bind(ms(window.since));
+    if let Some(until) = window.until {
+        qb.push(" AND m.created_at < ").push_bind(ms(until));
+    }
+    if let Some(after) = after {
+        qb.push(" AND m.id > ").push_bind(after.as_str().to_owned());
+    }
+    push_recovery_condition(&mut qb, &endpoint.id, kind);
+    qb.push(" ORDER BY m.id LIMIT ").push_bind(i64::from(limit));
+    qb
+}
+
+/// An endpoint's deliveries in a window, counted by state: `(status, count)` rows.
+pub(super) fn stats_query<'a, DB>(endpoint: &EndpointId, window: &Window) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT status, COUNT(*) FROM deliveries WHERE endpoint_id = ");
+    qb.push_bind(endpoint.as_str().to_owned());
+    qb.push(" AND created_at >= ").push_bind(ms(window.since));
+    if let Some(until) = window.until {
+        qb.push(" AND created_at < ").push_bind(ms(until));
+    }
+    qb.push(" GROUP BY status");
+    qb
 }

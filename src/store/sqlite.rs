@@ -521,28 +521,12 @@ impl Store for SqliteStore {
         after: Option<&MessageId>,
         limit: u32,
     ) -> StoreResult<Vec<Message>> {
-        let mut qb = QueryBuilder::new("SELECT m.* FROM messages m WHERE m.payload_removed_at IS NULL AND m.app_id = ");
-        qb.push_bind(endpoint.app_id.as_str().to_owned());
-        qb.push(" AND m.created_at >= ").push_bind(ms(window.since));
-        if let Some(until) = window.until {
-            qb.push(" AND m.created_at < ").push_bind(ms(until));
-        }
-        if let Some(after) = after {
-            qb.push(" AND m.id > ").push_bind(after.as_str().to_owned());
-        }
-        push_recovery_condition(&mut qb, &endpoint.id, kind);
-        qb.push(" ORDER BY m.id LIMIT ").push_bind(i64::from(limit));
+        let mut qb = recovery_query(endpoint, kind, window, after, limit);
         collect(qb.build_query_as::<MessageRow>().fetch_all(&self.reader).await?)
     }
 
     async fn endpoint_stats(&self, endpoint: &EndpointId, window: &Window) -> StoreResult<DeliveryCounts> {
-        let mut qb = QueryBuilder::new("SELECT status, COUNT(*) FROM deliveries WHERE endpoint_id = ");
-        qb.push_bind(endpoint.as_str().to_owned());
-        qb.push(" AND created_at >= ").push_bind(ms(window.since));
-        if let Some(until) = window.until {
-            qb.push(" AND created_at < ").push_bind(ms(until));
-        }
-        qb.push(" GROUP BY status");
+        let mut qb = stats_query(endpoint, window);
         let rows: Vec<(i64, i64)> = qb.build_query_as().fetch_all(&self.reader).await?;
         Ok(count_by_status(rows))
     }
