@@ -4,6 +4,7 @@
 //! delivery workers, on a listener the caller binds, until `shutdown`.
 
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod delivery;
 pub mod domain;

@@ -26,6 +26,9 @@ enum Command {
     Serve(Args),
     /// Create or upgrade the database schema, then exit
     Migrate(Args),
+    /// Measure throughput, latency and memory: start a Herald (or drive
+    /// one with --url), publish through its API, receive on loopback
+    Bench(herald::bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -41,20 +44,32 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let (Command::Serve(args) | Command::Migrate(args)) = &cli.command;
+    let (args, migrate_only) = match cli.command {
+        Command::Bench(bench) => return run_bench(bench),
+        Command::Serve(args) => (args, false),
+        Command::Migrate(args) => (args, true),
+    };
     let config = Config::load(&args.settings, args.config.as_deref()).context("invalid configuration")?;
     init_logging(&config.log);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        match cli.command {
-            Command::Serve(_) => serve(config).await,
-            Command::Migrate(_) => {
-                herald::store::open(&config).await.context("migration failed")?;
-                tracing::info!("the database schema is up to date");
-                Ok(())
-            }
+        if migrate_only {
+            herald::store::open(&config).await.context("migration failed")?;
+            tracing::info!("the database schema is up to date");
+            Ok(())
+        } else {
+            serve(config).await
         }
     })
+}
+
+fn run_bench(args: herald::bench::BenchArgs) -> anyhow::Result<()> {
+    init_logging("warn");
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let out = args.out.clone();
+    runtime.block_on(herald::bench::run(args)).context("the bench failed")?;
+    eprintln!("report written to {}", out.display());
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -509,7 +509,38 @@ async fn recovery_finds_what_failed_and_what_was_never_sent(backend: Backend) {
     assert!(failed.is_empty(), "a pending resend is not recovered twice");
 }
 
+async fn a_duplicate_among_concurrent_publishes_fails_alone(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, _) = app_with_endpoint(store.as_ref()).await;
+    // Published at once, these share transactions where the backend groups
+    // commits; the duplicate eventId must fail without taking others along.
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let store = store.clone();
+        let event_id = match i {
+            7 | 42 => Some("order-1".to_owned()),
+            i if i % 3 == 0 => Some(format!("e-{i}")),
+            _ => None,
+        };
+        let msg = message(&a.id, "ticket.created", event_id.as_deref());
+        tasks.push(tokio::spawn(async move { store.publish(&msg).await }));
+    }
+    let mut stored = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(1) => stored += 1,
+            Err(StoreError::Conflict(_)) => conflicts += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((stored, conflicts), (59, 1));
+    let jobs = store.claim_due(Utc::now(), 100, LEASE).await.unwrap();
+    assert_eq!(jobs.len(), 59, "one delivery per stored message");
+}
+
 on_both_backends!(
+    a_duplicate_among_concurrent_publishes_fails_alone,
     a_held_delivery_comes_due_when_its_endpoint_is_enabled,
     recovery_finds_what_failed_and_what_was_never_sent,
     delivery_settings_round_trip_and_reach_the_claimed_job,

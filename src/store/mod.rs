@@ -5,6 +5,7 @@ mod models;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod sqlite_batch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database cannot take writes right now: {0}")]
+    Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("cannot prepare the data directory: {0}")]
@@ -285,6 +288,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Database(e) | Self::Migrate(sqlx::migrate::MigrateError::Execute(e)) => is_connection_error(e),
+            Self::Unavailable(_) => true,
             _ => false,
         }
     }

@@ -378,28 +378,26 @@ impl Store for PgStore {
         let token: i64 = rand::thread_rng().gen_range(1..i64::MAX);
         let mut tx = self.pool.begin().await?;
         // SKIP LOCKED: nodes claiming at once each get different rows, without waiting.
-        let claimed = sqlx::query(
+        // RETURNING: the claimed rows are then read by id, not found by their token.
+        let claimed: Vec<String> = sqlx::query_scalar(
             "UPDATE deliveries SET status = 3, next_attempt_at = $1, lease_token = $2, updated_at = $3 \
              WHERE id IN (SELECT id FROM deliveries WHERE status IN (1, 3) AND next_attempt_at <= $3 \
-                          ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED)",
+                          ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING id",
         )
         .bind(lease_until)
         .bind(token)
         .bind(ms(now))
         .bind(i64::from(limit))
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        if claimed.rows_affected() == 0 {
+        if claimed.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT {JOB_COLUMNS}, {ENDPOINT_COLUMNS} \
-             FROM deliveries d JOIN messages m ON m.id = d.msg_id JOIN endpoints e ON e.id = d.endpoint_id \
-             JOIN applications a ON a.id = d.app_id \
-             WHERE d.lease_token = $1 AND d.status = 3 ORDER BY d.id"
-        );
-        let rows: Vec<JobRow> = sqlx::query_as(&sql).bind(token).fetch_all(&mut *tx).await?;
+        let rows: Vec<JobRow> = claimed_jobs_query(&claimed)
+            .build_query_as()
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         rows.into_iter().map(JobRow::into_job).collect()
     }

@@ -418,7 +418,7 @@ pub(super) fn idempotency_state(row: Option<(Option<i64>, Option<Vec<u8>>)>) -> 
 }
 
 /// An endpoint's subscription, as read inside the publish transaction.
-#[derive(FromRow)]
+#[derive(FromRow, Clone)]
 pub(super) struct TargetRow {
     id: String,
     url: String,
@@ -656,5 +656,24 @@ where
         qb.push(" AND created_at < ").push_bind(ms(until));
     }
     qb.push(" GROUP BY status");
+    qb
+}
+
+/// The claimed deliveries `ids` with everything needed to send them.
+pub(super) fn claimed_jobs_query<'a, DB>(ids: &[String]) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT {JOB_COLUMNS}, {ENDPOINT_COLUMNS} \
+         FROM deliveries d JOIN messages m ON m.id = d.msg_id JOIN endpoints e ON e.id = d.endpoint_id \
+         JOIN applications a ON a.id = d.app_id WHERE d.id IN ("
+    ));
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(id.clone());
+    }
+    qb.push(") ORDER BY d.id");
     qb
 }

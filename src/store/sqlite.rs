@@ -16,6 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::rows::*;
+use super::sqlite_batch::{Batcher, Completion};
 use super::*;
 use crate::domain::ids::DeliveryId;
 use crate::domain::status::DeliveryStatus;
@@ -23,6 +24,8 @@ use crate::domain::status::TriggerType;
 
 pub struct SqliteStore {
     writer: SqlitePool,
+    /// Publishes and attempt results, committed in groups.
+    batcher: Batcher,
     reader: SqlitePool,
     /// Held for the life of the store: a second process on the file is refused.
     _lock: File,
@@ -61,6 +64,7 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
+            batcher: Batcher::start(writer.clone()),
             writer,
             reader,
             _lock: lock,
@@ -313,26 +317,7 @@ impl Store for SqliteStore {
     }
 
     async fn publish(&self, msg: &Message) -> StoreResult<usize> {
-        let mut tx = self.writer.begin().await?;
-        insert_message(&mut tx, msg).await?;
-        let targets: Vec<TargetRow> =
-            sqlx::query_as(&format!("SELECT {TARGET_COLUMNS} FROM endpoints WHERE app_id = ?"))
-                .bind(msg.app_id.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-        let now = ms(msg.created_at);
-        let matched = matching_endpoints(msg, targets)?;
-        for target in &matched {
-            let status = target.disposition.initial_status();
-            let delivery = insert_delivery(&mut tx, msg, &target.id, TriggerType::Scheduled, now, status).await?;
-            if target.disposition == Disposition::Drop {
-                let attempt = Attempt::not_sent(msg, &target.id, &target.url, DROPPED_WHILE_DISABLED);
-                insert_attempt(&mut tx, &delivery, &msg.app_id, &attempt).await?;
-            }
-        }
-        let created = matched.iter().filter(|t| t.disposition != Disposition::Drop).count();
-        tx.commit().await?;
-        Ok(created)
+        self.batcher.publish(msg.clone()).await
     }
 
     async fn publish_to(&self, msg: &Message, endpoint: &EndpointId) -> StoreResult<()> {
@@ -385,49 +370,40 @@ impl Store for SqliteStore {
         let lease_until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let token: i64 = rand::thread_rng().gen_range(1..i64::MAX);
         let mut tx = self.writer.begin().await?;
-        let claimed = sqlx::query(
+        // RETURNING: the claimed rows are then read by id, not found by their token.
+        let claimed: Vec<String> = sqlx::query_scalar(
             "UPDATE deliveries SET status = 3, next_attempt_at = ?1, lease_token = ?2, updated_at = ?3 \
              WHERE id IN (SELECT id FROM deliveries WHERE status IN (1, 3) AND next_attempt_at <= ?3 \
-                          ORDER BY next_attempt_at LIMIT ?4)",
+                          ORDER BY next_attempt_at LIMIT ?4) RETURNING id",
         )
         .bind(lease_until)
         .bind(token)
         .bind(ms(now))
         .bind(i64::from(limit))
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        if claimed.rows_affected() == 0 {
+        if claimed.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT {JOB_COLUMNS}, {ENDPOINT_COLUMNS} \
-             FROM deliveries d JOIN messages m ON m.id = d.msg_id JOIN endpoints e ON e.id = d.endpoint_id \
-             JOIN applications a ON a.id = d.app_id \
-             WHERE d.lease_token = ? AND d.status = 3 ORDER BY d.id"
-        );
-        let rows: Vec<JobRow> = sqlx::query_as(&sql).bind(token).fetch_all(&mut *tx).await?;
+        let rows: Vec<JobRow> = claimed_jobs_query(&claimed)
+            .build_query_as()
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         rows.into_iter().map(JobRow::into_job).collect::<StoreResult<Vec<_>>>()
     }
 
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
-        let (status, next_at) = delivery_state(next);
-        let mut tx = self.writer.begin().await?;
-        insert_attempt(&mut tx, &job.delivery_id, &job.app_id, attempt).await?;
-        sqlx::query(
-            "UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = attempts + 1, lease_token = NULL, \
-             updated_at = ? WHERE id = ? AND lease_token = ?",
-        )
-        .bind(status.code())
-        .bind(next_at)
-        .bind(ms(attempt.created_at))
-        .bind(job.delivery_id.as_str())
-        .bind(job.lease_token)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.batcher
+            .complete(Completion {
+                delivery_id: job.delivery_id.clone(),
+                app_id: job.app_id.clone(),
+                lease_token: job.lease_token,
+                attempt: attempt.clone(),
+                next,
+            })
+            .await
     }
 
     async fn hold_delivery(&self, job: &DeliveryJob, now: DateTime<Utc>) -> StoreResult<bool> {
@@ -736,7 +712,7 @@ impl Store for SqliteStore {
     }
 }
 
-async fn insert_message(tx: &mut sqlx::Transaction<'_, Sqlite>, msg: &Message) -> StoreResult<()> {
+pub(super) async fn insert_message(tx: &mut sqlx::Transaction<'_, Sqlite>, msg: &Message) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at, audience, \
          expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -757,7 +733,7 @@ async fn insert_message(tx: &mut sqlx::Transaction<'_, Sqlite>, msg: &Message) -
     Ok(())
 }
 
-async fn insert_delivery(
+pub(super) async fn insert_delivery(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     msg: &Message,
     endpoint_id: &str,
@@ -787,7 +763,7 @@ async fn insert_delivery(
 
 /// Records an attempt, unless its delivery was deleted meanwhile (with its
 /// endpoint or message).
-async fn insert_attempt(
+pub(super) async fn insert_attempt(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     delivery: &DeliveryId,
     app: &AppId,

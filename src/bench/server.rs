@@ -1,0 +1,120 @@
+//! A Herald server started by the bench, as a child process, so its memory
+//! can be read from /proc and nothing of the bench runs inside it.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use super::BenchError;
+
+pub struct Server {
+    pub base: String,
+    pub token: String,
+    child: Child,
+    _data: Option<tempfile_dir::TempDir>,
+}
+
+/// A private temporary directory, removed on drop, without a dev dependency.
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new() -> std::io::Result<Self> {
+            let path = std::env::temp_dir().join(format!("herald-bench-{}", crate::domain::ids::AppId::generate()));
+            std::fs::create_dir_all(&path)?;
+            Ok(Self(path))
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Server {
+    /// Starts `herald serve` on a free loopback port with a fresh SQLite file
+    /// (or `database_url`), loopback receivers allowed, and waits until it answers.
+    pub async fn start(database_url: Option<&str>, extra_env: &[(String, String)]) -> Result<Self, BenchError> {
+        let port = free_port()?;
+        let token = format!("bench-{}", crate::domain::ids::AppId::generate());
+        let (data, db) = match database_url {
+            Some(url) => (None, url.to_owned()),
+            None => {
+                let dir = tempfile_dir::TempDir::new()?;
+                let db = format!("sqlite://{}", dir.path().join("herald.db").display());
+                (Some(dir), db)
+            }
+        };
+        let exe: PathBuf = std::env::current_exe()?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("serve")
+            .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HERALD_DATABASE_URL", db)
+            .env("HERALD_ADMIN_TOKEN", &token)
+            .env("HERALD_ALLOW_HTTP", "true")
+            .env("HERALD_ALLOWED_TARGET_NETWORKS", "127.0.0.0/8")
+            .env("HERALD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn()?;
+        let server = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            token,
+            child,
+            _data: data,
+        };
+        server.wait_until_healthy().await?;
+        Ok(server)
+    }
+
+    async fn wait_until_healthy(&self) -> Result<(), BenchError> {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(r) = client.get(format!("{}/health", self.base)).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(BenchError::Setup(
+            "the Herald server did not become healthy within 15 s".to_owned(),
+        ))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Resident memory of a process in KiB: `VmRSS` now, or `VmHWM` (its peak).
+pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
