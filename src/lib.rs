@@ -50,7 +50,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         tracing::info!(released, "deliveries in flight at the last stop will be sent again");
     }
     let admin_token_hash = api::auth::admin_token_hash(store.as_ref(), &config).await?;
-    let client = delivery::client::build(&config.target_policy, config.request_timeout)?;
+    let client = delivery::client::build(
+        &config.target_policy,
+        config.request_timeout,
+        config.max_concurrent_deliveries,
+    )?;
     let notifier = ops::notify::Notifier::start(store.clone(), &config).await?;
     let dispatcher = Dispatcher::new(store.clone(), config.clone(), client.clone(), notifier.clone());
 

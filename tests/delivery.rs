@@ -284,7 +284,7 @@ async fn a_target_that_resolves_to_a_private_address_is_refused_at_connect_time(
 
     // The SSRF guard after DNS, tested directly with a name the test resolves itself.
     let policy = herald::domain::target::TargetPolicy::default();
-    let client = herald::delivery::client::build(&policy, Duration::from_secs(2)).unwrap();
+    let client = herald::delivery::client::build(&policy, Duration::from_secs(2), 8).unwrap();
     let err = client
         .get(format!("http://localhost:{port}/hook"))
         .send()

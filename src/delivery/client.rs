@@ -50,7 +50,14 @@ impl Resolve for GuardedResolver {
     }
 }
 
-pub fn build(policy: &TargetPolicy, request_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+/// `max_in_flight` idle connections are kept per host: every attempt in
+/// flight to one busy receiver can then reuse a connection instead of
+/// opening one.
+pub fn build(
+    policy: &TargetPolicy,
+    request_timeout: Duration,
+    max_in_flight: usize,
+) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
@@ -58,7 +65,7 @@ pub fn build(policy: &TargetPolicy, request_timeout: Duration) -> reqwest::Resul
         .dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() }))
         .connect_timeout(request_timeout.min(Duration::from_secs(10)))
         .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(max_in_flight)
         .tcp_nodelay(true)
         .build()
 }

@@ -148,7 +148,7 @@ impl Dispatcher {
         }
     }
 
-    async fn attempt(&self, job: DeliveryJob, _permit: OwnedSemaphorePermit) {
+    async fn attempt(&self, job: DeliveryJob, permit: OwnedSemaphorePermit) {
         if job.endpoint.disabled {
             return self.while_disabled(job).await;
         }
@@ -167,6 +167,9 @@ impl Dispatcher {
             )),
             Some(profile) => sender::send(&inner.client, &inner.config.target_policy, &job, profile, started_at).await,
         };
+        // The slot caps requests in flight; recording waits for a group
+        // commit, bounded by the store's queue, and need not hold one.
+        drop(permit);
         let attempts_made = job.attempts_made + 1;
         // An unknown profile retries on the default schedule: fixing the
         // configuration and restarting lets it through.
