@@ -56,7 +56,14 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         config.max_concurrent_deliveries,
     )?;
     let notifier = ops::notify::Notifier::start(store.clone(), &config).await?;
-    let dispatcher = Dispatcher::new(store.clone(), config.clone(), client.clone(), notifier.clone());
+    let metrics = ops::metrics::Metrics::new();
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        config.clone(),
+        client.clone(),
+        notifier.clone(),
+        metrics.clone(),
+    );
 
     let attempts = TaskTracker::new();
     let background = TaskTracker::new();
@@ -86,6 +93,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         dispatcher,
         client,
         notifier,
+        metrics,
         schemas: Default::default(),
         admin_token_hash,
     };

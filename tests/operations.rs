@@ -483,6 +483,40 @@ async fn with_retain_payloads_off_a_delivered_payload_is_not_kept(backend: Backe
     assert_eq!(m["payload"], json!({}));
 }
 
+async fn metrics_count_what_happened(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let app_id = app.create_app("Acme").await;
+    let ok = Receiver::start().await;
+    let broken = Receiver::scripted(&[500, 500, 500]).await;
+    app.create_endpoint(&app_id, &ok.url, json!({})).await;
+    let failing = app.create_endpoint(&app_id, &broken.url, json!({})).await;
+    app.publish(&app_id, "ticket.created", json!({})).await;
+    app.wait_until(&ep_path(&app_id, &failing), |e| e["status"] == "failing")
+        .await;
+
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "herald_messages_published_total 1",
+        r#"herald_attempts_total{outcome="delivered"} 1"#,
+        r#"herald_attempts_total{outcome="retried"} 2"#,
+        r#"herald_attempts_total{outcome="exhausted"} 1"#,
+        r#"herald_endpoints{state="healthy"} 1"#,
+        r#"herald_endpoints{state="failing"} 1"#,
+        "herald_queue_depth 0",
+        "herald_attempt_duration_seconds_count 4",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+    }
+}
+
 on_both_backends!(
     a_failing_endpoint_tells_the_operator_and_recover_resends_exactly_what_failed,
     hold_keeps_messages_until_enabled_and_drop_leaves_them_to_replay_missing,
@@ -490,4 +524,5 @@ on_both_backends!(
     the_catalog_checks_payloads_and_send_example_reaches_one_endpoint,
     payloads_expire_and_can_be_expunged,
     with_retain_payloads_off_a_delivered_payload_is_not_kept,
+    metrics_count_what_happened,
 );

@@ -1,4 +1,5 @@
-//! Liveness and readiness in one answer: the process is up and its store answers.
+//! Liveness and readiness in one answer (the process is up and its store
+//! answers), and the metrics.
 
 use axum::Json;
 use axum::extract::State;
@@ -33,4 +34,19 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthOu
             version: env!("CARGO_PKG_VERSION"),
         }),
     )
+}
+
+/// Prometheus text exposition. Like `/health` it needs no token: it tells
+/// counts, never contents.
+pub async fn metrics(
+    State(state): State<AppState>,
+) -> Result<impl axum::response::IntoResponse, super::error::ApiError> {
+    let text = state.metrics.render(state.store.as_ref()).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
 }

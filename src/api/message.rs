@@ -221,6 +221,7 @@ pub async fn create_message(
         created_at: now,
     };
     let deliveries = state.store.publish(&msg).await?;
+    state.metrics.published();
     if deliveries > 0 {
         state.dispatcher.wake();
     }

@@ -38,6 +38,7 @@ pub struct AppState {
     pub client: reqwest::Client,
     pub notifier: crate::ops::notify::Notifier,
     pub schemas: message::SchemaCache,
+    pub metrics: Arc<crate::ops::metrics::Metrics>,
     pub admin_token_hash: auth::TokenHash,
 }
 
@@ -121,7 +122,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState) -> Router {
     let health = Router::new()
         .route("/health", get(health::health))
-        .route("/api/v1/health", get(health::health));
+        .route("/api/v1/health", get(health::health))
+        .route("/metrics", get(health::metrics));
     if !state.config.role.serves_api() {
         return health
             .fallback(|| async { error::ApiError::NotFound("route (this node runs HERALD_ROLE=worker)") })
@@ -139,6 +141,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
+        .route("/metrics", get(health::metrics))
         .route(
             "/api/v1/openapi.json",
             get(move || async move { axum::Json(doc.as_ref().clone()) }),

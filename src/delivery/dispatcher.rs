@@ -19,6 +19,7 @@ use crate::domain::ids::AttemptId;
 use crate::domain::profile::DEFAULT_PROFILE;
 use crate::domain::retry::Verdict;
 use crate::domain::status::{DeliveryStatus, WhileDisabled};
+use crate::ops::metrics::{Metrics, Outcome};
 use crate::ops::notify::{AttemptEvent, DisableTrigger, Notifier};
 use crate::store::{Attempt, DeliveryJob, NextStep, Store};
 
@@ -48,10 +49,17 @@ struct Inner {
     wake: Arc<Notify>,
     slots: Arc<Semaphore>,
     notifier: Notifier,
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, config: Arc<Config>, client: reqwest::Client, notifier: Notifier) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        client: reqwest::Client,
+        notifier: Notifier,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let slots = Arc::new(Semaphore::new(config.max_concurrent_deliveries));
         Self {
             inner: Arc::new(Inner {
@@ -61,6 +69,7 @@ impl Dispatcher {
                 wake: Arc::new(Notify::new()),
                 slots,
                 notifier,
+                metrics,
             }),
         }
     }
@@ -190,6 +199,13 @@ impl Dispatcher {
             Verdict::GiveUp | Verdict::Gone => NextStep::Exhausted,
         };
         let succeeded = verdict == Verdict::Delivered;
+        let outcome = match verdict {
+            Verdict::Delivered => Outcome::Delivered,
+            Verdict::RetryIn(_) => Outcome::Retried,
+            Verdict::GiveUp | Verdict::Gone => Outcome::Exhausted,
+        };
+        let answered = (result.status_code != 0).then(|| result.duration.as_secs_f64());
+        inner.metrics.attempt(outcome, answered);
         tracing::debug!(
             msg_id = %job.msg_id, endpoint_id = %job.endpoint.id, attempt = attempts_made,
             status = result.status_code, outcome = ?next, "attempt finished"
@@ -232,6 +248,7 @@ impl Dispatcher {
                 let result = sender::AttemptResult::not_sent(DROPPED);
                 let attempt = attempt_record(&job, result, false, Utc::now());
                 self.record(&job, &attempt, NextStep::Dropped).await;
+                self.inner.metrics.attempt(Outcome::Dropped, None);
             }
         }
     }

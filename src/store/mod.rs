@@ -190,6 +190,8 @@ pub trait Store: Send + Sync + 'static {
         let _ = wake;
         shutdown.cancelled().await;
     }
+    /// Queue depth and endpoint states, for the metrics.
+    async fn gauges(&self) -> StoreResult<Gauges>;
     /// Whether this backend lets several processes share the database.
     fn is_shared(&self) -> bool;
     /// Schedules a manual resend of a message to an endpoint.

@@ -265,3 +265,15 @@ pub struct DeliveryJob {
     pub attempts_made: u32,
     pub trigger_type: TriggerType,
 }
+
+/// What the metrics read from the store on each scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// Pending and sending deliveries.
+    pub queued: i64,
+    /// The due time of the most overdue of them.
+    pub most_overdue: Option<DateTime<Utc>>,
+    pub endpoints_healthy: i64,
+    pub endpoints_failing: i64,
+    pub endpoints_disabled: i64,
+}

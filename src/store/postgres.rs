@@ -456,6 +456,12 @@ impl Store for PgStore {
         Ok(next.map(from_ms))
     }
 
+    async fn gauges(&self) -> StoreResult<Gauges> {
+        let queue: (i64, Option<i64>) = sqlx::query_as(QUEUE_GAUGES).fetch_one(&self.pool).await?;
+        let endpoints: (i64, i64, i64) = sqlx::query_as(ENDPOINT_GAUGES).fetch_one(&self.pool).await?;
+        Ok(gauges_from(queue, endpoints))
+    }
+
     fn is_shared(&self) -> bool {
         true
     }

@@ -677,3 +677,22 @@ where
     qb.push(") ORDER BY d.id");
     qb
 }
+
+/// Queue depth and the most overdue due time, over the partial due index.
+pub(super) const QUEUE_GAUGES: &str = "SELECT COUNT(*), MIN(next_attempt_at) FROM deliveries WHERE status IN (1, 3)";
+
+/// Endpoints by state: healthy, failing, disabled.
+pub(super) const ENDPOINT_GAUGES: &str = "SELECT \
+     COALESCE(SUM(CASE WHEN NOT disabled AND failing_since IS NULL THEN 1 ELSE 0 END), 0), \
+     COALESCE(SUM(CASE WHEN NOT disabled AND failing_since IS NOT NULL THEN 1 ELSE 0 END), 0), \
+     COALESCE(SUM(CASE WHEN disabled THEN 1 ELSE 0 END), 0) FROM endpoints";
+
+pub(super) fn gauges_from(queue: (i64, Option<i64>), endpoints: (i64, i64, i64)) -> Gauges {
+    Gauges {
+        queued: queue.0,
+        most_overdue: queue.1.map(from_ms),
+        endpoints_healthy: endpoints.0,
+        endpoints_failing: endpoints.1,
+        endpoints_disabled: endpoints.2,
+    }
+}
