@@ -204,7 +204,7 @@ impl Dispatcher {
             Verdict::RetryIn(_) => Outcome::Retried,
             Verdict::GiveUp | Verdict::Gone => Outcome::Exhausted,
         };
-        let answered = (result.status_code != 0).then(|| result.duration.as_secs_f64());
+        let answered = (result.status_code != 0).then_some(result.duration.as_secs_f64());
         inner.metrics.attempt(outcome, answered);
         tracing::debug!(
             msg_id = %job.msg_id, endpoint_id = %job.endpoint.id, attempt = attempts_made,
