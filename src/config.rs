@@ -53,6 +53,11 @@ pub struct Settings {
     #[arg(long, env = "HERALD_MAX_CONCURRENT_DELIVERIES", value_name = "N")]
     pub max_concurrent_deliveries: Option<String>,
 
+    /// Most requests in flight to one endpoint, so one slow receiver cannot
+    /// take every slot [default: 64]
+    #[arg(long, env = "HERALD_MAX_IN_FLIGHT_PER_ENDPOINT", value_name = "N")]
+    pub max_in_flight_per_endpoint: Option<String>,
+
     /// On shutdown, how long in-flight deliveries may take to finish [default: 30s]
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
@@ -144,6 +149,7 @@ pub struct Config {
     pub request_timeout: Duration,
     pub target_policy: TargetPolicy,
     pub max_concurrent_deliveries: usize,
+    pub max_in_flight_per_endpoint: usize,
     pub shutdown_grace: Duration,
     pub log: String,
     pub role: Role,
@@ -329,6 +335,14 @@ impl Config {
                 _ => Err(format!("'{s}' is not a number between 1 and 100000")),
             },
         )?;
+        let max_in_flight_per_endpoint = parse_or(
+            get!(max_in_flight_per_endpoint, "HERALD_MAX_IN_FLIGHT_PER_ENDPOINT"),
+            "64",
+            |s| match s.parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                _ => Err(format!("'{s}' is not a number between 1 and 100000")),
+            },
+        )?;
         let shutdown_grace = parse_or(get!(shutdown_grace, "HERALD_SHUTDOWN_GRACE"), "30s", |s| {
             parse_duration(s).map_err(|e| e.to_string())
         })?;
@@ -426,6 +440,7 @@ impl Config {
                 allowed_networks,
             },
             max_concurrent_deliveries,
+            max_in_flight_per_endpoint,
             shutdown_grace,
             log,
             role,
@@ -590,6 +605,7 @@ fn read_file(path: &Path) -> Result<FileContents, ConfigError> {
             "allow_http" => &mut s.allow_http,
             "allowed_target_networks" => &mut s.allowed_target_networks,
             "max_concurrent_deliveries" => &mut s.max_concurrent_deliveries,
+            "max_in_flight_per_endpoint" => &mut s.max_in_flight_per_endpoint,
             "shutdown_grace" => &mut s.shutdown_grace,
             "log" => &mut s.log,
             "role" => &mut s.role,

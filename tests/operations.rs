@@ -517,6 +517,61 @@ async fn metrics_count_what_happened(backend: Backend) {
     }
 }
 
+async fn a_slow_endpoint_does_not_hold_back_the_others(backend: Backend) {
+    let app = spawn_app_with(&backend, |s| {
+        s.max_concurrent_deliveries = Some("8".into());
+        s.max_in_flight_per_endpoint = Some("2".into());
+        s.request_timeout = Some("5s".into());
+    })
+    .await;
+    let app_id = app.create_app("Acme").await;
+    let slow = Receiver::slow(Duration::from_secs(2)).await;
+    let fast = Receiver::start().await;
+    app.create_endpoint(&app_id, &slow.url, json!({})).await;
+    app.create_endpoint(&app_id, &fast.url, json!({})).await;
+    for n in 0..30 {
+        app.publish(&app_id, "ticket.created", json!({"n": n})).await;
+    }
+    // Without lanes the slow endpoint would fill all 8 slots for 2 s at a time.
+    fast.wait_for(30, Duration::from_millis(1800)).await;
+    assert!(slow.count() <= 2, "the slow endpoint had {} in flight", slow.count());
+}
+
+async fn a_rate_limit_spreads_deliveries_over_time(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let app_id = app.create_app("Acme").await;
+    let rx = Receiver::start().await;
+    app.create_endpoint(&app_id, &rx.url, json!({"rateLimit": 5})).await;
+    for n in 0..15 {
+        app.publish(&app_id, "ticket.created", json!({"n": n})).await;
+    }
+    let got = rx.wait_for(15, WAIT).await;
+    let first = got.iter().map(|r| r.at).min().unwrap();
+    // Five a second, evenly: 15 take at least 2.8 s, and no second holds more than 5.
+    let last = got.iter().map(|r| r.at).max().unwrap();
+    assert!(last - first >= Duration::from_millis(2700), "took {:?}", last - first);
+    for r in &got {
+        let window = got
+            .iter()
+            .filter(|o| o.at >= r.at && o.at < r.at + Duration::from_millis(950))
+            .count();
+        assert!(window <= 5, "{window} deliveries within one second");
+    }
+    let deferred = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        deferred.contains(r#"herald_attempts_total{outcome="deferred"}"#),
+        "{deferred}"
+    );
+}
+
 on_both_backends!(
     a_failing_endpoint_tells_the_operator_and_recover_resends_exactly_what_failed,
     hold_keeps_messages_until_enabled_and_drop_leaves_them_to_replay_missing,
@@ -525,4 +580,6 @@ on_both_backends!(
     payloads_expire_and_can_be_expunged,
     with_retain_payloads_off_a_delivered_payload_is_not_kept,
     metrics_count_what_happened,
+    a_slow_endpoint_does_not_hold_back_the_others,
+    a_rate_limit_spreads_deliveries_over_time,
 );

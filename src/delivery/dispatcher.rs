@@ -5,7 +5,7 @@
 //! capped by a semaphore.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rand::Rng;
@@ -13,6 +13,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::lanes::{Admission, Lanes};
 use super::sender;
 use crate::config::Config;
 use crate::domain::ids::AttemptId;
@@ -50,6 +51,7 @@ struct Inner {
     slots: Arc<Semaphore>,
     notifier: Notifier,
     metrics: Arc<Metrics>,
+    lanes: Lanes,
 }
 
 impl Dispatcher {
@@ -61,6 +63,7 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(config.max_concurrent_deliveries));
+        let lanes = Lanes::new(config.max_in_flight_per_endpoint);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -70,6 +73,7 @@ impl Dispatcher {
                 slots,
                 notifier,
                 metrics,
+                lanes,
             }),
         }
     }
@@ -162,6 +166,16 @@ impl Dispatcher {
             return self.while_disabled(job).await;
         }
         let inner = &self.inner;
+        let lane = match inner
+            .lanes
+            .admit(&job.endpoint.id, job.endpoint.rate_limit, Instant::now())
+        {
+            Admission::Go(lane) => lane,
+            Admission::Later(wait) => {
+                drop(permit);
+                return self.defer(&job, wait).await;
+            }
+        };
         let started_at = Utc::now();
         let profiles = &inner.config.profiles;
         let profile = profiles.resolve(job.endpoint.profile.as_deref(), job.app_profile.as_deref());
@@ -176,8 +190,9 @@ impl Dispatcher {
             )),
             Some(profile) => sender::send(&inner.client, &inner.config.target_policy, &job, profile, started_at).await,
         };
-        // The slot caps requests in flight; recording waits for a group
-        // commit, bounded by the store's queue, and need not hold one.
+        // The slots cap requests in flight; recording waits for a group
+        // commit, bounded by the store's queue, and need not hold them.
+        drop(lane);
         drop(permit);
         let attempts_made = job.attempts_made + 1;
         // An unknown profile retries on the default schedule: fixing the
@@ -230,6 +245,16 @@ impl Dispatcher {
         }
         // A retry may now be due sooner than the dispatcher's current nap.
         self.wake();
+    }
+
+    /// Sends a delivery back to wait for its endpoint's lane; if that
+    /// cannot be recorded, its lease expires and it comes back then.
+    async fn defer(&self, job: &DeliveryJob, wait: Duration) {
+        let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        if let Err(e) = self.inner.store.defer(job, until).await {
+            tracing::warn!(error = %e, msg_id = %job.msg_id, "deferring a delivery failed; it comes back when its lease ends");
+        }
+        self.inner.metrics.attempt(Outcome::Deferred, None);
     }
 
     /// A delivery claimed for an endpoint disabled since: held until it is

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod dispatcher;
+pub mod lanes;
 pub mod sender;
 pub mod verify;
 

@@ -7,6 +7,7 @@ pub mod format;
 pub mod headers;
 pub mod ids;
 pub mod profile;
+pub mod rate;
 pub mod retry;
 pub mod secret;
 pub mod signature;

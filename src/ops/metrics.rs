@@ -22,6 +22,8 @@ pub enum Outcome {
     Retried,
     Exhausted,
     Dropped,
+    /// Not sent yet: its endpoint was at its concurrency or rate limit.
+    Deferred,
 }
 
 impl Outcome {
@@ -31,6 +33,7 @@ impl Outcome {
             Self::Retried => "retried",
             Self::Exhausted => "exhausted",
             Self::Dropped => "dropped",
+            Self::Deferred => "deferred",
         }
     }
 }
@@ -53,7 +56,7 @@ impl Metrics {
         let attempts = Family::<Labels, Counter>::default();
         registry.register(
             "attempts",
-            "Delivery attempts by outcome: delivered, retried, exhausted (no retry left), dropped",
+            "Delivery attempts by outcome: delivered, retried, exhausted (no retry left), dropped, deferred (endpoint at its limit)",
             attempts.clone(),
         );
         // 1 ms to about 33 s.

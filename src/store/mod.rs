@@ -174,6 +174,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> StoreResult<Vec<DeliveryJob>>;
     /// Records an attempt and moves the delivery on, if the lease is still ours.
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()>;
+    /// Sends a claimed delivery back to wait until `until`, without an
+    /// attempt (its endpoint is at its limit).
+    async fn defer(&self, job: &DeliveryJob, until: DateTime<Utc>) -> StoreResult<()>;
     /// Parks a claimed delivery until its endpoint is enabled. Answers false
     /// (and makes it due now) when the endpoint was enabled meanwhile.
     async fn hold_delivery(&self, job: &DeliveryJob, now: DateTime<Utc>) -> StoreResult<bool>;

@@ -402,6 +402,16 @@ impl Store for PgStore {
         rows.into_iter().map(JobRow::into_job).collect()
     }
 
+    async fn defer(&self, job: &DeliveryJob, until: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE deliveries SET status = 1, next_attempt_at = $1, lease_token = NULL WHERE id = $2 AND lease_token = $3")
+            .bind(ms(until))
+            .bind(job.delivery_id.as_str())
+            .bind(job.lease_token)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
         let (status, next_at) = delivery_state(next);
         let mut tx = self.pool.begin().await?;

@@ -16,7 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::rows::*;
-use super::sqlite_batch::{Batcher, Completion};
+use super::sqlite_batch::{Batcher, Completion, Deferral};
 use super::*;
 use crate::domain::ids::DeliveryId;
 use crate::domain::status::DeliveryStatus;
@@ -382,6 +382,16 @@ impl Store for SqliteStore {
             conn.close_on_drop();
         }
         claimed
+    }
+
+    async fn defer(&self, job: &DeliveryJob, until: DateTime<Utc>) -> StoreResult<()> {
+        self.batcher
+            .defer(Deferral {
+                delivery_id: job.delivery_id.clone(),
+                lease_token: job.lease_token,
+                until: ms(until),
+            })
+            .await
     }
 
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {

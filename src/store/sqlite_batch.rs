@@ -25,6 +25,14 @@ const QUEUE: usize = 4096;
 pub(super) enum Write {
     Publish(Message, oneshot::Sender<StoreResult<usize>>),
     Complete(Completion, oneshot::Sender<StoreResult<()>>),
+    Defer(Deferral, oneshot::Sender<StoreResult<()>>),
+}
+
+/// A claimed delivery sent back to wait, without an attempt.
+pub(super) struct Deferral {
+    pub(super) delivery_id: DeliveryId,
+    pub(super) lease_token: i64,
+    pub(super) until: i64,
 }
 
 /// What recording an attempt needs of its job.
@@ -52,6 +60,11 @@ impl Batcher {
     pub(super) async fn publish(&self, msg: Message) -> StoreResult<usize> {
         let (tx, rx) = oneshot::channel();
         self.submit(Write::Publish(msg, tx), rx).await
+    }
+
+    pub(super) async fn defer(&self, deferral: Deferral) -> StoreResult<()> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Write::Defer(deferral, tx), rx).await
     }
 
     pub(super) async fn complete(&self, completion: Completion) -> StoreResult<()> {
@@ -86,17 +99,19 @@ async fn commit_batch(writer: &SqlitePool, batch: Vec<Write>) {
     let mut keyed = Vec::new();
     let mut plain = Vec::new();
     let mut completions = Vec::new();
+    let mut deferrals = Vec::new();
     for write in batch {
         match write {
             // An eventId may collide: such a publish gets a savepoint of its own.
             Write::Publish(msg, answer) if msg.event_id.is_some() => keyed.push((msg, answer)),
             Write::Publish(msg, answer) => plain.push((msg, answer)),
             Write::Complete(c, answer) => completions.push((c, answer)),
+            Write::Defer(d, answer) => deferrals.push((d, answer)),
         }
     }
     let mut tx = match writer.begin().await {
         Ok(tx) => tx,
-        Err(e) => return fail_all(keyed, plain, completions, &e.to_string()),
+        Err(e) => return fail_all(keyed, plain, completions, deferrals, &e.to_string()),
     };
     let mut targets: HashMap<AppId, Vec<TargetRow>> = HashMap::new();
     let mut published: Vec<Pending<usize>> = Vec::with_capacity(keyed.len() + plain.len());
@@ -115,6 +130,9 @@ async fn commit_batch(writer: &SqlitePool, batch: Vec<Write>) {
     let bulk = async {
         let counts = publish_many(&mut tx, plain.iter().map(|(m, _)| m), &mut targets).await?;
         complete_many(&mut tx, completions.iter().map(|(c, _)| c)).await?;
+        for (d, _) in &deferrals {
+            defer_one(&mut tx, d).await?;
+        }
         Ok::<_, StoreError>(counts)
     }
     .await;
@@ -127,7 +145,7 @@ async fn commit_batch(writer: &SqlitePool, batch: Vec<Write>) {
             for answer in published {
                 let _ = answer.send(Err(unavailable(&reason)));
             }
-            return fail_all(Vec::new(), plain, completions, &reason);
+            return fail_all(Vec::new(), plain, completions, deferrals, &reason);
         }
     };
     for ((_, answer), value) in plain.into_iter().zip(counts) {
@@ -138,7 +156,8 @@ async fn commit_batch(writer: &SqlitePool, batch: Vec<Write>) {
             for p in published {
                 let _ = p.answer.send(Ok(p.value));
             }
-            for (_, answer) in completions {
+            let answers = completions.into_iter().map(|(_, a)| a);
+            for answer in answers.chain(deferrals.into_iter().map(|(_, a)| a)) {
                 let _ = answer.send(Ok(()));
             }
         }
@@ -147,7 +166,7 @@ async fn commit_batch(writer: &SqlitePool, batch: Vec<Write>) {
             for p in published {
                 let _ = p.answer.send(Err(unavailable(&reason)));
             }
-            fail_all(Vec::new(), Vec::new(), completions, &reason);
+            fail_all(Vec::new(), Vec::new(), completions, deferrals, &reason);
         }
     }
 }
@@ -162,15 +181,34 @@ fn fail_all(
     keyed: Vec<(Message, Answer<usize>)>,
     plain: Vec<(Message, Answer<usize>)>,
     completions: Vec<(Completion, Answer<()>)>,
+    deferrals: Vec<(Deferral, Answer<()>)>,
     reason: &str,
 ) {
     for (_, answer) in keyed.into_iter().chain(plain) {
         let _ = answer.send(Err(unavailable(reason)));
     }
-    for (_, answer) in completions {
+    for answer in completions
+        .into_iter()
+        .map(|(_, a)| a)
+        .chain(deferrals.into_iter().map(|(_, a)| a))
+    {
         let _ = answer.send(Err(unavailable(reason)));
     }
 }
+
+/// Sends a claimed delivery back to wait until `until`, if the lease is still ours.
+async fn defer_one(tx: &mut Transaction<'_, Sqlite>, d: &Deferral) -> StoreResult<()> {
+    sqlx::query(DEFER_SQL_SQLITE)
+        .bind(d.until)
+        .bind(d.delivery_id.as_str())
+        .bind(d.lease_token)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const DEFER_SQL_SQLITE: &str = "UPDATE deliveries SET status = 1, next_attempt_at = ?, lease_token = NULL \
+     WHERE id = ? AND lease_token = ?";
 
 /// Opens a savepoint, so the next operation can be undone alone.
 async fn savepoint(tx: &mut Transaction<'_, Sqlite>) -> StoreResult<()> {
