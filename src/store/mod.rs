@@ -1,7 +1,9 @@
 //! The store contract. Every byte Herald keeps goes through `Store`, so a
 //! second backend is one more implementation, tested by the same suite.
 
+mod batch;
 mod models;
+mod pg_batch;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -17,6 +17,8 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::batch::{Batcher, Completion, Deferral};
+use super::pg_batch::PgWriter;
 use super::rows::*;
 use super::*;
 use crate::domain::ids::DeliveryId;
@@ -30,6 +32,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PgStore {
     pool: PgPool,
+    /// Publishes, attempt results and deferrals, committed in groups.
+    batcher: Batcher,
 }
 
 impl PgStore {
@@ -45,7 +49,10 @@ impl PgStore {
             .await?;
         // sqlx takes an advisory lock, so nodes starting together migrate once.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            batcher: Batcher::start(PgWriter(pool.clone())),
+            pool,
+        })
     }
 }
 
@@ -301,29 +308,7 @@ impl Store for PgStore {
     }
 
     async fn publish(&self, msg: &Message) -> StoreResult<usize> {
-        let mut tx = self.pool.begin().await?;
-        insert_message(&mut tx, msg).await?;
-        let targets: Vec<TargetRow> =
-            sqlx::query_as(&format!("SELECT {TARGET_COLUMNS} FROM endpoints WHERE app_id = $1"))
-                .bind(msg.app_id.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-        let now = ms(msg.created_at);
-        let matched = matching_endpoints(msg, targets)?;
-        for target in &matched {
-            let status = target.disposition.initial_status();
-            let delivery = insert_delivery(&mut tx, msg, &target.id, TriggerType::Scheduled, now, status).await?;
-            if target.disposition == Disposition::Drop {
-                let attempt = Attempt::not_sent(msg, &target.id, &target.url, DROPPED_WHILE_DISABLED);
-                insert_attempt(&mut tx, &delivery, &msg.app_id, &attempt).await?;
-            }
-        }
-        let created = matched.iter().filter(|t| t.disposition != Disposition::Drop).count();
-        if created > 0 {
-            notify(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(created)
+        self.batcher.publish(msg.clone()).await
     }
 
     async fn publish_to(&self, msg: &Message, endpoint: &EndpointId) -> StoreResult<()> {
@@ -403,34 +388,25 @@ impl Store for PgStore {
     }
 
     async fn defer(&self, job: &DeliveryJob, until: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("UPDATE deliveries SET status = 1, next_attempt_at = $1, lease_token = NULL WHERE id = $2 AND lease_token = $3")
-            .bind(ms(until))
-            .bind(job.delivery_id.as_str())
-            .bind(job.lease_token)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.batcher
+            .defer(Deferral {
+                delivery_id: job.delivery_id.clone(),
+                lease_token: job.lease_token,
+                until: ms(until),
+            })
+            .await
     }
 
     async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
-        let (status, next_at) = delivery_state(next);
-        let mut tx = self.pool.begin().await?;
-        insert_attempt(&mut tx, &job.delivery_id, &job.app_id, attempt).await?;
-        // Only the lease holder moves the delivery on; a node whose lease
-        // expired meanwhile records its attempt but leaves the state alone.
-        sqlx::query(
-            "UPDATE deliveries SET status = $1, next_attempt_at = $2, attempts = attempts + 1, lease_token = NULL, \
-             updated_at = $3 WHERE id = $4 AND lease_token = $5",
-        )
-        .bind(status.code())
-        .bind(next_at)
-        .bind(ms(attempt.created_at))
-        .bind(job.delivery_id.as_str())
-        .bind(job.lease_token)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.batcher
+            .complete(Completion {
+                delivery_id: job.delivery_id.clone(),
+                app_id: job.app_id.clone(),
+                lease_token: job.lease_token,
+                attempt: attempt.clone(),
+                next,
+            })
+            .await
     }
 
     async fn hold_delivery(&self, job: &DeliveryJob, now: DateTime<Utc>) -> StoreResult<bool> {
@@ -791,7 +767,7 @@ impl Store for PgStore {
 }
 
 /// Wakes every node's dispatcher once the transaction commits.
-async fn notify(tx: &mut sqlx::Transaction<'_, Postgres>) -> StoreResult<()> {
+pub(super) async fn notify(tx: &mut sqlx::Transaction<'_, Postgres>) -> StoreResult<()> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(WAKE_CHANNEL)
         .execute(&mut **tx)
@@ -799,7 +775,7 @@ async fn notify(tx: &mut sqlx::Transaction<'_, Postgres>) -> StoreResult<()> {
     Ok(())
 }
 
-async fn insert_message(tx: &mut sqlx::Transaction<'_, Postgres>, msg: &Message) -> StoreResult<()> {
+pub(super) async fn insert_message(tx: &mut sqlx::Transaction<'_, Postgres>, msg: &Message) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at, audience, \
          expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -820,7 +796,7 @@ async fn insert_message(tx: &mut sqlx::Transaction<'_, Postgres>, msg: &Message)
     Ok(())
 }
 
-async fn insert_delivery(
+pub(super) async fn insert_delivery(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     msg: &Message,
     endpoint_id: &str,
@@ -849,7 +825,7 @@ async fn insert_delivery(
 
 /// Records an attempt, unless its delivery was deleted meanwhile (with its
 /// endpoint or message).
-async fn insert_attempt(
+pub(super) async fn insert_attempt(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     delivery: &DeliveryId,
     app: &AppId,

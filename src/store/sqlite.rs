@@ -15,8 +15,9 @@ use rand::Rng;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
+use super::batch::{Batcher, Completion, Deferral};
 use super::rows::*;
-use super::sqlite_batch::{Batcher, Completion, Deferral};
+use super::sqlite_batch::SqliteWriter;
 use super::*;
 use crate::domain::ids::DeliveryId;
 use crate::domain::status::DeliveryStatus;
@@ -64,7 +65,7 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         Ok(Self {
-            batcher: Batcher::start(writer.clone()),
+            batcher: Batcher::start(SqliteWriter(writer.clone())),
             writer,
             reader,
             _lock: lock,

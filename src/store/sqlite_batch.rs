@@ -1,214 +1,97 @@
-//! Group commit for SQLite: publishes and attempt results waiting at the
-//! same time share one transaction, so one fsync makes many of them durable.
+//! SQLite's side of group commit: a batch in one transaction, written with
+//! a few multi-row statements.
 //!
-//! SQLite has one writer and `synchronous = FULL` syncs on every commit;
-//! committing each message alone caps throughput at the disk's sync rate.
-//! Each operation runs in its own savepoint, so one that fails (a duplicate
-//! eventId) is rolled back alone, and its caller alone gets the error. No
-//! caller is answered before the commit that makes its write durable.
+//! SQLite has one writer, and `synchronous = FULL` syncs on every commit;
+//! committing each message alone caps throughput at the disk's sync rate
+//! and at one round trip to the database thread per statement.
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
-use tokio::sync::{mpsc, oneshot};
 
+use super::batch::{Batch, BatchWriter, Completion, Deferral, Written};
 use super::rows::*;
 use super::*;
 use crate::domain::ids::DeliveryId;
 use crate::domain::status::{DeliveryStatus, TriggerType};
 
-/// Most operations committed together; bounds the time one batch holds the writer.
-const MAX_BATCH: usize = 512;
-/// Operations waiting for the writer before callers wait to enqueue.
-const QUEUE: usize = 4096;
-
-pub(super) enum Write {
-    Publish(Message, oneshot::Sender<StoreResult<usize>>),
-    Complete(Completion, oneshot::Sender<StoreResult<()>>),
-    Defer(Deferral, oneshot::Sender<StoreResult<()>>),
-}
-
-/// A claimed delivery sent back to wait, without an attempt.
-pub(super) struct Deferral {
-    pub(super) delivery_id: DeliveryId,
-    pub(super) lease_token: i64,
-    pub(super) until: i64,
-}
-
-/// What recording an attempt needs of its job.
-pub(super) struct Completion {
-    pub(super) delivery_id: DeliveryId,
-    pub(super) app_id: AppId,
-    pub(super) lease_token: i64,
-    pub(super) attempt: Attempt,
-    pub(super) next: NextStep,
-}
-
-#[derive(Clone)]
-pub(super) struct Batcher {
-    queue: mpsc::Sender<Write>,
-}
-
-impl Batcher {
-    /// Starts the writer task; it ends when the last `Batcher` is dropped.
-    pub(super) fn start(writer: SqlitePool) -> Self {
-        let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, rx));
-        Self { queue }
-    }
-
-    pub(super) async fn publish(&self, msg: Message) -> StoreResult<usize> {
-        let (tx, rx) = oneshot::channel();
-        self.submit(Write::Publish(msg, tx), rx).await
-    }
-
-    pub(super) async fn defer(&self, deferral: Deferral) -> StoreResult<()> {
-        let (tx, rx) = oneshot::channel();
-        self.submit(Write::Defer(deferral, tx), rx).await
-    }
-
-    pub(super) async fn complete(&self, completion: Completion) -> StoreResult<()> {
-        let (tx, rx) = oneshot::channel();
-        self.submit(Write::Complete(completion, tx), rx).await
-    }
-
-    async fn submit<T>(&self, write: Write, answer: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
-        let stopped = || StoreError::Unavailable("the SQLite writer has stopped".to_owned());
-        self.queue.send(write).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-}
-
-async fn run(writer: SqlitePool, mut rx: mpsc::Receiver<Write>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&writer, std::mem::take(&mut batch)).await;
-    }
-}
-
-/// A publish written in bulk, awaiting the commit.
-struct Pending<T> {
-    answer: oneshot::Sender<StoreResult<T>>,
-    value: T,
-}
-
 /// Rows per multi-row statement: well under SQLite's bound-variable limit.
 const ROWS_PER_STATEMENT: usize = 400;
 
-async fn commit_batch(writer: &SqlitePool, batch: Vec<Write>) {
-    let mut keyed = Vec::new();
-    let mut plain = Vec::new();
-    let mut completions = Vec::new();
-    let mut deferrals = Vec::new();
-    for write in batch {
-        match write {
-            // An eventId may collide: such a publish gets a savepoint of its own.
-            Write::Publish(msg, answer) if msg.event_id.is_some() => keyed.push((msg, answer)),
-            Write::Publish(msg, answer) => plain.push((msg, answer)),
-            Write::Complete(c, answer) => completions.push((c, answer)),
-            Write::Defer(d, answer) => deferrals.push((d, answer)),
-        }
-    }
-    let mut tx = match writer.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(keyed, plain, completions, deferrals, &e.to_string()),
-    };
-    let mut targets: HashMap<AppId, Vec<TargetRow>> = HashMap::new();
-    let mut published: Vec<Pending<usize>> = Vec::with_capacity(keyed.len() + plain.len());
-    for (msg, answer) in keyed {
-        let result = match savepoint(&mut tx).await {
-            Ok(()) => publish_one(&mut tx, &msg, &mut targets).await,
-            Err(e) => Err(e),
+pub(super) struct SqliteWriter(pub(super) SqlitePool);
+
+#[async_trait]
+impl BatchWriter for SqliteWriter {
+    async fn commit(&self, batch: Batch) {
+        let mut tx = match self.0.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return batch.fail_all(&e.to_string()),
         };
-        match end_savepoint(&mut tx, result).await {
-            Ok(value) => published.push(Pending { answer, value }),
-            Err(e) => drop(answer.send(Err(e))),
-        }
-    }
-    // Everything else is written with a few multi-row statements; a failure
-    // there fails the whole batch (callers see 503 and retry).
-    let bulk = async {
-        let counts = publish_many(&mut tx, plain.iter().map(|(m, _)| m), &mut targets).await?;
-        complete_many(&mut tx, completions.iter().map(|(c, _)| c)).await?;
-        for (d, _) in &deferrals {
-            defer_one(&mut tx, d).await?;
-        }
-        Ok::<_, StoreError>(counts)
-    }
-    .await;
-    let counts = match bulk {
-        Ok(counts) => counts,
-        Err(e) => {
-            let _ = tx.rollback().await;
-            let published = published.into_iter().map(|p| p.answer);
-            let reason = e.to_string();
-            for answer in published {
-                let _ = answer.send(Err(unavailable(&reason)));
-            }
-            return fail_all(Vec::new(), plain, completions, deferrals, &reason);
-        }
-    };
-    for ((_, answer), value) in plain.into_iter().zip(counts) {
-        published.push(Pending { answer, value });
-    }
-    match tx.commit().await {
-        Ok(()) => {
-            for p in published {
-                let _ = p.answer.send(Ok(p.value));
-            }
-            let answers = completions.into_iter().map(|(_, a)| a);
-            for answer in answers.chain(deferrals.into_iter().map(|(_, a)| a)) {
-                let _ = answer.send(Ok(()));
+        let Batch {
+            keyed,
+            plain,
+            completions,
+            deferrals,
+        } = batch;
+        let mut targets: HashMap<AppId, Vec<TargetRow>> = HashMap::new();
+        let mut written = Written::default();
+        // Each publish with an eventId in a savepoint: a duplicate fails alone.
+        for (msg, answer) in keyed {
+            let result = match savepoint(&mut tx).await {
+                Ok(()) => publish_one(&mut tx, &msg, &mut targets).await,
+                Err(e) => Err(e),
+            };
+            match end_savepoint(&mut tx, result).await {
+                Ok(n) => written.published.push((answer, n)),
+                Err(e) => drop(answer.send(Err(e))),
             }
         }
-        Err(e) => {
-            let reason = e.to_string();
-            for p in published {
-                let _ = p.answer.send(Err(unavailable(&reason)));
+        // Everything else in a few multi-row statements; a failure there
+        // fails the whole batch.
+        let bulk = async {
+            let counts = publish_many(&mut tx, plain.iter().map(|(m, _)| m), &mut targets).await?;
+            complete_many(&mut tx, completions.iter().map(|(c, _)| c)).await?;
+            for (d, _) in &deferrals {
+                defer_one(&mut tx, d).await?;
             }
-            fail_all(Vec::new(), Vec::new(), completions, deferrals, &reason);
+            Ok::<_, StoreError>(counts)
         }
-    }
-}
-
-type Answer<T> = oneshot::Sender<StoreResult<T>>;
-
-fn unavailable(reason: &str) -> StoreError {
-    StoreError::Unavailable(format!("the write was not committed: {reason}"))
-}
-
-fn fail_all(
-    keyed: Vec<(Message, Answer<usize>)>,
-    plain: Vec<(Message, Answer<usize>)>,
-    completions: Vec<(Completion, Answer<()>)>,
-    deferrals: Vec<(Deferral, Answer<()>)>,
-    reason: &str,
-) {
-    for (_, answer) in keyed.into_iter().chain(plain) {
-        let _ = answer.send(Err(unavailable(reason)));
-    }
-    for answer in completions
-        .into_iter()
-        .map(|(_, a)| a)
-        .chain(deferrals.into_iter().map(|(_, a)| a))
-    {
-        let _ = answer.send(Err(unavailable(reason)));
+        .await;
+        let counts = match bulk {
+            Ok(counts) => counts,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                let reason = e.to_string();
+                written.answer(Err(reason.clone()));
+                let rest = Batch {
+                    plain,
+                    completions,
+                    deferrals,
+                    ..Batch::default()
+                };
+                return rest.fail_all(&reason);
+            }
+        };
+        written.published.extend(plain.into_iter().map(|(_, a)| a).zip(counts));
+        written.done.extend(completions.into_iter().map(|(_, a)| a));
+        written.done.extend(deferrals.into_iter().map(|(_, a)| a));
+        written.answer(tx.commit().await.map_err(|e| e.to_string()));
     }
 }
 
 /// Sends a claimed delivery back to wait until `until`, if the lease is still ours.
 async fn defer_one(tx: &mut Transaction<'_, Sqlite>, d: &Deferral) -> StoreResult<()> {
-    sqlx::query(DEFER_SQL_SQLITE)
-        .bind(d.until)
-        .bind(d.delivery_id.as_str())
-        .bind(d.lease_token)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE deliveries SET status = 1, next_attempt_at = ?, lease_token = NULL WHERE id = ? AND lease_token = ?",
+    )
+    .bind(d.until)
+    .bind(d.delivery_id.as_str())
+    .bind(d.lease_token)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
-
-const DEFER_SQL_SQLITE: &str = "UPDATE deliveries SET status = 1, next_attempt_at = ?, lease_token = NULL \
-     WHERE id = ? AND lease_token = ?";
 
 /// Opens a savepoint, so the next operation can be undone alone.
 async fn savepoint(tx: &mut Transaction<'_, Sqlite>) -> StoreResult<()> {

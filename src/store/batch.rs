@@ -1,0 +1,157 @@
+//! Group commit: publishes, attempt results and deferrals waiting at the
+//! same time share one transaction, so one commit (one fsync, one round of
+//! locks) makes many of them durable. Each backend writes a batch its own
+//! way ([`BatchWriter`]); the queue and the answers are shared here.
+//!
+//! No caller is answered before the commit that makes its write durable;
+//! when a batch cannot be committed, every caller in it gets `Unavailable`
+//! (answered 503 with Retry-After, or retried by the dispatcher).
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::domain::ids::DeliveryId;
+
+/// Most operations committed together; bounds the time one batch holds the writer.
+const MAX_BATCH: usize = 512;
+/// Operations waiting for the writer before callers wait to enqueue.
+const QUEUE: usize = 4096;
+
+pub(super) type Answer<T> = oneshot::Sender<StoreResult<T>>;
+
+enum Write {
+    Publish(Message, Answer<usize>),
+    Complete(Completion, Answer<()>),
+    Defer(Deferral, Answer<()>),
+}
+
+/// A claimed delivery sent back to wait, without an attempt.
+pub(super) struct Deferral {
+    pub(super) delivery_id: DeliveryId,
+    pub(super) lease_token: i64,
+    pub(super) until: i64,
+}
+
+/// What recording an attempt needs of its job.
+pub(super) struct Completion {
+    pub(super) delivery_id: DeliveryId,
+    pub(super) app_id: AppId,
+    pub(super) lease_token: i64,
+    pub(super) attempt: Attempt,
+    pub(super) next: NextStep,
+}
+
+/// One batch, sorted by kind.
+#[derive(Default)]
+pub(super) struct Batch {
+    /// Publishes with an eventId, which may collide: each needs a savepoint.
+    pub(super) keyed: Vec<(Message, Answer<usize>)>,
+    pub(super) plain: Vec<(Message, Answer<usize>)>,
+    pub(super) completions: Vec<(Completion, Answer<()>)>,
+    pub(super) deferrals: Vec<(Deferral, Answer<()>)>,
+}
+
+impl Batch {
+    /// Answers every operation still in the batch with `Unavailable`.
+    pub(super) fn fail_all(self, reason: &str) {
+        for (_, answer) in self.keyed.into_iter().chain(self.plain) {
+            let _ = answer.send(Err(unavailable(reason)));
+        }
+        let completions = self.completions.into_iter().map(|(_, a)| a);
+        for answer in completions.chain(self.deferrals.into_iter().map(|(_, a)| a)) {
+            let _ = answer.send(Err(unavailable(reason)));
+        }
+    }
+}
+
+/// The operations a transaction wrote, answered once it commits or fails.
+#[derive(Default)]
+pub(super) struct Written {
+    pub(super) published: Vec<(Answer<usize>, usize)>,
+    pub(super) done: Vec<Answer<()>>,
+}
+
+impl Written {
+    pub(super) fn answer(self, committed: Result<(), String>) {
+        match committed {
+            Ok(()) => {
+                for (answer, n) in self.published {
+                    let _ = answer.send(Ok(n));
+                }
+                for answer in self.done {
+                    let _ = answer.send(Ok(()));
+                }
+            }
+            Err(reason) => {
+                for (answer, _) in self.published {
+                    let _ = answer.send(Err(unavailable(&reason)));
+                }
+                for answer in self.done {
+                    let _ = answer.send(Err(unavailable(&reason)));
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn unavailable(reason: &str) -> StoreError {
+    StoreError::Unavailable(format!("the write was not committed: {reason}"))
+}
+
+/// Writes a batch in one transaction and answers every caller in it.
+#[async_trait]
+pub(super) trait BatchWriter: Send + Sync + 'static {
+    async fn commit(&self, batch: Batch);
+}
+
+#[derive(Clone)]
+pub(super) struct Batcher {
+    queue: mpsc::Sender<Write>,
+}
+
+impl Batcher {
+    /// Starts the writer task; it ends when the last `Batcher` is dropped.
+    pub(super) fn start(writer: impl BatchWriter) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(writer, rx));
+        Self { queue }
+    }
+
+    pub(super) async fn publish(&self, msg: Message) -> StoreResult<usize> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Write::Publish(msg, tx), rx).await
+    }
+
+    pub(super) async fn defer(&self, deferral: Deferral) -> StoreResult<()> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Write::Defer(deferral, tx), rx).await
+    }
+
+    pub(super) async fn complete(&self, completion: Completion) -> StoreResult<()> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Write::Complete(completion, tx), rx).await
+    }
+
+    async fn submit<T>(&self, write: Write, answer: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
+        let stopped = || StoreError::Unavailable("the database writer has stopped".to_owned());
+        self.queue.send(write).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(writer: impl BatchWriter, mut rx: mpsc::Receiver<Write>) {
+    let mut writes = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut writes, MAX_BATCH).await > 0 {
+        let mut batch = Batch::default();
+        for write in writes.drain(..) {
+            match write {
+                Write::Publish(msg, answer) if msg.event_id.is_some() => batch.keyed.push((msg, answer)),
+                Write::Publish(msg, answer) => batch.plain.push((msg, answer)),
+                Write::Complete(c, answer) => batch.completions.push((c, answer)),
+                Write::Defer(d, answer) => batch.deferrals.push((d, answer)),
+            }
+        }
+        writer.commit(batch).await;
+    }
+}
