@@ -896,3 +896,11 @@ async fn insert_event_type(pool: &PgPool, et: &EventType, replace: bool) -> Resu
     .await?;
     Ok(())
 }
+
+/// Wakes every node's dispatcher once the batch commits, if it created work.
+pub(super) async fn after_batch(tx: &mut sqlx::Transaction<'_, Postgres>, created: usize) -> StoreResult<()> {
+    if created > 0 {
+        notify(tx).await?;
+    }
+    Ok(())
+}

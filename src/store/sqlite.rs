@@ -875,3 +875,8 @@ async fn claim_on(
     tx.commit().await?;
     rows.into_iter().map(JobRow::into_job).collect()
 }
+
+/// Nothing to do after a batch: this process is the only one to wake.
+pub(super) async fn after_batch(_tx: &mut sqlx::Transaction<'_, Sqlite>, _created: usize) -> StoreResult<()> {
+    Ok(())
+}
