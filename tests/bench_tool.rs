@@ -1,0 +1,33 @@
+//! `herald bench` itself: a short run against a server it starts must
+//! deliver everything it publishes, and say so in its report.
+
+use std::process::Command;
+
+#[test]
+fn a_short_bench_delivers_every_message_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "bench",
+            "--messages",
+            "300",
+            "--fanout",
+            "2",
+            "--concurrency",
+            "8",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .expect("herald bench runs");
+    assert!(status.success());
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(report["accepted"], 300, "{report}");
+    assert_eq!(report["delivered"], 600, "{report}");
+    assert_eq!(report["lost"], 0);
+    assert_eq!(report["duplicates"], 0);
+    assert!(report["deliveries_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(report["peak_rss_mib"].as_f64().unwrap() > 1.0, "{report}");
+}
