@@ -250,11 +250,15 @@ impl Dispatcher {
     /// Sends a delivery back to wait for its endpoint's lane; if that
     /// cannot be recorded, its lease expires and it comes back then.
     async fn defer(&self, job: &DeliveryJob, wait: Duration) {
-        let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        // Rounded up to the store's millisecond, so it never comes due early.
+        let until =
+            Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default() + chrono::Duration::milliseconds(1);
         if let Err(e) = self.inner.store.defer(job, until).await {
             tracing::warn!(error = %e, msg_id = %job.msg_id, "deferring a delivery failed; it comes back when its lease ends");
         }
         self.inner.metrics.attempt(Outcome::Deferred, None);
+        // It may now be the earliest due: the dispatcher's nap must not outlast it.
+        self.wake();
     }
 
     /// A delivery claimed for an endpoint disabled since: held until it is

@@ -15,6 +15,8 @@ use crate::domain::rate::TokenBucket;
 /// requests in flight. Short enough to keep a busy endpoint busy; the
 /// delivery is parked in the store meanwhile, holding nothing.
 pub const BUSY_RETRY: Duration = Duration::from_millis(250);
+/// How early a deferred delivery may come back and still take its slot.
+const SLOT_TOLERANCE: Duration = Duration::from_millis(5);
 /// Lanes kept before idle ones are forgotten.
 const PRUNE_AT: usize = 4096;
 
@@ -37,6 +39,9 @@ struct Lane {
     /// first delivery to come back after one takes it, so a deferred
     /// delivery is not charged twice.
     reserved: VecDeque<Instant>,
+    /// When this lane last sent under a rate limit: a delivery that comes
+    /// back late must not be sent right behind the one before it.
+    last_sent: Option<Instant>,
 }
 
 impl Lanes {
@@ -63,12 +68,14 @@ impl Lanes {
             in_flight: Arc::new(Semaphore::new(self.per_endpoint)),
             bucket: None,
             reserved: VecDeque::new(),
+            last_sent: None,
         });
         let rate = rate_limit.and_then(|r| u32::try_from(r).ok()).filter(|r| *r > 0);
         match (rate, &lane.bucket) {
             (None, _) => {
                 lane.bucket = None;
                 lane.reserved.clear();
+                lane.last_sent = None;
             }
             (Some(r), Some(b)) if b.rate() == r => {}
             (Some(r), _) => {
@@ -80,15 +87,28 @@ impl Lanes {
             return Admission::Later(BUSY_RETRY);
         };
         if let Some(bucket) = &mut lane.bucket {
-            if lane.reserved.front().is_some_and(|at| *at <= now) {
+            // The store keeps times to the millisecond: a delivery may come
+            // back a hair before its slot.
+            if lane.reserved.front().is_some_and(|at| *at <= now + SLOT_TOLERANCE) {
                 lane.reserved.pop_front();
-                return Admission::Go(permit);
+            } else {
+                let wait = bucket.reserve(now);
+                if !wait.is_zero() {
+                    lane.reserved.push_back(now + wait);
+                    return Admission::Later(wait);
+                }
             }
-            let wait = bucket.reserve(now);
-            if !wait.is_zero() {
-                lane.reserved.push_back(now + wait);
-                return Admission::Later(wait);
+            // Paid for, but too close behind the last send (it came back
+            // late, or another took its slot): its slot moves to the
+            // earliest time the spacing allows.
+            if let Some(last) = lane.last_sent {
+                let earliest = last + bucket.interval();
+                if now + SLOT_TOLERANCE < earliest {
+                    lane.reserved.push_front(earliest);
+                    return Admission::Later(earliest - now);
+                }
             }
+            lane.last_sent = Some(now);
         }
         Admission::Go(permit)
     }
@@ -113,6 +133,27 @@ mod tests {
         assert!(matches!(lanes.admit(&other, None, now), Admission::Go(_)));
         drop(held);
         assert!(matches!(lanes.admit(&slow, None, now), Admission::Go(_)));
+    }
+
+    #[test]
+    fn a_delivery_back_late_is_not_sent_right_behind_another() {
+        let lanes = Lanes::new(100);
+        let ep = EndpointId::generate();
+        let t0 = Instant::now();
+        assert!(matches!(lanes.admit(&ep, Some(5), t0), Admission::Go(_)));
+        // Reserved at 200 ms and 400 ms.
+        assert!(matches!(lanes.admit(&ep, Some(5), t0), Admission::Later(_)));
+        assert!(matches!(lanes.admit(&ep, Some(5), t0), Admission::Later(_)));
+        // The 400 ms one comes on time and takes the matured 200 ms slot…
+        assert!(matches!(
+            lanes.admit(&ep, Some(5), t0 + Duration::from_millis(400)),
+            Admission::Go(_)
+        ));
+        // …so the 200 ms one, back late at 450 ms, waits until 600 ms.
+        match lanes.admit(&ep, Some(5), t0 + Duration::from_millis(450)) {
+            Admission::Later(wait) => assert_eq!(wait, Duration::from_millis(150)),
+            Admission::Go(_) => panic!("sent 50 ms after the previous one"),
+        }
     }
 
     #[test]

@@ -34,6 +34,11 @@ impl TokenBucket {
         self.per_second as u32
     }
 
+    /// The least time between two sends.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.per_second)
+    }
+
     /// Takes the next slot: zero when a token is free now, else how long
     /// until the slot reserved for this call.
     pub fn reserve(&mut self, now: Instant) -> Duration {

@@ -409,7 +409,8 @@ async fn complete_many<'c>(
     for chunk in completions.chunks(ROWS_PER_STATEMENT / 2) {
         let mut qb = QueryBuilder::<$db>::new(
             "WITH v (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, response, \
-             response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers) AS (",
+             response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
+             status_class) AS (",
         );
         qb.push_values(chunk, |mut row, c| {
             let a = &c.attempt;
@@ -427,12 +428,13 @@ async fn complete_many<'c>(
                 .push_bind(ms(a.created_at))
                 .push_bind(opt_json(&a.request_headers))
                 .push_bind(a.request_body.clone())
-                .push_bind(opt_json(&a.response_headers));
+                .push_bind(opt_json(&a.response_headers))
+                .push_bind(a.status_class());
         });
         qb.push(
             ") INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
-             response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers) \
-             SELECT * FROM v WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = v.delivery_id)",
+             response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
+             status_class) SELECT * FROM v WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = v.delivery_id)",
         );
         qb.build().execute(&mut **tx).await?;
 

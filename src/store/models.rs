@@ -175,6 +175,11 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// The answer's class: 2 for 2xx … 5 for 5xx, 0 when none came.
+    pub fn status_class(&self) -> i64 {
+        status_class(self.response_status_code)
+    }
+
     /// A delivery that was never tried, as history shows it.
     pub fn not_sent(msg: &Message, endpoint_id: &str, url: &str, reason: &str) -> Self {
         Self {
@@ -276,4 +281,9 @@ pub struct Gauges {
     pub endpoints_healthy: i64,
     pub endpoints_failing: i64,
     pub endpoints_disabled: i64,
+}
+
+/// A status code's class as stored and filtered: 1 to 5, or 0 for none.
+pub fn status_class(code: i64) -> i64 {
+    if (100..600).contains(&code) { code / 100 } else { 0 }
 }

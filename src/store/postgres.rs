@@ -833,8 +833,8 @@ pub(super) async fn insert_attempt(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
-         response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
+         response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
+         status_class) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
          WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $2)",
     )
     .bind(attempt.id.as_str())
@@ -852,6 +852,7 @@ pub(super) async fn insert_attempt(
     .bind(opt_json(&attempt.request_headers))
     .bind(&attempt.request_body)
     .bind(opt_json(&attempt.response_headers))
+    .bind(attempt.status_class())
     .execute(&mut **tx)
     .await?;
     Ok(())

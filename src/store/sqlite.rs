@@ -778,8 +778,9 @@ pub(super) async fn insert_attempt(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
-         response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers) \
-         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?)",
+         response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
+         status_class) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+         WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?)",
     )
     .bind(attempt.id.as_str())
     .bind(delivery.as_str())
@@ -796,6 +797,7 @@ pub(super) async fn insert_attempt(
     .bind(opt_json(&attempt.request_headers))
     .bind(&attempt.request_body)
     .bind(opt_json(&attempt.response_headers))
+    .bind(attempt.status_class())
     .bind(delivery.as_str())
     .execute(&mut **tx)
     .await?;
