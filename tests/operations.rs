@@ -42,6 +42,12 @@ fn ids(msgs: &[Value]) -> BTreeSet<String> {
     msgs.iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
 }
 
+/// The Prometheus text `/metrics` answers.
+async fn metrics_text(app: &TestApp) -> String {
+    let answer = app.http.get(app.url("/metrics")).send().await.expect("request sent");
+    answer.text().await.expect("a text body")
+}
+
 /// Polls a background task until it is no longer running.
 async fn finished_task(app: &TestApp, task: &Value) -> Value {
     let path = format!("/api/v1/background-task/{}", task["id"].as_str().unwrap());
@@ -494,15 +500,7 @@ async fn metrics_count_what_happened(backend: Backend) {
     app.wait_until(&ep_path(&app_id, &failing), |e| e["status"] == "failing")
         .await;
 
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&app).await;
     for line in [
         "herald_messages_published_total 1",
         r#"herald_attempts_total{outcome="delivered"} 1"#,
@@ -557,15 +555,7 @@ async fn a_rate_limit_spreads_deliveries_over_time(backend: Backend) {
             .count();
         assert!(window <= 5, "{window} deliveries within one second");
     }
-    let deferred = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let deferred = metrics_text(&app).await;
     assert!(
         deferred.contains(r#"herald_attempts_total{outcome="deferred"}"#),
         "{deferred}"

@@ -205,12 +205,15 @@ impl BatchWriter for $writer {
         }
         // Everything else in a few multi-row statements; a failure there
         // fails the whole batch.
+        let keyed_created: usize = written.published.iter().map(|(_, n)| *n).sum();
         let bulk = async {
             let counts = publish_many(&mut tx, plain.iter().map(|(m, _)| m), &mut targets).await?;
             complete_many(&mut tx, completions.iter().map(|(c, _)| c)).await?;
             for (d, _) in &deferrals {
                 defer_one(&mut tx, d).await?;
             }
+            let created = keyed_created + counts.iter().sum::<usize>();
+            super::$backend::after_batch(&mut tx, created).await?;
             Ok::<_, StoreError>(counts)
         }
         .await;
@@ -229,19 +232,6 @@ impl BatchWriter for $writer {
                 return rest.fail_all(&reason);
             }
         };
-        let created = written.published.iter().map(|(_, n)| *n).sum::<usize>() + counts.iter().sum::<usize>();
-        if let Err(e) = super::$backend::after_batch(&mut tx, created).await {
-            let _ = tx.rollback().await;
-            let reason = e.to_string();
-            written.answer(Err(reason.clone()));
-            let rest = Batch {
-                plain,
-                completions,
-                deferrals,
-                ..Batch::default()
-            };
-            return rest.fail_all(&reason);
-        }
         written.published.extend(plain.into_iter().map(|(_, a)| a).zip(counts));
         written.done.extend(completions.into_iter().map(|(_, a)| a));
         written.done.extend(deferrals.into_iter().map(|(_, a)| a));
