@@ -30,18 +30,7 @@ async fn open(backend: &Backend) -> (Arc<dyn Store>, tempfile::TempDir) {
 }
 
 fn app(uid: Option<&str>) -> Application {
-    let now = herald::store::now();
-    Application {
-        id: AppId::generate(),
-        uid: uid.map(str::to_owned),
-        name: "Acme".into(),
-        rate_limit: None,
-        metadata: Default::default(),
-        profile: None,
-        validate_payloads: None,
-        created_at: now,
-        updated_at: now,
-    }
+    Application::new("Acme".into(), uid.map(str::to_owned), herald::store::now())
 }
 
 fn endpoint(app: &AppId, types: Option<&[&str]>) -> Endpoint {

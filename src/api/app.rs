@@ -137,17 +137,12 @@ fn check_input(state: &AppState, input: &ApplicationIn) -> ApiResult<()> {
 
 /// A new application from `input`; `uid` stands in when the input has none.
 fn new_app(input: ApplicationIn, uid: Option<String>) -> Application {
-    let now = crate::store::now();
     Application {
-        id: AppId::generate(),
-        uid: input.uid.or(uid),
-        name: input.name,
         rate_limit: input.rate_limit,
         metadata: input.metadata.unwrap_or_default(),
         profile: input.profile,
         validate_payloads: input.validate_payloads,
-        created_at: now,
-        updated_at: now,
+        ..Application::new(input.name, input.uid.or(uid), crate::store::now())
     }
 }
 

@@ -273,17 +273,11 @@ async fn prepare_operational_app(
     let app = match store.get_app(OPERATIONAL_APP_UID).await? {
         Some(app) => app,
         None => {
-            let app = Application {
-                id: AppId::generate(),
-                uid: Some(OPERATIONAL_APP_UID.to_owned()),
-                name: "Herald operational events".to_owned(),
-                rate_limit: None,
-                metadata: Default::default(),
-                profile: None,
-                validate_payloads: None,
-                created_at: now,
-                updated_at: now,
-            };
+            let app = Application::new(
+                "Herald operational events".to_owned(),
+                Some(OPERATIONAL_APP_UID.to_owned()),
+                now,
+            );
             match store.create_app(&app).await {
                 Ok(()) => app,
                 Err(StoreError::Conflict(_)) => store

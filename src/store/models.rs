@@ -28,6 +28,23 @@ pub struct Application {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Application {
+    /// A new application with default settings.
+    pub fn new(name: String, uid: Option<String>, now: DateTime<Utc>) -> Self {
+        Self {
+            id: AppId::generate(),
+            uid,
+            name,
+            rate_limit: None,
+            metadata: Metadata::new(),
+            profile: None,
+            validate_payloads: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub id: EndpointId,
