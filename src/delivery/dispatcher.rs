@@ -190,10 +190,10 @@ impl Dispatcher {
             )),
             Some(profile) => sender::send(&inner.client, &inner.config.target_policy, &job, profile, started_at).await,
         };
-        // The slots cap requests in flight; recording waits for a group
-        // commit, bounded by the store's queue, and need not hold them.
+        // The endpoint's slot covers the request only. The global slot is
+        // held until the attempt is recorded: what a crash can send twice
+        // stays bounded by the in-flight cap.
         drop(lane);
-        drop(permit);
         let attempts_made = job.attempts_made + 1;
         // An unknown profile retries on the default schedule: fixing the
         // configuration and restarting lets it through.
@@ -245,6 +245,7 @@ impl Dispatcher {
         }
         // A retry may now be due sooner than the dispatcher's current nap.
         self.wake();
+        drop(permit);
     }
 
     /// Sends a delivery back to wait for its endpoint's lane; if that
