@@ -22,7 +22,7 @@ use crate::domain::retry::Verdict;
 use crate::domain::status::{DeliveryStatus, WhileDisabled};
 use crate::ops::metrics::{Metrics, Outcome};
 use crate::ops::notify::{AttemptEvent, DisableTrigger, Notifier};
-use crate::store::{Attempt, DeliveryJob, NextStep, Store};
+use crate::store::{Attempt, DROPPED_WHILE_DISABLED, DeliveryJob, NextStep, Store};
 
 /// Longest nap between checks when nothing is due: a safety net, not the
 /// mechanism (wake-ups are).
@@ -35,8 +35,6 @@ const RECORD_TRIES: u32 = 4;
 const CLAIM_BATCH: usize = 128;
 /// The failed attempt, in a row, that reports a delivery as failing.
 const FAILING_AT_ATTEMPT: u32 = 4;
-/// Why a claimed delivery to a dropping, disabled endpoint was not sent.
-const DROPPED: &str = "the endpoint is disabled and drops messages while disabled (whileDisabled: drop)";
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -275,7 +273,7 @@ impl Dispatcher {
                     "holding a delivery failed; it is tried again when its lease expires"),
             },
             WhileDisabled::Drop => {
-                let result = sender::AttemptResult::not_sent(DROPPED);
+                let result = sender::AttemptResult::recorded_as(DROPPED_WHILE_DISABLED.to_owned());
                 let attempt = attempt_record(&job, result, false, Utc::now());
                 self.record(&job, &attempt, NextStep::Dropped).await;
                 self.inner.metrics.attempt(Outcome::Dropped, None);

@@ -37,9 +37,14 @@ const MASKED: &str = "********";
 impl AttemptResult {
     /// An attempt that ended before any request left Herald.
     pub fn not_sent(reason: impl std::fmt::Display) -> Self {
+        Self::recorded_as(format!("not sent: {reason}"))
+    }
+
+    /// An attempt never made, recorded with this text as its response.
+    pub fn recorded_as(response: String) -> Self {
         Self {
             status_code: 0,
-            response: format!("not sent: {reason}"),
+            response,
             duration: Duration::ZERO,
             retry_after: None,
             request_headers: None,

@@ -287,16 +287,16 @@ async fn publish_one(
     msg: &Message,
     targets: &mut HashMap<AppId, Vec<TargetRow>>,
 ) -> StoreResult<usize> {
-    super::$backend::insert_message(tx, msg).await?;
+    insert_message(tx, msg).await?;
     let rows = targets_of(tx, &msg.app_id, targets).await?.to_vec();
     let now = ms(msg.created_at);
     let matched = matching_endpoints(msg, rows)?;
     for target in &matched {
         let status = target.disposition.initial_status();
-        let delivery = super::$backend::insert_delivery(tx, msg, &target.id, TriggerType::Scheduled, now, status).await?;
+        let delivery = insert_delivery(tx, msg, &target.id, TriggerType::Scheduled, now, status).await?;
         if target.disposition == Disposition::Drop {
             let attempt = Attempt::not_sent(msg, &target.id, &target.url, DROPPED_WHILE_DISABLED);
-            super::$backend::insert_attempt(tx, &delivery, &msg.app_id, &attempt).await?;
+            insert_attempt(tx, &delivery, &msg.app_id, &attempt).await?;
         }
     }
     Ok(matched.iter().filter(|t| t.disposition != Disposition::Drop).count())
@@ -382,7 +382,7 @@ async fn publish_many<'m>(
     for (msg, endpoint_id, url) in dropped {
         if let Some(delivery) = drop_ids.get(&(msg.id.as_str().to_owned(), endpoint_id.clone())) {
             let attempt = Attempt::not_sent(msg, &endpoint_id, &url, DROPPED_WHILE_DISABLED);
-            super::$backend::insert_attempt(tx, delivery, &msg.app_id, &attempt).await?;
+            insert_attempt(tx, delivery, &msg.app_id, &attempt).await?;
         }
     }
     Ok(counts)
@@ -397,36 +397,8 @@ async fn complete_many<'c>(
 ) -> StoreResult<()> {
     let completions: Vec<&Completion> = completions.collect();
     for chunk in completions.chunks(ROWS_PER_STATEMENT / 2) {
-        let mut qb = QueryBuilder::<$db>::new(
-            "WITH v (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, response, \
-             response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
-             status_class) AS (",
-        );
-        qb.push_values(chunk, |mut row, c| {
-            let a = &c.attempt;
-            row.push_bind(a.id.as_str().to_owned())
-                .push_bind(c.delivery_id.as_str().to_owned())
-                .push_bind(a.msg_id.as_str().to_owned())
-                .push_bind(a.endpoint_id.as_str().to_owned())
-                .push_bind(c.app_id.as_str().to_owned())
-                .push_bind(a.url.clone())
-                .push_bind(a.status.code())
-                .push_bind(a.response_status_code)
-                .push_bind(a.response.clone())
-                .push_bind(a.response_duration_ms)
-                .push_bind(a.trigger_type.code())
-                .push_bind(ms(a.created_at))
-                .push_bind(opt_json(&a.request_headers))
-                .push_bind(a.request_body.clone())
-                .push_bind(opt_json(&a.response_headers))
-                .push_bind(a.status_class());
-        });
-        qb.push(
-            ") INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
-             response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
-             status_class) SELECT * FROM v WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = v.delivery_id)",
-        );
-        qb.build().execute(&mut **tx).await?;
+        let rows: Vec<AttemptOf<'_>> = chunk.iter().map(|c| (&c.delivery_id, &c.app_id, &c.attempt)).collect();
+        insert_attempts(tx, &rows).await?;
 
         let mut qb = QueryBuilder::<$db>::new("WITH v (id, status, next_at, updated_at, token) AS (");
         qb.push_values(chunk, |mut row, c| {
@@ -445,6 +417,110 @@ async fn complete_many<'c>(
         qb.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// An attempt with the delivery and application it belongs to.
+type AttemptOf<'a> = (&'a DeliveryId, &'a AppId, &'a Attempt);
+
+/// Records attempts in one statement; those whose delivery was deleted
+/// meanwhile are left out.
+async fn insert_attempts(tx: &mut Transaction<'_, $db>, rows: &[AttemptOf<'_>]) -> StoreResult<()> {
+    let mut qb = QueryBuilder::<$db>::new(
+        "WITH v (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, response, \
+         response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
+         status_class) AS (",
+    );
+    qb.push_values(rows, |mut row, (delivery, app, a)| {
+        row.push_bind(a.id.as_str().to_owned())
+            .push_bind(delivery.as_str().to_owned())
+            .push_bind(a.msg_id.as_str().to_owned())
+            .push_bind(a.endpoint_id.as_str().to_owned())
+            .push_bind(app.as_str().to_owned())
+            .push_bind(a.url.clone())
+            .push_bind(a.status.code())
+            .push_bind(a.response_status_code)
+            .push_bind(a.response.clone())
+            .push_bind(a.response_duration_ms)
+            .push_bind(a.trigger_type.code())
+            .push_bind(ms(a.created_at))
+            .push_bind(opt_json(&a.request_headers))
+            .push_bind(a.request_body.clone())
+            .push_bind(opt_json(&a.response_headers))
+            .push_bind(a.status_class());
+    });
+    qb.push(
+        ") INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
+         response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
+         status_class) SELECT * FROM v WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = v.delivery_id)",
+    );
+    qb.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Writes one message; a duplicate eventId is a conflict.
+pub(super) async fn insert_message(tx: &mut Transaction<'_, $db>, msg: &Message) -> StoreResult<()> {
+    let mut qb = QueryBuilder::<$db>::new(
+        "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at, audience, \
+         expires_at) ",
+    );
+    qb.push_values([msg], |mut row, msg| {
+        row.push_bind(msg.id.as_str().to_owned())
+            .push_bind(msg.app_id.as_str().to_owned())
+            .push_bind(msg.event_type.clone())
+            .push_bind(msg.event_id.clone())
+            .push_bind(msg.payload.to_string())
+            .push_bind(opt_json(&msg.channels))
+            .push_bind(opt_json(&msg.tags))
+            .push_bind(ms(msg.created_at))
+            .push_bind(opt_json(&msg.audience))
+            .push_bind(msg.expires_at.map(ms));
+    });
+    qb.build()
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
+    Ok(())
+}
+
+/// Writes one delivery of `msg` to an endpoint; due now only when pending.
+pub(super) async fn insert_delivery(
+    tx: &mut Transaction<'_, $db>,
+    msg: &Message,
+    endpoint_id: &str,
+    trigger: TriggerType,
+    now: i64,
+    status: DeliveryStatus,
+) -> StoreResult<DeliveryId> {
+    let id = DeliveryId::generate();
+    let mut qb = QueryBuilder::<$db>::new(
+        "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, \
+         next_attempt_at, created_at, updated_at) ",
+    );
+    qb.push_values([()], |mut row, ()| {
+        row.push_bind(id.as_str().to_owned())
+            .push_bind(msg.id.as_str().to_owned())
+            .push_bind(endpoint_id.to_owned())
+            .push_bind(msg.app_id.as_str().to_owned())
+            .push_bind(status.code())
+            .push_bind(trigger.code())
+            .push_bind(0_i64)
+            .push_bind((status == DeliveryStatus::Pending).then_some(now))
+            .push_bind(now)
+            .push_bind(now);
+    });
+    qb.build().execute(&mut **tx).await?;
+    Ok(id)
+}
+
+/// Records one attempt, unless its delivery was deleted meanwhile (with
+/// its endpoint or message).
+pub(super) async fn insert_attempt(
+    tx: &mut Transaction<'_, $db>,
+    delivery: &DeliveryId,
+    app: &AppId,
+    attempt: &Attempt,
+) -> StoreResult<()> {
+    insert_attempts(tx, &[(delivery, app, attempt)]).await
 }
     };
 }

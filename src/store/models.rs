@@ -218,6 +218,11 @@ impl Attempt {
     }
 }
 
+/// Why a delivery to a disabled endpoint with `whileDisabled: drop` was
+/// not sent, whether dropped when published or when claimed.
+pub const DROPPED_WHILE_DISABLED: &str =
+    "not sent: the endpoint was disabled and drops messages while disabled (whileDisabled: drop)";
+
 pub type Headers = BTreeMap<String, String>;
 
 /// The message an attempt belongs to, as history shows it.

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batcher, Completion, Deferral};
-use super::pg_batch::PgWriter;
+use super::pg_batch::{PgWriter, insert_delivery, insert_message};
 use super::rows::*;
 use super::*;
 use crate::domain::ids::DeliveryId;
@@ -772,89 +772,6 @@ pub(super) async fn notify(tx: &mut sqlx::Transaction<'_, Postgres>) -> StoreRes
         .bind(WAKE_CHANNEL)
         .execute(&mut **tx)
         .await?;
-    Ok(())
-}
-
-pub(super) async fn insert_message(tx: &mut sqlx::Transaction<'_, Postgres>, msg: &Message) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at, audience, \
-         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(msg.id.as_str())
-    .bind(msg.app_id.as_str())
-    .bind(&msg.event_type)
-    .bind(&msg.event_id)
-    .bind(&*msg.payload)
-    .bind(opt_json(&msg.channels))
-    .bind(opt_json(&msg.tags))
-    .bind(ms(msg.created_at))
-    .bind(opt_json(&msg.audience))
-    .bind(msg.expires_at.map(ms))
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
-    Ok(())
-}
-
-pub(super) async fn insert_delivery(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    msg: &Message,
-    endpoint_id: &str,
-    trigger: TriggerType,
-    now: i64,
-    status: DeliveryStatus,
-) -> StoreResult<DeliveryId> {
-    let id = DeliveryId::generate();
-    let due = (status == DeliveryStatus::Pending).then_some(now);
-    sqlx::query(
-        "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, next_attempt_at, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $8)",
-    )
-    .bind(id.as_str())
-    .bind(msg.id.as_str())
-    .bind(endpoint_id)
-    .bind(msg.app_id.as_str())
-    .bind(status.code())
-    .bind(trigger.code())
-    .bind(due)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(id)
-}
-
-/// Records an attempt, unless its delivery was deleted meanwhile (with its
-/// endpoint or message).
-pub(super) async fn insert_attempt(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    delivery: &DeliveryId,
-    app: &AppId,
-    attempt: &Attempt,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
-         response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
-         status_class) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
-         WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $2)",
-    )
-    .bind(attempt.id.as_str())
-    .bind(delivery.as_str())
-    .bind(attempt.msg_id.as_str())
-    .bind(attempt.endpoint_id.as_str())
-    .bind(app.as_str())
-    .bind(&attempt.url)
-    .bind(attempt.status.code())
-    .bind(attempt.response_status_code)
-    .bind(&attempt.response)
-    .bind(attempt.response_duration_ms)
-    .bind(attempt.trigger_type.code())
-    .bind(ms(attempt.created_at))
-    .bind(opt_json(&attempt.request_headers))
-    .bind(&attempt.request_body)
-    .bind(opt_json(&attempt.response_headers))
-    .bind(attempt.status_class())
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }
 

@@ -452,10 +452,6 @@ impl Disposition {
     }
 }
 
-/// Why a delivery to a dropping, disabled endpoint was not sent.
-pub(super) const DROPPED_WHILE_DISABLED: &str =
-    "not sent: the endpoint was disabled and drops messages while disabled (whileDisabled: drop)";
-
 /// The endpoints, among `targets`, that receive `msg`, and what each does with it.
 pub(super) fn matching_endpoints(msg: &Message, targets: Vec<TargetRow>) -> StoreResult<Vec<Target>> {
     let publication = Publication {
