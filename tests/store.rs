@@ -121,7 +121,7 @@ async fn lists_page_in_either_order(backend: Backend) {
         order,
     };
     let got: Vec<AppId> = store
-        .list_apps(&page(Some(&ids[1]), Order::Ascending))
+        .list_apps(&page(Some(&ids[1]), Order::Ascending), None)
         .await
         .unwrap()
         .into_iter()
@@ -129,7 +129,7 @@ async fn lists_page_in_either_order(backend: Backend) {
         .collect();
     assert_eq!(got, ids[2..4]);
     let got: Vec<AppId> = store
-        .list_apps(&page(Some(&ids[3]), Order::Descending))
+        .list_apps(&page(Some(&ids[3]), Order::Descending), None)
         .await
         .unwrap()
         .into_iter()
@@ -224,6 +224,89 @@ async fn a_claimed_delivery_is_leased_until_it_completes_or_the_lease_ends(backe
         .await
         .unwrap();
     assert_eq!(history.len(), 2, "both attempts are in the history");
+}
+
+async fn applications_are_found_by_part_of_their_name_or_uid(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let named = |name: &str, uid: Option<&str>| {
+        let mut a = app(uid);
+        a.name = name.to_owned();
+        a
+    };
+    let acme = named("Acme Help Desk", Some("acme-prod"));
+    let globex = named("Globex 100%_Docs", None);
+    for a in [&acme, &globex] {
+        store.create_app(a).await.unwrap();
+    }
+    let page = Page {
+        limit: 10,
+        beyond: None,
+        order: Order::Ascending,
+    };
+    let found = |text: &str| {
+        let (store, page, text) = (store.clone(), page.clone(), text.to_owned());
+        async move {
+            store
+                .list_apps(&page, Some(&text))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        found("help").await,
+        ["Acme Help Desk"],
+        "any case, any part of the name"
+    );
+    assert_eq!(found("PROD").await, ["Acme Help Desk"], "or of the uid");
+    assert_eq!(
+        found("100%_").await,
+        ["Globex 100%_Docs"],
+        "% and _ match only themselves"
+    );
+    assert!(found("1%0").await.is_empty());
+    assert_eq!(found(globex.id.as_str()).await, ["Globex 100%_Docs"], "or the id");
+    assert_eq!(found("  ").await.len(), 2, "blank searches nothing out");
+}
+
+async fn attempts_are_counted_per_endpoint_and_hour(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, ep) = app_with_endpoint(store.as_ref()).await;
+    for _ in 0..3 {
+        store.publish(&message(&a.id, "ticket.created", None)).await.unwrap();
+    }
+    let jobs = store.claim_due(Utc::now(), 10, LEASE).await.unwrap();
+    for (n, job) in jobs.iter().enumerate() {
+        let next = if n == 0 {
+            NextStep::Exhausted
+        } else {
+            NextStep::Succeeded
+        };
+        store.complete_attempt(job, &attempt(job, n > 0), next).await.unwrap();
+    }
+    let other = endpoint(&a.id, None);
+    store.create_endpoint(&other).await.unwrap();
+    // The last 24 hours, as the dashboard asks.
+    let since = Utc::now() - chrono::Duration::hours(24);
+    let buckets = store
+        .endpoint_activity(&[ep.id.clone(), other.id.clone()], since, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(buckets.len(), 1, "only the endpoint with attempts: {buckets:?}");
+    assert_eq!(buckets[0].endpoint_id, ep.id);
+    assert_eq!(buckets[0].period, 23, "the last of 24 hours");
+    assert_eq!((buckets[0].succeeded, buckets[0].attempts), (2, 3));
+    let later = store
+        .endpoint_activity(
+            std::slice::from_ref(&ep.id),
+            Utc::now() + chrono::Duration::hours(1),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "nothing before the window's start counts");
 }
 
 async fn a_failed_attempt_comes_due_again_at_its_retry_time(backend: Backend) {
@@ -529,6 +612,8 @@ async fn a_duplicate_among_concurrent_publishes_fails_alone(backend: Backend) {
 }
 
 on_both_backends!(
+    applications_are_found_by_part_of_their_name_or_uid,
+    attempts_are_counted_per_endpoint_and_hour,
     a_duplicate_among_concurrent_publishes_fails_alone,
     a_held_delivery_comes_due_when_its_endpoint_is_enabled,
     recovery_finds_what_failed_and_what_was_never_sent,

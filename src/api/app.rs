@@ -156,11 +156,12 @@ pub async fn find_app(state: &AppState, id_or_uid: &str) -> ApiResult<Applicatio
 }
 
 #[utoipa::path(get, path = "/api/v1/app", tag = "Application",
-    params(("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query)),
+    params(("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query),
+        ("search" = Option<String>, Query, description = "Herald: only applications whose name or uid contains this, or whose id it is")),
     responses((status = 200, body = ListResponseApplicationOut)))]
 pub async fn list_apps(State(state): State<AppState>, q: QueryParams) -> ApiResult<Json<ListResponseApplicationOut>> {
     let paging = Paging::from_query(&q, Order::Ascending)?;
-    let rows = state.store.list_apps(&paging.page).await?;
+    let rows = state.store.list_apps(&paging.page, q.str("search")).await?;
     let listed = paging.finish(rows.into_iter().map(ApplicationOut::from).collect(), |a| a.id.clone());
     Ok(Json(listed.into()))
 }

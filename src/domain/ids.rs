@@ -47,6 +47,27 @@ macro_rules! prefixed_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The lowest id generated at or after `time`: ids sort by
+            /// creation, so an index on ids serves a time range.
+            pub fn lowest_at(time: chrono::DateTime<chrono::Utc>) -> String {
+                let ms = u64::try_from(time.timestamp_millis()).unwrap_or(0);
+                format!("{}{}", $prefix, Ulid::from_parts(ms, 0))
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        /// Only a well-formed id of this kind deserializes.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                Self::parse(&text).ok_or_else(|| serde::de::Error::custom(concat!("not a ", $prefix, " id")))
+            }
         }
 
         impl fmt::Display for $name {

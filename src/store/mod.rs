@@ -117,7 +117,9 @@ pub trait Store: Send + Sync + 'static {
     // Applications
     async fn create_app(&self, app: &Application) -> StoreResult<()>;
     async fn get_app(&self, id_or_uid: &str) -> StoreResult<Option<Application>>;
-    async fn list_apps(&self, page: &Page) -> StoreResult<Vec<Application>>;
+    /// With `search`, only applications whose name or uid contains it
+    /// (ignoring case), or whose id it is.
+    async fn list_apps(&self, page: &Page, search: Option<&str>) -> StoreResult<Vec<Application>>;
     async fn update_app(&self, app: &Application) -> StoreResult<()>;
     /// Every profile name an application or endpoint refers to.
     async fn profile_names_in_use(&self) -> StoreResult<Vec<String>>;
@@ -218,6 +220,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Message>>;
     /// Deliveries of an endpoint created in `window`, counted by state.
     async fn endpoint_stats(&self, endpoint: &EndpointId, window: &Window) -> StoreResult<DeliveryCounts>;
+    /// Attempts to `endpoints` since `since`, counted per `period`; periods
+    /// without attempts are absent.
+    async fn endpoint_activity(
+        &self,
+        endpoints: &[EndpointId],
+        since: DateTime<Utc>,
+        period: std::time::Duration,
+    ) -> StoreResult<Vec<ActivityBucket>>;
 
     // Retention
     /// Removes up to `limit` payloads whose retention ended by `now` and

@@ -244,6 +244,16 @@ pub struct DeliveryCounts {
     pub dropped: i64,
 }
 
+/// Attempts to one endpoint in one period of a recent window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityBucket {
+    pub endpoint_id: EndpointId,
+    /// Periods since the window's start.
+    pub period: i64,
+    pub succeeded: i64,
+    pub attempts: i64,
+}
+
 /// A long operation run in the background; `data` reports its progress.
 #[derive(Debug, Clone)]
 pub struct BackgroundTask {

@@ -632,6 +632,75 @@ where
     qb
 }
 
+/// Applications in id order; with `search`, those whose name or uid
+/// contains it, or whose id it is.
+pub(super) fn apps_query<'a, DB>(page: &Page, search: Option<&str>) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT * FROM applications WHERE 1 = 1");
+    if let Some(text) = search.map(str::trim).filter(|t| !t.is_empty()) {
+        let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
+        qb.push(" AND (LOWER(name) LIKE ").push_bind(pattern.clone());
+        qb.push(" ESCAPE '\\' OR LOWER(COALESCE(uid, '')) LIKE ")
+            .push_bind(pattern);
+        qb.push(" ESCAPE '\\' OR id = ").push_bind(text.to_owned()).push(")");
+    }
+    push_page(&mut qb, "id", page);
+    qb
+}
+
+/// `%`, `_` and the escape itself match only themselves.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Attempts per endpoint and period since `since`: `(endpoint, period,
+/// succeeded, attempts)` rows. The id floor lets the (endpoint, id) index
+/// skip older history.
+pub(super) fn activity_query<'a, DB>(
+    endpoints: &[EndpointId],
+    since: DateTime<Utc>,
+    period_ms: i64,
+) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT endpoint_id, (created_at - ");
+    qb.push_bind(ms(since)).push(") / ").push_bind(period_ms.max(1));
+    qb.push(" AS period, SUM(CASE WHEN status = 0 THEN 1 ELSE 0 END), COUNT(*) FROM attempts WHERE endpoint_id IN (");
+    let mut list = qb.separated(", ");
+    for id in endpoints {
+        list.push_bind(id.as_str().to_owned());
+    }
+    qb.push(") AND id >= ").push_bind(AttemptId::lowest_at(since));
+    qb.push(" AND created_at >= ").push_bind(ms(since));
+    qb.push(" GROUP BY endpoint_id, period");
+    qb
+}
+
+pub(super) fn activity_rows(rows: Vec<(String, i64, i64, i64)>) -> Vec<ActivityBucket> {
+    rows.into_iter()
+        .map(|(endpoint, period, succeeded, attempts)| ActivityBucket {
+            endpoint_id: EndpointId::from_trusted(endpoint),
+            period,
+            succeeded,
+            attempts,
+        })
+        .collect()
+}
+
 /// An endpoint's deliveries in a window, counted by state: `(status, count)` rows.
 pub(super) fn stats_query<'a, DB>(endpoint: &EndpointId, window: &Window) -> QueryBuilder<'a, DB>
 where

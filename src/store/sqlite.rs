@@ -119,9 +119,8 @@ impl Store for SqliteStore {
         row.map(Application::try_from).transpose()
     }
 
-    async fn list_apps(&self, page: &Page) -> StoreResult<Vec<Application>> {
-        let mut qb = QueryBuilder::new("SELECT * FROM applications WHERE 1 = 1");
-        push_page(&mut qb, "id", page);
+    async fn list_apps(&self, page: &Page, search: Option<&str>) -> StoreResult<Vec<Application>> {
+        let mut qb = apps_query(page, search);
         collect(qb.build_query_as::<AppRow>().fetch_all(&self.reader).await?)
     }
 
@@ -506,6 +505,20 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Message>> {
         let mut qb = recovery_query(endpoint, kind, window, after, limit);
         collect(qb.build_query_as::<MessageRow>().fetch_all(&self.reader).await?)
+    }
+
+    async fn endpoint_activity(
+        &self,
+        endpoints: &[EndpointId],
+        since: DateTime<Utc>,
+        period: std::time::Duration,
+    ) -> StoreResult<Vec<ActivityBucket>> {
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
+        let mut qb = activity_query(endpoints, since, period_ms);
+        Ok(activity_rows(qb.build_query_as().fetch_all(&self.reader).await?))
     }
 
     async fn endpoint_stats(&self, endpoint: &EndpointId, window: &Window) -> StoreResult<DeliveryCounts> {
