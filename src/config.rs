@@ -115,6 +115,12 @@ pub struct Settings {
     #[arg(long, env = "HERALD_NOTIFY_FROM", value_name = "ADDRESS")]
     pub notify_from: Option<String>,
 
+    /// The address people use to reach Herald, e.g. https://herald.example.com;
+    /// portal links start with it, and an https one marks the dashboard's
+    /// session cookie Secure [default: the address of the request]
+    #[arg(long, env = "HERALD_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
     /// Check every payload against its event type's JSON Schema; an
     /// application's validatePayloads overrides this [default: false]
     #[arg(long, env = "HERALD_VALIDATE_PAYLOADS", value_name = "BOOL")]
@@ -165,6 +171,8 @@ pub struct Config {
     pub payload_retention: Duration,
     pub retain_payloads: bool,
     pub cleanup_interval: Duration,
+    /// Where people reach Herald, for portal links and the cookie's Secure flag.
+    pub public_url: Option<url::Url>,
     /// Delivery profiles from the file's `[profiles.NAME]` tables, plus `default`.
     pub profiles: Profiles,
 }
@@ -401,6 +409,7 @@ impl Config {
             get!(notify_email, "HERALD_NOTIFY_EMAIL"),
             get!(notify_from, "HERALD_NOTIFY_FROM"),
         )?;
+        let public_url = public_url(get!(public_url, "HERALD_PUBLIC_URL"))?;
         let validate_payloads = parse_or(get!(validate_payloads, "HERALD_VALIDATE_PAYLOADS"), "false", parse_bool)?;
         let payload_retention =
             parse_or(
@@ -455,8 +464,24 @@ impl Config {
             payload_retention,
             retain_payloads,
             cleanup_interval,
+            public_url,
             profiles,
         })
+    }
+}
+
+/// An http(s) base address without a query; a trailing slash is dropped.
+fn public_url(setting: Option<(String, String)>) -> Result<Option<url::Url>, ConfigError> {
+    let Some((key, text)) = setting else {
+        return Ok(None);
+    };
+    let trimmed = text.trim().trim_end_matches('/');
+    match url::Url::parse(trimmed) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() && u.has_host() => Ok(Some(u)),
+        _ => Err(invalid(
+            key,
+            format!("'{text}' is not an http(s) address such as https://herald.example.com"),
+        )),
     }
 }
 
@@ -618,6 +643,7 @@ fn read_file(path: &Path) -> Result<FileContents, ConfigError> {
             "smtp_url" => &mut s.smtp_url,
             "notify_email" => &mut s.notify_email,
             "notify_from" => &mut s.notify_from,
+            "public_url" => &mut s.public_url,
             "validate_payloads" => &mut s.validate_payloads,
             "payload_retention" => &mut s.payload_retention,
             "retain_payloads" => &mut s.retain_payloads,

@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod domain;
 pub mod ops;
 pub mod store;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         tracing::info!(released, "deliveries in flight at the last stop will be sent again");
     }
     let admin_token_hash = api::auth::admin_token_hash(store.as_ref(), &config).await?;
+    let signer = api::portal::Signer::load(store.as_ref(), &admin_token_hash).await?;
     let client = delivery::client::build(
         &config.target_policy,
         config.request_timeout,
@@ -96,10 +98,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         metrics,
         schemas: Default::default(),
         admin_token_hash,
+        signer,
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, role = ?config.role, "Herald is listening");
-    axum::serve(listener, api::router(state))
+    axum::serve(listener, api::router(state, ui::router()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
 

@@ -99,6 +99,11 @@ fn query_error(name: &str, msg: impl Into<String>) -> ApiError {
 }
 
 impl QueryParams {
+    /// Parameters given by name, as the dashboard passes its filters on.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+
     pub fn str(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str).filter(|s| !s.is_empty())
     }

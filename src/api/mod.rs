@@ -11,6 +11,7 @@ pub mod health;
 pub mod idempotency;
 pub mod list;
 pub mod message;
+pub mod portal;
 pub mod recovery;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub schemas: message::SchemaCache,
     pub metrics: Arc<crate::ops::metrics::Metrics>,
     pub admin_token_hash: auth::TokenHash,
+    /// Signs portal links and dashboard sessions.
+    pub signer: portal::Signer,
 }
 
 /// Room for a 1 MiB payload plus the message envelope around it; the payload
@@ -107,6 +110,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(recovery::stats))
         .routes(routes!(recovery::list_tasks))
         .routes(routes!(recovery::get_task))
+        .routes(routes!(portal::app_portal_access))
         .split_for_parts()
 }
 
@@ -118,8 +122,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The HTTP routes of a node. A worker-only node answers health checks only.
-pub fn router(state: AppState) -> Router {
+/// The HTTP routes of a node: the API, and `pages` (the dashboard) beside it
+/// with their own sign-in. A worker-only node answers health checks only.
+pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     let health = Router::new()
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
@@ -147,6 +152,7 @@ pub fn router(state: AppState) -> Router {
             get(move || async move { axum::Json(doc.as_ref().clone()) }),
         )
         .merge(api)
+        .merge(pages)
         .fallback(|| async { error::ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())

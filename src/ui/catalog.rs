@@ -1,0 +1,75 @@
+//! The event catalog: what can be subscribed to, with schemas and examples.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::Response;
+use serde::Serialize;
+
+use super::UiResult;
+use super::render::{self, Layout};
+use super::session::Viewer;
+use crate::api::AppState;
+use crate::api::event_type::{EventTypeOut, list_event_types};
+use crate::api::extract::QueryParams;
+use crate::domain::catalog::{group_of, latest_schema};
+
+/// Event types of one group, for the catalog and the subscription tree.
+#[derive(Serialize)]
+pub struct Group {
+    pub name: String,
+    pub types: Vec<EventTypeView>,
+}
+
+#[derive(Serialize)]
+pub struct EventTypeView {
+    #[serde(flatten)]
+    pub event_type: EventTypeOut,
+    /// The schema in force, pretty-printed.
+    pub schema: Option<String>,
+    pub examples: Vec<String>,
+}
+
+/// Every event type not archived, by group (its `groupName`, else its dot
+/// prefix). The catalog is small: one page of the API's largest size.
+pub async fn groups(state: &AppState) -> UiResult<Vec<Group>> {
+    let Json(list) = list_event_types(State(state.clone()), QueryParams::from_pairs([("limit", "250")])).await?;
+    let mut by_group: BTreeMap<String, Vec<EventTypeView>> = BTreeMap::new();
+    for et in list.data {
+        let group = et
+            .group_name
+            .clone()
+            .or_else(|| group_of(&et.name).map(str::to_owned))
+            .unwrap_or_else(|| "other".to_owned());
+        let schema = et.schemas.as_ref().and_then(latest_schema);
+        let examples = schema
+            .and_then(|s| s.get("examples"))
+            .and_then(|e| e.as_array())
+            .map(|list| list.iter().map(pretty).collect())
+            .unwrap_or_default();
+        let view = EventTypeView {
+            schema: schema.map(pretty),
+            examples,
+            event_type: et,
+        };
+        by_group.entry(group).or_default().push(view);
+    }
+    Ok(by_group
+        .into_iter()
+        .map(|(name, types)| Group { name, types })
+        .collect())
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+pub async fn list(State(state): State<AppState>, viewer: Viewer) -> UiResult<Response> {
+    let groups = groups(&state).await?;
+    Ok(render::ok(
+        "catalog.html",
+        Layout::for_viewer(&viewer, "Event catalog"),
+        minijinja::context! { groups },
+    ))
+}

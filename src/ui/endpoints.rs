@@ -1,0 +1,396 @@
+//! An application's endpoints: the list with health and activity, the
+//! create and edit form, the switch, the secret, test events and deletion.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::{Duration, Utc};
+use minijinja::Value;
+use serde::Deserialize;
+
+use super::apps::open_app;
+use super::catalog::groups;
+use super::chart::{PERIODS, chart};
+use super::forms::{EndpointForm, describe, field_errors};
+use super::render::{self, Layout};
+use super::session::{Submitted, Viewer};
+use super::{UiError, UiResult};
+use crate::api::AppState;
+use crate::api::app::ApplicationOut;
+use crate::api::endpoint::{self as api, EndpointOut};
+use crate::api::error::ApiError;
+use crate::api::extract::{ApiJson, QueryParams, parse_json};
+use crate::api::recovery::{EventExampleIn, send_example, stats};
+use crate::domain::ids::EndpointId;
+
+/// The endpoint at `ep` of application `app`, if the viewer may see it.
+pub async fn open_endpoint(
+    state: &AppState,
+    viewer: &Viewer,
+    app: &str,
+    ep: &str,
+) -> UiResult<(ApplicationOut, EndpointOut)> {
+    let app = open_app(state, viewer, app).await?;
+    let Json(found) = api::get_endpoint(State(state.clone()), Path((app.id.clone(), ep.to_owned()))).await?;
+    if viewer.may_see_endpoint(found.owner_id.as_deref()) {
+        Ok((app, found))
+    } else {
+        Err(UiError::NotFound)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct Notice {
+    notice: String,
+    iterator: String,
+}
+
+pub async fn app_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(app): Path<String>,
+    Query(q): Query<Notice>,
+) -> UiResult<Response> {
+    let extra = minijinja::context! { notice => q.notice, iterator => q.iterator };
+    app_page_with(&state, &viewer, &app, extra).await
+}
+
+/// Most endpoints listed on one page.
+const ENDPOINT_PAGE: &str = "100";
+
+pub async fn app_page_with(state: &AppState, viewer: &Viewer, app: &str, extra: Value) -> UiResult<Response> {
+    let app = open_app(state, viewer, app).await?;
+    let iterator = extra
+        .get_attr("iterator")
+        .ok()
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let params = QueryParams::from_pairs([("limit", ENDPOINT_PAGE), ("iterator", iterator.as_str())]);
+    let Json(page) = api::list_endpoints(State(state.clone()), Path(app.id.clone()), params).await?;
+    let endpoints: Vec<EndpointOut> = page
+        .data
+        .into_iter()
+        .filter(|e| viewer.may_see_endpoint(e.owner_id.as_deref()))
+        .collect();
+    let ids: Vec<EndpointId> = endpoints
+        .iter()
+        .map(|e| EndpointId::from_trusted(e.id.clone()))
+        .collect();
+    let since = Utc::now() - Duration::hours(PERIODS);
+    let activity = state
+        .store
+        .endpoint_activity(&ids, since, std::time::Duration::from_secs(3600))
+        .await
+        .map_err(ApiError::from)?;
+    let charts: BTreeMap<&str, _> = endpoints
+        .iter()
+        .map(|e| {
+            let mine: Vec<_> = activity.iter().filter(|b| b.endpoint_id.as_str() == e.id).collect();
+            (e.id.as_str(), chart(&mine))
+        })
+        .collect();
+    let next = (!page.done).then_some(page.iterator).flatten();
+    Ok(render::ok(
+        "app.html",
+        Layout::for_viewer(viewer, app.name.clone()),
+        minijinja::context! { app, endpoints, charts, next, ..extra },
+    ))
+}
+
+/// The create and edit form, with the catalog as a tree to subscribe from.
+async fn form_page(
+    state: &AppState,
+    viewer: &Viewer,
+    status: StatusCode,
+    app: &ApplicationOut,
+    endpoint: Option<&EndpointOut>,
+    form: &EndpointForm,
+    errors: BTreeMap<String, String>,
+) -> UiResult<Response> {
+    let groups = groups(state).await?;
+    let title = if endpoint.is_some() {
+        "Edit endpoint"
+    } else {
+        "New endpoint"
+    };
+    let profiles: Vec<&str> = state.config.profiles.names().collect();
+    Ok(render::page(
+        status,
+        "endpoint_form.html",
+        Layout::for_viewer(viewer, title),
+        minijinja::context! { app, endpoint, form, errors, groups, profiles },
+    ))
+}
+
+pub async fn new_form(State(state): State<AppState>, viewer: Viewer, Path(app): Path<String>) -> UiResult<Response> {
+    let app = open_app(&state, &viewer, &app).await?;
+    let form = EndpointForm {
+        events_mode: "all".into(),
+        secret_mode: "generate".into(),
+        format: "raw".into(),
+        while_disabled: "drop".into(),
+        ..Default::default()
+    };
+    form_page(&state, &viewer, StatusCode::OK, &app, None, &form, BTreeMap::new()).await
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Submitted { viewer, form }: Submitted<EndpointForm>,
+) -> UiResult<Response> {
+    let app = open_app(&state, &viewer, &app).await?;
+    let created = async {
+        let input = parse_json(&serde_json::to_vec(&form.to_json(&viewer, false)?).unwrap_or_default())?;
+        api::create_endpoint(State(state.clone()), Path(app.id.clone()), ApiJson(input)).await
+    }
+    .await;
+    match created {
+        Ok((_, Json(ep))) => Ok(secret_page(&viewer, &app, &ep, ep.secret.clone(), "created")),
+        Err(e) => form_page(&state, &viewer, e.status(), &app, None, &form, field_errors(&e)).await,
+    }
+}
+
+fn secret_page(viewer: &Viewer, app: &ApplicationOut, ep: &EndpointOut, secret: Option<String>, why: &str) -> Response {
+    render::ok(
+        "secret.html",
+        Layout::for_viewer(viewer, "Signing secret"),
+        minijinja::context! { app, endpoint => ep, secret, why },
+    )
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((app, ep)): Path<(String, String)>,
+    Query(q): Query<Notice>,
+) -> UiResult<Response> {
+    show_with(&state, &viewer, &app, &ep, minijinja::context! { notice => q.notice }).await
+}
+
+async fn show_with(state: &AppState, viewer: &Viewer, app: &str, ep: &str, extra: Value) -> UiResult<Response> {
+    let (app, ep) = open_endpoint(state, viewer, app, ep).await?;
+    let since = (Utc::now() - Duration::hours(PERIODS)).to_rfc3339();
+    let Json(counts) = stats(
+        State(state.clone()),
+        Path((app.id.clone(), ep.id.clone())),
+        QueryParams::from_pairs([("since", since)]),
+    )
+    .await?;
+    // A test event can be any type the endpoint receives.
+    let mut groups = groups(state).await?;
+    if let Some(wanted) = &ep.filter_types {
+        for g in &mut groups {
+            g.types.retain(|t| wanted.contains(&t.event_type.name));
+        }
+        groups.retain(|g| !g.types.is_empty());
+    }
+    Ok(render::ok(
+        "endpoint.html",
+        Layout::for_viewer(viewer, ep_title(&ep)),
+        minijinja::context! { app, endpoint => ep, counts, groups, ..extra },
+    ))
+}
+
+fn ep_title(ep: &EndpointOut) -> String {
+    if ep.description.is_empty() {
+        ep.url.clone()
+    } else {
+        ep.description.clone()
+    }
+}
+
+pub async fn edit_form(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((app, ep)): Path<(String, String)>,
+) -> UiResult<Response> {
+    let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
+    let form = EndpointForm::from(&ep);
+    form_page(&state, &viewer, StatusCode::OK, &app, Some(&ep), &form, BTreeMap::new()).await
+}
+
+impl From<&EndpointOut> for EndpointForm {
+    fn from(ep: &EndpointOut) -> Self {
+        Self {
+            description: ep.description.clone(),
+            url: ep.url.clone(),
+            events_mode: if ep.filter_types.is_some() { "some" } else { "all" }.into(),
+            events: ep.filter_types.clone().unwrap_or_default(),
+            channels: ep.channels.clone().unwrap_or_default().join(", "),
+            owner_id: ep.owner_id.clone().unwrap_or_default(),
+            profile: ep.profile.clone().unwrap_or_default(),
+            format: ep.format.clone(),
+            secret_mode: String::new(),
+            secret: String::new(),
+            rate_limit: ep.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
+            verify_token: ep.verify_token.clone().unwrap_or_default(),
+            while_disabled: ep.while_disabled.clone(),
+        }
+    }
+}
+
+pub async fn save(
+    State(state): State<AppState>,
+    Path((app, ep)): Path<(String, String)>,
+    Submitted { viewer, form }: Submitted<EndpointForm>,
+) -> UiResult<Response> {
+    let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
+    let saved = patch(&state, &app, &ep, form.to_json(&viewer, true)).await;
+    match saved {
+        Ok(_) => Ok(Redirect::to(&format!("/ui/app/{}/endpoint/{}?notice=saved", app.id, ep.id)).into_response()),
+        Err(e) => form_page(&state, &viewer, e.status(), &app, Some(&ep), &form, field_errors(&e)).await,
+    }
+}
+
+async fn patch(
+    state: &AppState,
+    app: &ApplicationOut,
+    ep: &EndpointOut,
+    body: Result<serde_json::Value, ApiError>,
+) -> Result<EndpointOut, ApiError> {
+    let input = parse_json(&serde_json::to_vec(&body?).unwrap_or_default())?;
+    let Json(out) = api::patch_endpoint(
+        State(state.clone()),
+        Path((app.id.clone(), ep.id.clone())),
+        ApiJson(input),
+    )
+    .await?;
+    Ok(out)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SwitchForm {
+    /// `on` or `off`.
+    to: String,
+}
+
+/// Turns the endpoint on or off. Turning it on runs the endpoint check.
+pub async fn switch(
+    State(state): State<AppState>,
+    Path((app, ep)): Path<(String, String)>,
+    Submitted { viewer, form }: Submitted<SwitchForm>,
+) -> UiResult<Response> {
+    let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
+    let disabled = form.to != "on";
+    match patch(&state, &app, &ep, Ok(serde_json::json!({ "disabled": disabled }))).await {
+        Ok(_) => {
+            let notice = if disabled { "disabled" } else { "enabled" };
+            Ok(Redirect::to(&format!("/ui/app/{}/endpoint/{}?notice={notice}", app.id, ep.id)).into_response())
+        }
+        Err(e) => {
+            show_with(
+                &state,
+                &viewer,
+                &app.id,
+                &ep.id,
+                minijinja::context! { error => describe(&e) },
+            )
+            .await
+        }
+    }
+}
+
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((app, ep)): Path<(String, String)>,
+) -> UiResult<Response> {
+    let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
+    Ok(render::ok(
+        "delete.html",
+        Layout::for_viewer(&viewer, "Delete endpoint"),
+        minijinja::context! { app, endpoint => ep },
+    ))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((app, ep)): Path<(String, String)>,
+    Submitted { viewer, .. }: Submitted<serde::de::IgnoredAny>,
+) -> UiResult<Response> {
+    let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
+    api::delete_endpoint(State(state.clone()), Path((app.id.clone(), ep.id.clone()))).await?;
+    Ok(Redirect::to(&format!("/ui/app/{}?notice=deleted", app.id)).into_response())
+}
+
+/// Shows the secret where the profile allows it; otherwise says why not.
+pub async fn reveal_secret(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path((app, ep)): Path<(String, String)>,
+) -> UiResult<Response> {
+    let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
+    match api::get_secret(State(state.clone()), Path((app.id.clone(), ep.id.clone()))).await {
+        Ok(Json(s)) => Ok(secret_page(&viewer, &app, &ep, Some(s.key), "revealed")),
+        Err(ApiError::Forbidden(why)) => Ok(render::ok(
+            "secret.html",
+            Layout::for_viewer(&viewer, "Signing secret"),
+            minijinja::context! { app, endpoint => ep, refused => why },
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Path((app, ep)): Path<(String, String)>,
+    Submitted { viewer, .. }: Submitted<serde::de::IgnoredAny>,
+) -> UiResult<Response> {
+    let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
+    let Json(s) = api::rotate_secret(
+        State(state.clone()),
+        Path((app.id.clone(), ep.id.clone())),
+        Bytes::new(),
+    )
+    .await?;
+    Ok(secret_page(&viewer, &app, &ep, Some(s.key), "rotated"))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TestForm {
+    event_type: String,
+}
+
+/// Sends the event type's example to this endpoint, then shows the history.
+pub async fn send_test(
+    State(state): State<AppState>,
+    Path((app, ep)): Path<(String, String)>,
+    Submitted { viewer, form }: Submitted<TestForm>,
+) -> UiResult<Response> {
+    let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
+    let input = EventExampleIn {
+        event_type: form.event_type,
+        example_index: None,
+    };
+    match send_example(
+        State(state.clone()),
+        Path((app.id.clone(), ep.id.clone())),
+        ApiJson(input),
+    )
+    .await
+    {
+        Ok((_, Json(msg))) => Ok(Redirect::to(&format!(
+            "/ui/app/{}/endpoint/{}/history?notice=test-sent&msg={}",
+            app.id, ep.id, msg.id
+        ))
+        .into_response()),
+        Err(e) => {
+            show_with(
+                &state,
+                &viewer,
+                &app.id,
+                &ep.id,
+                minijinja::context! { error => describe(&e) },
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Signing in with the admin token or a portal link, and signing out.
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::UiError;
+use super::render::{self, Layout};
+use super::session::{self, Scope, Submitted, Viewer};
+use crate::api::AppState;
+
+/// The first page of a viewer: operators see the applications, a customer
+/// their application.
+pub async fn home(viewer: Viewer) -> Redirect {
+    Redirect::to(&landing(&viewer.scope))
+}
+
+fn landing(scope: &Scope) -> String {
+    match scope {
+        Scope::Admin => "/ui/apps".to_owned(),
+        Scope::Portal { app, .. } => format!("/ui/app/{app}"),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct LoginQuery {
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn login_page(Query(q): Query<LoginQuery>) -> Response {
+    login_form(StatusCode::OK, &q.next, None)
+}
+
+fn login_form(status: StatusCode, next: &str, error: Option<&str>) -> Response {
+    let layout = Layout {
+        title: "Sign in".into(),
+        ..Layout::default()
+    };
+    render::page(
+        status,
+        "login.html",
+        layout,
+        minijinja::context! { next => safe_next(next), error },
+    )
+}
+
+/// Only a dashboard path: a sign-in never sends anyone to another site.
+fn safe_next(next: &str) -> Option<&str> {
+    (next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\')).then_some(next)
+}
+
+#[derive(Deserialize)]
+pub struct SignIn {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Form(form): Form<SignIn>,
+) -> Result<Response, UiError> {
+    session::same_origin(&headers)?;
+    let Some((scope, expires_at)) = session::scope_for_token(&state, &form.token, Utc::now()) else {
+        tracing::info!("a dashboard sign-in was refused");
+        return Ok(login_form(
+            StatusCode::UNAUTHORIZED,
+            &form.next,
+            Some("That token is not valid, or the portal link has expired."),
+        ));
+    };
+    let target = match (&scope, safe_next(&form.next)) {
+        (Scope::Admin, Some(next)) => next.to_owned(),
+        _ => landing(&scope),
+    };
+    let cookie = session::start(&state, &headers, scope, expires_at);
+    Ok((jar.add(cookie), Redirect::to(&target)).into_response())
+}
+
+pub async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    _submitted: Submitted<serde::de::IgnoredAny>,
+) -> Response {
+    let removal: Cookie<'static> = session::end(&state, &headers);
+    (jar.add(removal), Redirect::to("/ui/login")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_only_returns_to_dashboard_pages() {
+        assert_eq!(safe_next("/ui/app/x"), Some("/ui/app/x"));
+        assert_eq!(safe_next("https://evil.example/ui/"), None);
+        assert_eq!(safe_next("//evil.example"), None);
+        assert_eq!(safe_next("/ui/\\evil"), None);
+        assert_eq!(safe_next(""), None);
+    }
+}

@@ -1,0 +1,165 @@
+//! The dashboard under `/ui`: server-rendered pages for operators (with the
+//! admin token) and for customers (with a portal link), built on the same
+//! handlers as the API so both enforce the same rules.
+
+mod apps;
+mod catalog;
+mod chart;
+mod endpoints;
+mod forms;
+mod history;
+mod login;
+mod render;
+pub mod session;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::api::AppState;
+use crate::api::error::ApiError;
+use render::Layout;
+
+/// Why a page could not be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    #[error("sign in first")]
+    SignIn { next: String },
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the form could not be read: {0}")]
+    BadForm(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+pub type UiResult<T> = Result<T, UiError>;
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self {
+            Self::SignIn { next } => {
+                let target = match next.as_str() {
+                    "" | "/ui" | "/ui/" => "/ui/login".to_owned(),
+                    n => format!(
+                        "/ui/login?next={}",
+                        url::form_urlencoded::byte_serialize(n.as_bytes()).collect::<String>()
+                    ),
+                };
+                return Redirect::to(&target).into_response();
+            }
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                "There is nothing here, or it is not yours to see.".to_owned(),
+            ),
+            Self::Forbidden(why) => (StatusCode::FORBIDDEN, why.clone()),
+            Self::BadForm(why) => (StatusCode::BAD_REQUEST, format!("The form could not be read: {why}")),
+            Self::Api(ApiError::NotFound(_)) => (
+                StatusCode::NOT_FOUND,
+                "There is nothing here, or it is not yours to see.".to_owned(),
+            ),
+            Self::Api(e) => (e.status(), forms::describe(e)),
+        };
+        let layout = Layout {
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            ..Layout::default()
+        };
+        render::page(status, "error.html", layout, minijinja::context! { message })
+    }
+}
+
+const CSS: &str = include_str!("assets/herald.css");
+const JS: &str = include_str!("assets/herald.js");
+
+/// Scripts and styles only from Herald itself; no framing; nothing cached.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui", get(login::home))
+        .route("/ui/", get(login::home))
+        .route("/ui/login", get(login::login_page).post(login::sign_in))
+        .route("/ui/logout", axum::routing::post(login::sign_out))
+        .route(
+            "/ui/assets/herald.css",
+            get(|| async { asset("text/css; charset=utf-8", CSS) }),
+        )
+        .route(
+            "/ui/assets/herald.js",
+            get(|| async { asset("text/javascript; charset=utf-8", JS) }),
+        )
+        .route("/ui/apps", get(apps::list))
+        .route("/ui/event-types", get(catalog::list))
+        .route("/ui/app/{app}", get(endpoints::app_page))
+        .route("/ui/app/{app}/portal-link", axum::routing::post(apps::portal_link))
+        .route(
+            "/ui/app/{app}/endpoint/new",
+            get(endpoints::new_form).post(endpoints::create),
+        )
+        .route("/ui/app/{app}/endpoint/{ep}", get(endpoints::show))
+        .route(
+            "/ui/app/{app}/endpoint/{ep}/edit",
+            get(endpoints::edit_form).post(endpoints::save),
+        )
+        .route(
+            "/ui/app/{app}/endpoint/{ep}/switch",
+            axum::routing::post(endpoints::switch),
+        )
+        .route(
+            "/ui/app/{app}/endpoint/{ep}/delete",
+            get(endpoints::confirm_delete).post(endpoints::delete),
+        )
+        .route("/ui/app/{app}/endpoint/{ep}/secret", get(endpoints::reveal_secret))
+        .route(
+            "/ui/app/{app}/endpoint/{ep}/rotate-secret",
+            axum::routing::post(endpoints::rotate_secret),
+        )
+        .route(
+            "/ui/app/{app}/endpoint/{ep}/test",
+            axum::routing::post(endpoints::send_test),
+        )
+        .route("/ui/app/{app}/endpoint/{ep}/history", get(history::list))
+        .route("/ui/app/{app}/endpoint/{ep}/retry", axum::routing::post(history::retry))
+        .route(
+            "/ui/app/{app}/endpoint/{ep}/attempt/{msg}/{attempt}",
+            get(history::attempt),
+        )
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        // No page address reaches another site. (`no-referrer` would also make
+        // browsers send `Origin: null` with forms, which the origin check refuses.)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,281 @@
+//! Who is signed in to the dashboard, and the checks every form passes.
+//!
+//! The session is a signed cookie (HttpOnly, SameSite=Lax, Secure behind
+//! https) holding the viewer's scope, an expiry and a CSRF token. Nothing is
+//! kept on the server, so any node of a cluster serves any request. Every
+//! form carries the CSRF token and is refused from another origin.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::UiError;
+use crate::api::AppState;
+use crate::api::auth::hash_token;
+use crate::api::portal::{PORTAL_TOKEN_PREFIX, Signer};
+use crate::domain::ids::AppId;
+
+pub const COOKIE: &str = "herald_session";
+const PURPOSE: &str = "session";
+
+/// How long a sign-in lasts; a portal session also ends with its link.
+const SESSION_HOURS: i64 = 12;
+
+/// What a viewer may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "as", rename_all = "lowercase")]
+pub enum Scope {
+    /// Every application and endpoint.
+    Admin,
+    /// One application; with an owner, only that owner's endpoints.
+    Portal {
+        app: AppId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    scope: Scope,
+    csrf: String,
+    expires_at: i64,
+}
+
+/// The signed-in person, as an extractor: a page that takes one is
+/// reachable only after sign-in.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub scope: Scope,
+    pub csrf: String,
+}
+
+impl Viewer {
+    pub fn is_admin(&self) -> bool {
+        self.scope == Scope::Admin
+    }
+
+    pub fn owner(&self) -> Option<&str> {
+        match &self.scope {
+            Scope::Portal { owner, .. } => owner.as_deref(),
+            Scope::Admin => None,
+        }
+    }
+
+    pub fn may_open_app(&self, app: &str) -> bool {
+        match &self.scope {
+            Scope::Admin => true,
+            Scope::Portal { app: granted, .. } => granted.as_str() == app,
+        }
+    }
+
+    /// An owner-scoped viewer sees only endpoints of that owner.
+    pub fn may_see_endpoint(&self, owner_id: Option<&str>) -> bool {
+        self.owner().is_none_or(|mine| owner_id == Some(mine))
+    }
+}
+
+/// The scope a typed token grants, and until when: the admin token, or a
+/// portal link's token.
+pub fn scope_for_token(state: &AppState, token: &str, now: DateTime<Utc>) -> Option<(Scope, i64)> {
+    let token = token.trim();
+    let longest = (now + Duration::hours(SESSION_HOURS)).timestamp();
+    if token.starts_with(PORTAL_TOKEN_PREFIX) {
+        let grant = state.signer.check_portal(token, now)?;
+        let scope = Scope::Portal {
+            app: grant.app,
+            owner: grant.owner,
+        };
+        return Some((scope, grant.expires_at.min(longest)));
+    }
+    let matches: bool = hash_token(token).ct_eq(&state.admin_token_hash).into();
+    matches.then_some((Scope::Admin, longest))
+}
+
+/// A new session cookie for `scope`, with a fresh CSRF token.
+pub fn start(state: &AppState, headers: &HeaderMap, scope: Scope, expires_at: i64) -> Cookie<'static> {
+    let mut csrf = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut csrf);
+    let claims = Claims {
+        scope,
+        csrf: URL_SAFE_NO_PAD.encode(csrf),
+        expires_at,
+    };
+    cookie(state.signer.sign(PURPOSE, &claims), secure(state, headers))
+}
+
+/// The cookie that ends the session.
+pub fn end(state: &AppState, headers: &HeaderMap) -> Cookie<'static> {
+    let mut c = cookie(String::new(), secure(state, headers));
+    c.make_removal();
+    c
+}
+
+/// No Max-Age: closing the browser ends the session; the signed expiry
+/// ends it anyway.
+fn cookie(value: String, secure: bool) -> Cookie<'static> {
+    Cookie::build((COOKIE, value))
+        .path("/ui")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .build()
+}
+
+/// Secure when people reach Herald over https.
+fn secure(state: &AppState, headers: &HeaderMap) -> bool {
+    match &state.config.public_url {
+        Some(url) => url.scheme() == "https",
+        None => headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https"),
+    }
+}
+
+fn read(signer: &Signer, jar: &CookieJar, now: DateTime<Utc>) -> Option<Viewer> {
+    let claims: Claims = signer.verify(PURPOSE, jar.get(COOKIE)?.value())?;
+    (claims.expires_at > now.timestamp()).then_some(Viewer {
+        scope: claims.scope,
+        csrf: claims.csrf,
+    })
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = UiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        read(&state.signer, &jar, Utc::now()).ok_or_else(|| UiError::SignIn {
+            next: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// A form posted by a signed-in viewer, from this site, with their CSRF token.
+pub struct Submitted<T> {
+    pub viewer: Viewer,
+    pub form: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Submitted<T> {
+    type Rejection = UiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        same_origin(&parts.headers)?;
+        let viewer = Viewer::from_request_parts(&mut parts, state).await?;
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|e| UiError::BadForm(e.body_text()))?;
+        let sent: CsrfField = serde_html_form::from_bytes(&bytes).map_err(|e| UiError::BadForm(e.to_string()))?;
+        if !bool::from(sent.csrf.as_bytes().ct_eq(viewer.csrf.as_bytes())) {
+            return Err(UiError::Forbidden(
+                "this form is out of date or came from another site; reload the page and try again".into(),
+            ));
+        }
+        let form = serde_html_form::from_bytes(&bytes).map_err(|e| UiError::BadForm(e.to_string()))?;
+        Ok(Self { viewer, form })
+    }
+}
+
+/// Refuses a form posted from another origin. Browsers send `Origin` with
+/// every POST; its host must be the one the request was sent to.
+pub fn same_origin(headers: &HeaderMap) -> Result<(), UiError> {
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return Err(UiError::Forbidden(
+            "forms may only be sent from Herald's own pages".into(),
+        ));
+    }
+    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let host = headers.get("host").and_then(|v| v.to_str().ok());
+    let origin_host = url::Url::parse(origin).ok().map(|u| match (u.host_str(), u.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => String::new(),
+    });
+    if origin_host.is_some() && origin_host.as_deref() == host {
+        Ok(())
+    } else {
+        Err(UiError::Forbidden(
+            "forms may only be sent from Herald's own pages".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn viewer(owner: Option<&str>) -> Viewer {
+        Viewer {
+            scope: Scope::Portal {
+                app: AppId::parse("app_01HZZZZZZZZZZZZZZZZZZZZZZZ").unwrap(),
+                owner: owner.map(str::to_owned),
+            },
+            csrf: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_owner_scoped_viewer_sees_only_that_owners_endpoints() {
+        let v = viewer(Some("acme"));
+        assert!(v.may_see_endpoint(Some("acme")));
+        assert!(!v.may_see_endpoint(Some("globex")));
+        assert!(!v.may_see_endpoint(None));
+        assert!(viewer(None).may_see_endpoint(Some("globex")));
+        assert!(v.may_open_app("app_01HZZZZZZZZZZZZZZZZZZZZZZZ"));
+        assert!(!v.may_open_app("app_01HYYYYYYYYYYYYYYYYYYYYYYY"));
+    }
+
+    #[test]
+    fn a_session_expires_and_a_forged_one_is_refused() {
+        let signer = Signer::new(b"k", &[1; 32]);
+        let now = Utc::now();
+        let claims = Claims {
+            scope: Scope::Admin,
+            csrf: "c".into(),
+            expires_at: now.timestamp() + 10,
+        };
+        let jar = CookieJar::new().add(Cookie::new(COOKIE, signer.sign(PURPOSE, &claims)));
+        assert!(read(&signer, &jar, now).is_some_and(|v| v.is_admin()));
+        assert!(read(&signer, &jar, now + Duration::seconds(11)).is_none());
+        let other = Signer::new(b"k", &[2; 32]);
+        assert!(read(&other, &jar, now).is_none());
+    }
+
+    #[test]
+    fn forms_from_another_origin_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("herald.example:8080"));
+        assert!(same_origin(&h).is_ok());
+        h.insert("origin", HeaderValue::from_static("http://herald.example:8080"));
+        assert!(same_origin(&h).is_ok());
+        h.insert("origin", HeaderValue::from_static("https://evil.example"));
+        assert!(same_origin(&h).is_err());
+        h.insert("origin", HeaderValue::from_static("null"));
+        assert!(same_origin(&h).is_err());
+        let mut h = HeaderMap::new();
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(same_origin(&h).is_err());
+    }
+}
