@@ -369,7 +369,9 @@ async fn forms_need_a_session_and_its_token(backend: Backend) {
     let app = spawn(&backend).await;
     let app_id = app.create_app("Acme").await;
     let ep = app.create_endpoint(&app_id, "http://127.0.0.1:9/x", json!({})).await;
-    let switch = format!("/ui/app/{app_id}/endpoint/{}/switch", ep["id"].as_str().expect("id"));
+    let ep_id = ep["id"].as_str().expect("id");
+    let switch = format!("/ui/app/{app_id}/endpoint/{ep_id}/switch");
+    let ep_path = format!("/api/v1/app/{app_id}/endpoint/{ep_id}");
     let (cookie, csrf) = sign_in(&app, TOKEN).await;
 
     // No session: sent to sign in, nothing changes.
@@ -391,13 +393,7 @@ async fn forms_need_a_session_and_its_token(backend: Backend) {
         post_form(&app, &cookie, &switch, &[("csrf", &csrf), ("to", "off")], evil).await,
         StatusCode::FORBIDDEN
     );
-    let still = app
-        .get(&format!(
-            "/api/v1/app/{app_id}/endpoint/{}",
-            ep["id"].as_str().expect("id")
-        ))
-        .await
-        .body;
+    let still = app.get(&ep_path).await.body;
     assert_eq!(still["disabled"], false);
     // With both, from Herald's own page: done.
     let own = app.url("");
@@ -405,13 +401,7 @@ async fn forms_need_a_session_and_its_token(backend: Backend) {
         post_form(&app, &cookie, &switch, &[("csrf", &csrf), ("to", "off")], Some(&own)).await,
         StatusCode::SEE_OTHER
     );
-    let off = app
-        .get(&format!(
-            "/api/v1/app/{app_id}/endpoint/{}",
-            ep["id"].as_str().expect("id")
-        ))
-        .await
-        .body;
+    let off = app.get(&ep_path).await.body;
     assert_eq!(off["disabled"], true);
 
     // A session cookie changed in any way is worthless.

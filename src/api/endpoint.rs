@@ -669,11 +669,7 @@ pub async fn rotate_secret(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<EndpointSecretOut>> {
-    let input: EndpointSecretRotateIn = if body.iter().all(u8::is_ascii_whitespace) {
-        EndpointSecretRotateIn::default()
-    } else {
-        super::extract::parse_json(&body)?
-    };
+    let input: EndpointSecretRotateIn = super::extract::parse_json_or_default(&body)?;
     let grace = input.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
     if !(0..=MAX_GRACE_SECONDS).contains(&grace) {
         return Err(ApiError::field(

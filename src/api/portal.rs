@@ -157,11 +157,7 @@ pub async fn app_portal_access(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<AppPortalAccessOut>> {
-    let input: AppPortalAccessIn = if body.iter().all(u8::is_ascii_whitespace) {
-        AppPortalAccessIn::default()
-    } else {
-        super::extract::parse_json(&body)?
-    };
+    let input: AppPortalAccessIn = super::extract::parse_json_or_default(&body)?;
     let app = find_app(&state, &app_id).await?;
     let expiry = input.expiry.unwrap_or(MAX_EXPIRY_SECS);
     let mut problems = Problems::default();

@@ -279,15 +279,28 @@ pub async fn switch(
 ) -> UiResult<Response> {
     let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
     let disabled = form.to != "on";
-    match patch(&state, &app, &ep, Ok(serde_json::json!({ "disabled": disabled }))).await {
-        Ok(_) => {
-            let notice = if disabled { "disabled" } else { "enabled" };
-            Ok(Redirect::to(&format!("/ui/app/{}/endpoint/{}?notice={notice}", app.id, ep.id)).into_response())
-        }
+    let notice = if disabled { "disabled" } else { "enabled" };
+    let outcome = patch(&state, &app, &ep, Ok(serde_json::json!({ "disabled": disabled })))
+        .await
+        .map(|_| format!("/ui/app/{}/endpoint/{}?notice={notice}", app.id, ep.id));
+    after_action(&state, &viewer, &app, &ep, outcome).await
+}
+
+/// Goes where a successful action leads, or back to the endpoint's page
+/// saying why the action failed.
+async fn after_action(
+    state: &AppState,
+    viewer: &Viewer,
+    app: &ApplicationOut,
+    ep: &EndpointOut,
+    outcome: Result<String, ApiError>,
+) -> UiResult<Response> {
+    match outcome {
+        Ok(target) => Ok(Redirect::to(&target).into_response()),
         Err(e) => {
             show_with(
-                &state,
-                &viewer,
+                state,
+                viewer,
                 &app.id,
                 &ep.id,
                 minijinja::context! { error => describe(&e) },
@@ -370,27 +383,17 @@ pub async fn send_test(
         event_type: form.event_type,
         example_index: None,
     };
-    match send_example(
+    let outcome = send_example(
         State(state.clone()),
         Path((app.id.clone(), ep.id.clone())),
         ApiJson(input),
     )
     .await
-    {
-        Ok((_, Json(msg))) => Ok(Redirect::to(&format!(
+    .map(|(_, Json(msg))| {
+        format!(
             "/ui/app/{}/endpoint/{}/history?notice=test-sent&msg={}",
             app.id, ep.id, msg.id
-        ))
-        .into_response()),
-        Err(e) => {
-            show_with(
-                &state,
-                &viewer,
-                &app.id,
-                &ep.id,
-                minijinja::context! { error => describe(&e) },
-            )
-            .await
-        }
-    }
+        )
+    });
+    after_action(&state, &viewer, &app, &ep, outcome).await
 }
