@@ -31,3 +31,25 @@ fn a_short_bench_delivers_every_message_and_reports_it() {
     assert!(report["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     assert!(report["peak_rss_mib"].as_f64().unwrap() > 1.0, "{report}");
 }
+
+#[test]
+fn a_backlog_bench_holds_everything_then_drains_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["bench", "--messages", "300", "--backlog", "--concurrency", "8", "--out"])
+        .arg(&out)
+        .status()
+        .expect("herald bench runs");
+    assert!(status.success());
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(report["delivered"], 300, "{report}");
+    assert_eq!(
+        (report["lost"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(0))
+    );
+    // The report says how long enabling took and what memory the drain used.
+    let backlog = &report["backlog"];
+    assert!(backlog["enable_seconds"].as_f64().unwrap() >= 0.0, "{report}");
+    assert!(backlog["drain_peak_rss_mib"].as_f64().unwrap() >= backlog["rss_at_enable_mib"].as_f64().unwrap());
+}

@@ -59,6 +59,10 @@ pub struct BenchArgs {
     /// Give up waiting for deliveries after this long without progress
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
+    /// Publish everything first to disabled endpoints that hold their
+    /// messages, then enable them and time the drain of that backlog
+    #[arg(long)]
+    pub backlog: bool,
     /// Write the report here as JSON
     #[arg(long, value_name = "FILE", default_value = "bench.json")]
     pub out: std::path::PathBuf,
@@ -81,7 +85,17 @@ pub struct Report {
     pub latency_ms: Percentiles,
     pub idle_rss_mib: Option<f64>,
     pub peak_rss_mib: Option<f64>,
+    /// With --backlog: how long enabling the endpoints took (it makes the
+    /// whole backlog due), and the server's peak memory while it drained.
+    pub backlog: Option<BacklogReport>,
     pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BacklogReport {
+    pub enable_seconds: f64,
+    pub rss_at_enable_mib: Option<f64>,
+    pub drain_peak_rss_mib: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -138,7 +152,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
     receiver::spawn(listener, tally.clone(), stop.clone());
 
     let api = Api::new(base, token)?;
-    let app_id = api.setup(&receiver_base, args.fanout).await?;
+    let (app_id, endpoints) = api.setup(&receiver_base, args.fanout, args.backlog).await?;
 
     let peak = Arc::new(AtomicU64::new(idle_rss.unwrap_or(0)));
     if let Some(pid) = pid {
@@ -160,8 +174,29 @@ pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let started_us = now_us();
-    let publishing = tokio::spawn(publish_all(api.clone(), app_id, args.clone()));
+    let mut started_us = now_us();
+    let publishing = tokio::spawn(publish_all(api.clone(), app_id.clone(), args.clone()));
+    let backlog_started = if args.backlog {
+        // Everything is held; deliveries are timed from the enabling on.
+        while !publishing.is_finished() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let at_enable = pid.and_then(|p| memory_kib(p, "VmRSS"));
+        peak.store(at_enable.unwrap_or(0), Ordering::Relaxed);
+        started_us = now_us();
+        let enabling = Instant::now();
+        for ep in &endpoints {
+            api.patch(
+                &format!("/api/v1/app/{app_id}/endpoint/{ep}"),
+                &json!({"disabled": false}),
+            )
+            .await?
+            .error_for_status()?;
+        }
+        Some((enabling.elapsed().as_secs_f64(), at_enable))
+    } else {
+        None
+    };
     // Deliveries until all arrived or no progress for idle_timeout.
     let mut last = (0, Instant::now());
     loop {
@@ -192,6 +227,11 @@ pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
         let hwm = memory_kib(p, "VmHWM").unwrap_or(0);
         hwm.max(peak.load(Ordering::Relaxed))
     });
+    let backlog = backlog_started.map(|(enable_seconds, at_enable)| BacklogReport {
+        enable_seconds,
+        rss_at_enable_mib: at_enable.map(mib),
+        drain_peak_rss_mib: pid.map(|_| mib(peak.load(Ordering::Relaxed))),
+    });
     let report = Report {
         messages: args.messages,
         concurrency: args.concurrency,
@@ -208,6 +248,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
         latency_ms: Percentiles::of(&tally.latencies()),
         idle_rss_mib: idle_rss.map(mib),
         peak_rss_mib: peak_rss.map(mib),
+        backlog,
         seconds: started.elapsed().as_secs_f64(),
     };
     if let Some(server) = server {
@@ -236,29 +277,50 @@ impl Api {
     }
 
     async fn post(&self, path: &str, body: &serde_json::Value) -> Result<reqwest::Response, BenchError> {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    async fn patch(&self, path: &str, body: &serde_json::Value) -> Result<reqwest::Response, BenchError> {
+        self.send(reqwest::Method::PATCH, path, body).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<reqwest::Response, BenchError> {
         Ok(self
             .http
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .json(body)
             .send()
             .await?)
     }
 
-    /// A fresh application with `fanout` endpoints on the receiver.
-    async fn setup(&self, receiver: &str, fanout: u64) -> Result<String, BenchError> {
+    /// A fresh application with `fanout` endpoints on the receiver; held
+    /// ones start disabled and keep what is published to them.
+    async fn setup(&self, receiver: &str, fanout: u64, held: bool) -> Result<(String, Vec<String>), BenchError> {
         let app = self.post("/api/v1/app", &json!({"name": "bench"})).await?;
         let app: serde_json::Value = app.error_for_status()?.json().await?;
         let app_id = app["id"].as_str().unwrap_or_default().to_owned();
+        let mut endpoints = Vec::new();
         for i in 0..fanout {
-            self.post(
-                &format!("/api/v1/app/{app_id}/endpoint"),
-                &json!({"url": format!("{receiver}/e/{i}")}),
-            )
-            .await?
-            .error_for_status()?;
+            let mut body = json!({"url": format!("{receiver}/e/{i}")});
+            if held {
+                body["disabled"] = json!(true);
+                body["whileDisabled"] = json!("hold");
+            }
+            let ep: serde_json::Value = self
+                .post(&format!("/api/v1/app/{app_id}/endpoint"), &body)
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            endpoints.push(ep["id"].as_str().unwrap_or_default().to_owned());
         }
-        Ok(app_id)
+        Ok((app_id, endpoints))
     }
 }
 
@@ -371,4 +433,12 @@ fn print_table(r: &Report) {
         opt(r.idle_rss_mib),
         opt(r.peak_rss_mib)
     );
+    if let Some(b) = &r.backlog {
+        println!(
+            "  backlog           enabled in {:.1} s; RSS {} MiB then, peak {} MiB while it drained",
+            b.enable_seconds,
+            opt(b.rss_at_enable_mib),
+            opt(b.drain_peak_rss_mib)
+        );
+    }
 }
