@@ -82,5 +82,5 @@ pub async fn portal_link(
         Ok(Json(out)) => minijinja::context! { portal_link => out.url, portal_owner => owner },
         Err(e) => minijinja::context! { portal_error => super::forms::describe(&e) },
     };
-    app_page_with(&state, &viewer, &app, extra).await
+    app_page_with(&state, &viewer, &app, "", extra).await
 }

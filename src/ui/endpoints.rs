@@ -56,21 +56,30 @@ pub async fn app_page(
     Path(app): Path<String>,
     Query(q): Query<Notice>,
 ) -> UiResult<Response> {
-    let extra = minijinja::context! { notice => q.notice, iterator => q.iterator };
-    app_page_with(&state, &viewer, &app, extra).await
+    app_page_with(
+        &state,
+        &viewer,
+        &app,
+        &q.iterator,
+        minijinja::context! { notice => q.notice },
+    )
+    .await
 }
 
 /// Most endpoints listed on one page.
 const ENDPOINT_PAGE: &str = "100";
 
-pub async fn app_page_with(state: &AppState, viewer: &Viewer, app: &str, extra: Value) -> UiResult<Response> {
+/// The application's page from endpoint `iterator` on, with `extra` values
+/// (a notice, a new portal link) for its template.
+pub async fn app_page_with(
+    state: &AppState,
+    viewer: &Viewer,
+    app: &str,
+    iterator: &str,
+    extra: Value,
+) -> UiResult<Response> {
     let app = open_app(state, viewer, app).await?;
-    let iterator = extra
-        .get_attr("iterator")
-        .ok()
-        .map(|v| v.to_string())
-        .unwrap_or_default();
-    let params = QueryParams::from_pairs([("limit", ENDPOINT_PAGE), ("iterator", iterator.as_str())]);
+    let params = QueryParams::from_pairs([("limit", ENDPOINT_PAGE), ("iterator", iterator)]);
     let Json(page) = api::list_endpoints(State(state.clone()), Path(app.id.clone()), params).await?;
     let endpoints: Vec<EndpointOut> = page
         .data
