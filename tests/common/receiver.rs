@@ -68,6 +68,9 @@ struct Inner {
     got: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<u16>>,
     arrived: Notify,
+    /// Requests begun, answered or not: with a delay, those in flight too.
+    begun: std::sync::atomic::AtomicUsize,
+    begun_notify: Notify,
     /// How long each answer takes, to keep requests in flight.
     delay: Duration,
     /// Answers chosen by the test; the script and 200 otherwise.
@@ -144,6 +147,21 @@ impl Receiver {
         tokio::time::timeout(limit, self.inner.arrived.notified()).await.is_ok()
     }
 
+    /// Waits until at least `n` requests have come in, answered or still
+    /// being answered; fails after `limit`.
+    pub async fn wait_for_begun(&self, n: usize, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.inner.begun_notify.notified();
+            if self.inner.begun.load(std::sync::atomic::Ordering::SeqCst) >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("expected {n} requests to begin within {limit:?}");
+            }
+        }
+    }
+
     /// Waits until at least `n` requests have arrived; fails after `limit`.
     pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + limit;
@@ -166,6 +184,8 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
+    inner.begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    inner.begun_notify.notify_waiters();
     if !inner.delay.is_zero() {
         tokio::time::sleep(inner.delay).await;
     }
