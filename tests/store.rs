@@ -271,6 +271,33 @@ async fn applications_are_found_by_part_of_their_name_or_uid(backend: Backend) {
     assert_eq!(found("  ").await.len(), 2, "blank searches nothing out");
 }
 
+async fn endpoints_are_listed_for_one_owner(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let a = app(None);
+    store.create_app(&a).await.unwrap();
+    for owner in [Some("acme"), Some("globex"), None, Some("acme")] {
+        let mut ep = endpoint(&a.id, None);
+        ep.owner_id = owner.map(str::to_owned);
+        store.create_endpoint(&ep).await.unwrap();
+    }
+    let page = Page {
+        limit: 10,
+        beyond: None,
+        order: Order::Ascending,
+    };
+    let owners = |list: Vec<Endpoint>| list.into_iter().map(|e| e.owner_id).collect::<Vec<_>>();
+    let acme = store.list_endpoints(&a.id, &page, Some("acme")).await.unwrap();
+    assert_eq!(owners(acme), [Some("acme".to_owned()), Some("acme".to_owned())]);
+    assert_eq!(store.list_endpoints(&a.id, &page, None).await.unwrap().len(), 4);
+    assert!(
+        store
+            .list_endpoints(&a.id, &page, Some("nobody"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn attempts_are_counted_per_endpoint_and_hour(backend: Backend) {
     let (store, _dir) = open(&backend).await;
     let (a, ep) = app_with_endpoint(store.as_ref()).await;
@@ -614,6 +641,7 @@ async fn a_duplicate_among_concurrent_publishes_fails_alone(backend: Backend) {
 on_both_backends!(
     applications_are_found_by_part_of_their_name_or_uid,
     attempts_are_counted_per_endpoint_and_hour,
+    endpoints_are_listed_for_one_owner,
     a_duplicate_among_concurrent_publishes_fails_alone,
     a_held_delivery_comes_due_when_its_endpoint_is_enabled,
     recovery_finds_what_failed_and_what_was_never_sent,

@@ -479,7 +479,8 @@ pub async fn find_endpoint(state: &AppState, app_id: &AppId, id_or_uid: &str) ->
 }
 
 #[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint", tag = "Endpoint",
-    params(("app_id" = String, Path), ("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query)),
+    params(("app_id" = String, Path), ("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query),
+        ("owner_id" = Option<String>, Query, description = "Herald: only this owner's endpoints")),
     responses((status = 200, body = ListResponseEndpointOut)))]
 pub async fn list_endpoints(
     State(state): State<AppState>,
@@ -488,7 +489,10 @@ pub async fn list_endpoints(
 ) -> ApiResult<Json<ListResponseEndpointOut>> {
     let app = find_app(&state, &app_id).await?;
     let paging = Paging::from_query(&q, Order::Ascending)?;
-    let rows = state.store.list_endpoints(&app.id, &paging.page).await?;
+    let rows = state
+        .store
+        .list_endpoints(&app.id, &paging.page, q.str("owner_id"))
+        .await?;
     let listed = paging.finish(rows.into_iter().map(EndpointOut::from).collect(), |e| e.id.clone());
     Ok(Json(listed.into()))
 }

@@ -128,7 +128,8 @@ pub trait Store: Send + Sync + 'static {
     // Endpoints
     async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()>;
     async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> StoreResult<Option<Endpoint>>;
-    async fn list_endpoints(&self, app: &AppId, page: &Page) -> StoreResult<Vec<Endpoint>>;
+    /// With `owner`, only that owner's endpoints.
+    async fn list_endpoints(&self, app: &AppId, page: &Page, owner: Option<&str>) -> StoreResult<Vec<Endpoint>>;
     /// Saves an endpoint; an enabled one gets its held deliveries due now,
     /// in the same transaction, so none stays held behind an enabled endpoint.
     async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()>;

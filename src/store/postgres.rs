@@ -169,10 +169,8 @@ impl Store for PgStore {
         row.map(Endpoint::try_from).transpose()
     }
 
-    async fn list_endpoints(&self, app: &AppId, page: &Page) -> StoreResult<Vec<Endpoint>> {
-        let mut qb = QueryBuilder::new("SELECT * FROM endpoints WHERE app_id = ");
-        qb.push_bind(app.as_str().to_owned());
-        push_page(&mut qb, "id", page);
+    async fn list_endpoints(&self, app: &AppId, page: &Page, owner: Option<&str>) -> StoreResult<Vec<Endpoint>> {
+        let mut qb = endpoints_query(app, page, owner);
         collect(qb.build_query_as::<EndpointRow>().fetch_all(&self.pool).await?)
     }
 

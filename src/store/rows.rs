@@ -632,6 +632,22 @@ where
     qb
 }
 
+/// An application's endpoints in id order; with `owner`, only that owner's.
+pub(super) fn endpoints_query<'a, DB>(app: &AppId, page: &Page, owner: Option<&str>) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT * FROM endpoints WHERE app_id = ");
+    qb.push_bind(app.as_str().to_owned());
+    if let Some(owner) = owner {
+        qb.push(" AND owner_id = ").push_bind(owner.to_owned());
+    }
+    push_page(&mut qb, "id", page);
+    qb
+}
+
 /// Applications in id order; with `search`, those whose name or uid
 /// contains it, or whose id it is.
 pub(super) fn apps_query<'a, DB>(page: &Page, search: Option<&str>) -> QueryBuilder<'a, DB>

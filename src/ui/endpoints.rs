@@ -79,13 +79,13 @@ pub async fn app_page_with(
     extra: Value,
 ) -> UiResult<Response> {
     let app = open_app(state, viewer, app).await?;
-    let params = QueryParams::from_pairs([("limit", ENDPOINT_PAGE), ("iterator", iterator)]);
+    let params = QueryParams::from_pairs([
+        ("limit", ENDPOINT_PAGE),
+        ("iterator", iterator),
+        ("owner_id", viewer.owner().unwrap_or_default()),
+    ]);
     let Json(page) = api::list_endpoints(State(state.clone()), Path(app.id.clone()), params).await?;
-    let endpoints: Vec<EndpointOut> = page
-        .data
-        .into_iter()
-        .filter(|e| viewer.may_see_endpoint(e.owner_id.as_deref()))
-        .collect();
+    let endpoints = page.data;
     let ids: Vec<EndpointId> = endpoints
         .iter()
         .map(|e| EndpointId::from_trusted(e.id.clone()))
