@@ -158,15 +158,14 @@ async fn sigterm_lets_deliveries_in_flight_finish_and_none_is_sent_again() {
     // has been delivered and recorded, the five have one attempt each.
     let restarted = Node::start(&db, &[]);
     let marker = publish(restarted.base.clone(), 99).await;
-    let endpoints: serde_json::Value = http
-        .get(format!("{}/api/v1/app/{app_id}/endpoint", restarted.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let resp = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+            resp.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let endpoints = get(format!("{}/api/v1/app/{app_id}/endpoint", restarted.base)).await;
     let stats_url = format!(
         "{}/api/v1/app/{app_id}/endpoint/{}/stats",
         restarted.base,
@@ -174,15 +173,7 @@ async fn sigterm_lets_deliveries_in_flight_finish_and_none_is_sent_again() {
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let stats = loop {
-        let stats: serde_json::Value = http
-            .get(&stats_url)
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats = get(stats_url.clone()).await;
         if stats["success"] == 6 {
             break stats;
         }

@@ -556,11 +556,9 @@ impl Store for PgStore {
         since: DateTime<Utc>,
         period: std::time::Duration,
     ) -> StoreResult<Vec<ActivityBucket>> {
-        if endpoints.is_empty() {
+        let Some(mut qb) = activity_query(endpoints, since, period) else {
             return Ok(Vec::new());
-        }
-        let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
-        let mut qb = activity_query(endpoints, since, period_ms);
+        };
         Ok(activity_rows(qb.build_query_as().fetch_all(&self.pool).await?))
     }
 

@@ -681,20 +681,24 @@ fn escape_like(text: &str) -> String {
 }
 
 /// Attempts per endpoint and period since `since`: `(endpoint, period,
-/// succeeded, attempts)` rows. The id floor lets the (endpoint, id) index
-/// skip older history.
+/// succeeded, attempts)` rows; none to ask for without endpoints. The id
+/// floor lets the (endpoint, id) index skip older history.
 pub(super) fn activity_query<'a, DB>(
     endpoints: &[EndpointId],
     since: DateTime<Utc>,
-    period_ms: i64,
-) -> QueryBuilder<'a, DB>
+    period: std::time::Duration,
+) -> Option<QueryBuilder<'a, DB>>
 where
     DB: sqlx::Database,
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
+    if endpoints.is_empty() {
+        return None;
+    }
+    let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX).max(1);
     let mut qb = QueryBuilder::new("SELECT endpoint_id, (created_at - ");
-    qb.push_bind(ms(since)).push(") / ").push_bind(period_ms.max(1));
+    qb.push_bind(ms(since)).push(") / ").push_bind(period_ms);
     qb.push(" AS period, SUM(CASE WHEN status = 0 THEN 1 ELSE 0 END), COUNT(*) FROM attempts WHERE endpoint_id IN (");
     let mut list = qb.separated(", ");
     for id in endpoints {
@@ -703,7 +707,7 @@ where
     qb.push(") AND id >= ").push_bind(AttemptId::lowest_at(since));
     qb.push(" AND created_at >= ").push_bind(ms(since));
     qb.push(" GROUP BY endpoint_id, period");
-    qb
+    Some(qb)
 }
 
 pub(super) fn activity_rows(rows: Vec<(String, i64, i64, i64)>) -> Vec<ActivityBucket> {
