@@ -443,6 +443,63 @@ async fn portal_links_are_checked(backend: Backend) {
         .to_owned();
     let (cookie, _) = sign_in(&app, &token).await;
     assert!(page(&app, &cookie, &format!("/ui/app/{app_id}")).await.contains("Acme"));
+
+    // An owner's customer cannot pull another owner's message to their own
+    // endpoint by naming its id in a retry.
+    let receiver = Receiver::start().await;
+    let acme = app
+        .create_endpoint(&app_id, &receiver.url, json!({"ownerId": "acme"}))
+        .await;
+    let globex = app
+        .create_endpoint(&app_id, &receiver.url, json!({"ownerId": "globex"}))
+        .await;
+    let private = app
+        .post(
+            &format!("/api/v1/app/{app_id}/msg"),
+            json!({"eventType": "ticket.created", "payload": {"for": "globex"}, "audience": ["globex"]}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    app.wait_for_attempts(
+        &format!(
+            "/api/v1/app/{app_id}/attempt/endpoint/{}",
+            globex["id"].as_str().expect("id")
+        ),
+        |list| !list.is_empty(),
+    )
+    .await;
+    let acme_link = app.post(&path, json!({"ownerId": "acme"})).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (acme_cookie, acme_csrf) = sign_in(&app, &acme_link).await;
+    let acme_id = acme["id"].as_str().expect("id");
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(app.url(&format!("/ui/app/{app_id}/endpoint/{acme_id}/retry")))
+        .header("cookie", &acme_cookie)
+        .form(&[("csrf", acme_csrf.as_str()), ("msg", private.as_str())])
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let location = resp.headers()["location"].to_str().expect("location").to_owned();
+    assert!(
+        location.contains("scheduled=0") && location.contains("skipped=1"),
+        "{location}"
+    );
+    let acme_attempts = app
+        .get(&format!(
+            "/api/v1/app/{app_id}/attempt/msg/{private}?endpoint_id={acme_id}"
+        ))
+        .await;
+    assert_eq!(acme_attempts.body["data"], json!([]), "nothing was sent to acme");
+
     // A token altered by one character signs nobody in.
     let mut tampered = token.clone();
     tampered.insert(20, 'x');
