@@ -98,11 +98,13 @@ impl EndpointForm {
             .filter(|c| !c.is_empty())
             .collect();
         set("channels", (!channels.is_empty()).then(|| json!(channels)));
-        let owner = match viewer.owner() {
-            Some(mine) => Some(json!(mine)),
-            None => text(&self.owner_id),
-        };
-        set("ownerId", owner);
+        // Only administrators see the owner field; a customer's endpoints
+        // belong to their owner, or keep the owner they have.
+        match viewer.owner() {
+            Some(mine) => set("ownerId", Some(json!(mine))),
+            None if viewer.is_admin() => set("ownerId", text(&self.owner_id)),
+            None => {}
+        }
         set("profile", text(&self.profile));
         set("verifyToken", text(&self.verify_token));
         let rate = match self.rate_limit.trim() {
@@ -186,6 +188,21 @@ mod tests {
         assert_eq!(body["ownerId"], "acme");
         assert_eq!(body["filterTypes"], json!(["ticket.created"]));
         assert_eq!(body["channels"], json!(["a", "b"]));
+    }
+
+    #[test]
+    fn a_customer_without_an_owner_leaves_the_owner_as_it_is() {
+        let viewer = Viewer {
+            scope: Scope::Portal {
+                app: AppId::generate(),
+                owner: None,
+            },
+            csrf: String::new(),
+        };
+        let body = EndpointForm::default().to_json(&viewer, true).unwrap();
+        assert!(body.get("ownerId").is_none(), "{body}");
+        let body = EndpointForm::default().to_json(&admin(), true).unwrap();
+        assert_eq!(body["ownerId"], Value::Null, "an administrator clears it");
     }
 
     #[test]
