@@ -43,7 +43,57 @@ pub fn parse_json_or_default<T: DeserializeOwned + Default>(bytes: &[u8]) -> Res
     }
 }
 
+/// The NUL character has no place in names, ids or URLs, and PostgreSQL
+/// cannot store it in text; a message's payload keeps it escaped, so only the
+/// payload may carry it.
+fn refuse_nul_outside_payload(bytes: &[u8]) -> Result<(), ApiError> {
+    // The escape is the only way JSON text carries a NUL; most bodies have none.
+    if !bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(()); // the typed parse below reports the syntax error
+    };
+    match nul_at(&value, &mut Vec::new()) {
+        Some(loc) => Err(ApiError::Validation(vec![FieldError {
+            loc,
+            msg: "must not contain the NUL character (\\u0000)".to_owned(),
+            kind: "value_error",
+        }])),
+        None => Ok(()),
+    }
+}
+
+/// Where the first string (or key) holding a NUL is, skipping a top-level `payload`.
+fn nul_at(value: &serde_json::Value, path: &mut Vec<String>) -> Option<Vec<String>> {
+    let here = |path: &Vec<String>| std::iter::once("body".to_owned()).chain(path.iter().cloned()).collect();
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(here(path)),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+            path.push(i.to_string());
+            let found = nul_at(v, path);
+            path.pop();
+            found
+        }),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if path.is_empty() && k == "payload" {
+                return None;
+            }
+            path.push(k.clone());
+            let found = if k.contains('\0') {
+                Some(here(path))
+            } else {
+                nul_at(v, path)
+            };
+            path.pop();
+            found
+        }),
+        _ => None,
+    }
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    refuse_nul_outside_payload(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -87,6 +137,9 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
         let query = parts.uri.query().unwrap_or_default();
         let mut map: HashMap<String, String> = HashMap::new();
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            if v.contains('\0') {
+                return Err(query_error(&k, "must not contain the NUL character (%00)"));
+            }
             // Repeated keys (a=1&a=2) join like the comma form the SDKs send.
             map.entry(k.into_owned())
                 .and_modify(|existing| {
@@ -173,4 +226,47 @@ where
     T: serde::Deserialize<'de>,
 {
     serde::Deserialize::deserialize(de).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct In {
+        #[allow(dead_code)]
+        name: String,
+        #[allow(dead_code)]
+        payload: Option<Box<serde_json::value::RawValue>>,
+    }
+
+    fn loc(e: ApiError) -> Vec<String> {
+        match e {
+            ApiError::Validation(errors) => errors[0].loc.clone(),
+            other => panic!("not a validation error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_nul_is_refused_where_it_is_and_kept_in_a_payload() {
+        let e = parse_json::<In>(br#"{"name": "a\u0000b"}"#).unwrap_err();
+        assert_eq!(loc(e), ["body", "name"]);
+        let e = parse_json::<serde_json::Value>(br#"{"list": ["ok", "\u0000"]}"#).unwrap_err();
+        assert_eq!(loc(e), ["body", "list", "1"]);
+        assert!(parse_json::<In>(br#"{"name": "a", "payload": {"text": "b\u0000c"}}"#).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_nul_in_a_query_is_refused_by_name() {
+        let req = axum::http::Request::builder()
+            .uri("/x?limit=5&iterator=a%00b")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = req.into_parts();
+        let e = match QueryParams::from_request_parts(&mut parts, &()).await {
+            Err(e) => e,
+            Ok(_) => panic!("accepted"),
+        };
+        assert_eq!(loc(e), ["query", "iterator"]);
+    }
 }

@@ -1,4 +1,5 @@
-//! Python with the pinned client libraries (tests/sdk/requirements.txt), for
+//! Python with pinned packages (tests/sdk/requirements.txt for the client
+//! libraries, tests/schemathesis/requirements.txt for the API fuzzer), for
 //! checks made by implementations other than Herald's own.
 //!
 //! The virtualenv is made under target/ on first use (pip needs the package
@@ -7,12 +8,21 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The venv's interpreter, installing the requirements when they changed.
+/// The SDK venv's interpreter, installing the requirements when they changed.
 pub fn sdk_python() -> PathBuf {
+    venv_python("sdk-venv", "tests/sdk/requirements.txt")
+}
+
+/// The interpreter of the virtualenv `target/NAME`, with the pinned
+/// `requirements` (relative to the crate) installed when they changed.
+pub fn venv_python(name: &str, requirements: &str) -> PathBuf {
+    // Tests of one binary run as threads; one of them makes the venv.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target").join("sdk-venv");
+    let venv = root.join("target").join(name);
     let python = venv.join("bin").join("python");
-    let requirements = root.join("tests/sdk/requirements.txt");
+    let requirements = root.join(requirements);
     let stamp = venv.join("requirements.installed");
     let wanted = std::fs::read_to_string(&requirements).expect("requirements file");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
@@ -22,7 +32,7 @@ pub fn sdk_python() -> PathBuf {
         .args(["-m", "venv"])
         .arg(&venv)
         .status()
-        .expect("python3 is needed for the SDK test (install Python 3.9+)");
+        .expect("python3 is needed for this test (install Python 3.9+)");
     assert!(status.success(), "creating the virtualenv failed");
     let status = Command::new(&python)
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
@@ -31,7 +41,8 @@ pub fn sdk_python() -> PathBuf {
         .expect("pip runs");
     assert!(
         status.success(),
-        "installing the SDK failed (is the package registry reachable?)"
+        "installing {} failed (is the package registry reachable?)",
+        requirements.display()
     );
     std::fs::write(&stamp, wanted).expect("stamp");
     python
