@@ -29,16 +29,19 @@ async fn generated_requests_find_no_server_error(backend: Backend) {
     )
     .await;
     let msg = app.publish("acme", "ticket.created", json!({"ticketId": "T-1"})).await;
-    let config = tempfile::NamedTempFile::new().expect("config file");
+    // schemathesis keeps a cache in its working directory: a temporary one.
+    let work = tempfile::tempdir().expect("work dir");
+    let config = work.path().join("schemathesis.toml");
     let ids = format!(
         "[parameters]\n\"path.app_id\" = \"acme\"\n\"path.endpoint_id\" = \"ep1\"\n\"path.msg_id\" = \"{}\"\n\"path.name\" = \"ticket.created\"\n",
         msg["id"].as_str().expect("id")
     );
-    std::fs::write(config.path(), ids).expect("write config");
+    std::fs::write(&config, ids).expect("write config");
     let schemathesis = python.with_file_name("schemathesis");
     let output = tokio::process::Command::new(schemathesis)
+        .current_dir(work.path())
         .arg("--config-file")
-        .arg(config.path())
+        .arg(&config)
         .args(["run", &app.url("/api/v1/openapi.json")])
         .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
         .args([
