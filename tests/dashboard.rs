@@ -315,11 +315,7 @@ on_both_backends!(
 
 /// Signs in over plain HTTP; answers the session cookie and the page's CSRF token.
 async fn sign_in(app: &TestApp, token: &str) -> (String, String) {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let resp = http
+    let resp = unfollowing()
         .post(app.url("/ui/login"))
         .form(&[("token", token)])
         .send()
@@ -353,16 +349,32 @@ async fn page(app: &TestApp, cookie: &str, path: &str) -> String {
         .expect("html")
 }
 
-async fn post_form(app: &TestApp, cookie: &str, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> StatusCode {
-    let http = reqwest::Client::builder()
+/// A client that shows a redirect instead of following it, as the tests
+/// read where a sign-in or a form leads.
+fn unfollowing() -> reqwest::Client {
+    reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .expect("client");
-    let mut req = http.post(app.url(path)).header("cookie", cookie).form(form);
+        .expect("client")
+}
+
+/// Posts a form with a session cookie (and an `Origin`, when given).
+async fn submit(
+    app: &TestApp,
+    cookie: &str,
+    path: &str,
+    form: &[(&str, &str)],
+    origin: Option<&str>,
+) -> reqwest::Response {
+    let mut req = unfollowing().post(app.url(path)).header("cookie", cookie).form(form);
     if let Some(o) = origin {
         req = req.header("origin", o);
     }
-    req.send().await.expect("post").status()
+    req.send().await.expect("post")
+}
+
+async fn post_form(app: &TestApp, cookie: &str, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> StatusCode {
+    submit(app, cookie, path, form, origin).await.status()
 }
 
 async fn forms_need_a_session_and_its_token(backend: Backend) {
@@ -408,10 +420,7 @@ async fn forms_need_a_session_and_its_token(backend: Backend) {
     let value = cookie.split('=').nth(1).expect("value");
     let forged = format!("herald_session=f{}", &value[1..]);
     assert_ne!(&value[..1], "f");
-    let resp = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
+    let resp = unfollowing()
         .get(app.url("/ui/apps"))
         .header("cookie", forged)
         .send()
@@ -477,16 +486,15 @@ async fn portal_links_are_checked(backend: Backend) {
         .to_owned();
     let (acme_cookie, acme_csrf) = sign_in(&app, &acme_link).await;
     let acme_id = acme["id"].as_str().expect("id");
-    let resp = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-        .post(app.url(&format!("/ui/app/{app_id}/endpoint/{acme_id}/retry")))
-        .header("cookie", &acme_cookie)
-        .form(&[("csrf", acme_csrf.as_str()), ("msg", private.as_str())])
-        .send()
-        .await
-        .expect("retry");
+    let retry = format!("/ui/app/{app_id}/endpoint/{acme_id}/retry");
+    let resp = submit(
+        &app,
+        &acme_cookie,
+        &retry,
+        &[("csrf", &acme_csrf), ("msg", &private)],
+        None,
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let location = resp.headers()["location"].to_str().expect("location").to_owned();
     assert!(
