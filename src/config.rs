@@ -11,6 +11,7 @@ use ipnet::IpNet;
 
 use crate::domain::profile::{ProfileSpec, Profiles, ServerDefaults, parse_timeout};
 use crate::domain::retry::{RetrySchedule, parse_duration};
+use crate::domain::sealing::SecretKey;
 use crate::domain::target::TargetPolicy;
 
 /// Every setting, as text, from flags or the environment (clap fills both).
@@ -29,6 +30,24 @@ pub struct Settings {
     /// prints it once and keeps only its hash
     #[arg(long, env = "HERALD_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// The key that seals endpoint secrets at rest: 32 bytes in base64 or
+    /// hex. Every node of one database needs the same key. Unset: read from
+    /// HERALD_SECRET_KEY_FILE
+    #[arg(long, env = "HERALD_SECRET_KEY", value_name = "KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// File holding the secret key; created (mode 0600, with a warning) when
+    /// missing [default: secret.key beside the SQLite file, or
+    /// ./herald-data/secret.key with PostgreSQL]
+    #[arg(long, env = "HERALD_SECRET_KEY_FILE", value_name = "FILE")]
+    pub secret_key_file: Option<String>,
+
+    /// Most API requests per second one token may make on this node; over
+    /// it the API answers 429 with Retry-After. 0 turns the limit off; a
+    /// token made with its own rateLimit uses that [default: 5000]
+    #[arg(long, env = "HERALD_API_RATE_LIMIT", value_name = "N")]
+    pub api_rate_limit: Option<String>,
 
     /// Delays between delivery attempts, comma-separated ("1s,2s" = three
     /// attempts in all); up to 10% jitter is added
@@ -151,6 +170,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database: DatabaseUrl,
     pub admin_token: Option<String>,
+    /// Where the key that seals secrets at rest comes from.
+    pub secret_key: SecretKeySource,
+    /// Requests per second per API token; `None`: no limit.
+    pub api_rate_limit: Option<u32>,
     pub retry_schedule: RetrySchedule,
     pub request_timeout: Duration,
     pub target_policy: TargetPolicy,
@@ -175,6 +198,33 @@ pub struct Config {
     pub public_url: Option<url::Url>,
     /// Delivery profiles from the file's `[profiles.NAME]` tables, plus `default`.
     pub profiles: Profiles,
+}
+
+/// The key that seals secrets at rest: given, or kept in a file.
+#[derive(Debug, Clone)]
+pub enum SecretKeySource {
+    Key(SecretKey),
+    /// Read at start; created with a fresh key when missing.
+    File(PathBuf),
+}
+
+fn secret_key_source(
+    key: Option<(String, String)>,
+    file: Option<(String, String)>,
+    database: &DatabaseUrl,
+) -> Result<SecretKeySource, ConfigError> {
+    match (key, file) {
+        (Some((key, _)), Some((file_key, _))) => Err(invalid(key, format!("set either it or {file_key}, not both"))),
+        (Some((key, text)), None) => SecretKey::parse(&text)
+            .map(SecretKeySource::Key)
+            .map_err(|e| invalid(key, e.to_string())),
+        (None, Some((key, path))) if path.trim().is_empty() => Err(invalid(key, "must name a file")),
+        (None, Some((_, path))) => Ok(SecretKeySource::File(PathBuf::from(path))),
+        (None, None) => Ok(SecretKeySource::File(match database {
+            DatabaseUrl::Sqlite(db) => db.with_file_name("secret.key"),
+            DatabaseUrl::Postgres(_) => PathBuf::from("./herald-data/secret.key"),
+        })),
+    }
 }
 
 /// Where operational webhooks go, and the secret that signs them.
@@ -323,6 +373,18 @@ impl Config {
             }
             Some((_, v)) => Some(v),
         };
+        let secret_key = secret_key_source(
+            get!(secret_key, "HERALD_SECRET_KEY"),
+            get!(secret_key_file, "HERALD_SECRET_KEY_FILE"),
+            &database,
+        )?;
+        let api_rate_limit = parse_or(get!(api_rate_limit, "HERALD_API_RATE_LIMIT"), "5000", |s| {
+            match s.parse::<u32>() {
+                Ok(0) => Ok(None),
+                Ok(n) if n <= 1_000_000 => Ok(Some(n)),
+                _ => Err(format!("'{s}' is not a number between 0 (no limit) and 1000000")),
+            }
+        })?;
         let retry_schedule = parse_or(
             get!(retry_schedule, "HERALD_RETRY_SCHEDULE"),
             "5s,5m,30m,2h,5h,10h,10h",
@@ -442,6 +504,8 @@ impl Config {
             listen,
             database,
             admin_token,
+            secret_key,
+            api_rate_limit,
             retry_schedule,
             request_timeout,
             target_policy: TargetPolicy {
@@ -625,6 +689,9 @@ fn read_file(path: &Path) -> Result<FileContents, ConfigError> {
             "listen" => &mut s.listen,
             "database_url" => &mut s.database_url,
             "admin_token" => &mut s.admin_token,
+            "api_rate_limit" => &mut s.api_rate_limit,
+            "secret_key" => &mut s.secret_key,
+            "secret_key_file" => &mut s.secret_key_file,
             "retry_schedule" => &mut s.retry_schedule,
             "request_timeout" => &mut s.request_timeout,
             "allow_http" => &mut s.allow_http,

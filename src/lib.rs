@@ -99,6 +99,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         schemas: Default::default(),
         admin_token_hash,
         signer,
+        throttle: Default::default(),
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, role = ?config.role, "Herald is listening");

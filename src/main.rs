@@ -34,6 +34,47 @@ enum Command {
     /// Measure throughput, latency and memory: start a Herald (or drive
     /// one with --url), publish through its API, receive on loopback
     Bench(herald::bench::BenchArgs),
+    /// Make, list or revoke API tokens: administrator, application-scoped
+    /// or owner-scoped, with an optional expiry
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it, once (Herald keeps only its hash)
+    Create {
+        /// What the token is for, e.g. "billing service"
+        #[arg(long)]
+        name: String,
+        /// Bind the token to this application (id or uid); without it the
+        /// token is an administrator's
+        #[arg(long, value_name = "APP")]
+        app: Option<String>,
+        /// With --app: only this owner's endpoints (a customer's token)
+        #[arg(long, value_name = "OWNER", requires = "app")]
+        owner: Option<String>,
+        /// How long the token lives, e.g. 90d [default: no expiry]
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Requests per second [default: HERALD_API_RATE_LIMIT]
+        #[arg(long, value_name = "N")]
+        rate_limit: Option<u32>,
+        #[command(flatten)]
+        args: Args,
+    },
+    /// List tokens (never the tokens themselves)
+    List {
+        #[command(flatten)]
+        args: Args,
+    },
+    /// Revoke a token at once, on every node
+    Revoke {
+        /// The token's id (tok_…)
+        id: String,
+        #[command(flatten)]
+        args: Args,
+    },
 }
 
 #[derive(clap::Args)]
@@ -51,6 +92,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (args, migrate_only) = match cli.command {
         Command::Bench(bench) => return run_bench(bench),
+        Command::Token(command) => return run_token(command),
         Command::Serve(args) => (args, false),
         Command::Migrate(args) => (args, true),
     };
@@ -75,6 +117,48 @@ fn run_bench(args: herald::bench::BenchArgs) -> anyhow::Result<()> {
     runtime.block_on(herald::bench::run(args)).context("the bench failed")?;
     eprintln!("report written to {}", out.display());
     Ok(())
+}
+
+fn run_token(command: TokenCommand) -> anyhow::Result<()> {
+    let args = match &command {
+        TokenCommand::Create { args, .. } | TokenCommand::List { args } | TokenCommand::Revoke { args, .. } => args,
+    };
+    let config = Config::load(&args.settings, args.config.as_deref()).context("invalid configuration")?;
+    init_logging("warn");
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let action = token_action(command)?;
+    runtime.block_on(async {
+        let store = herald::store::open(&config).await.context("cannot open the database")?;
+        herald::ops::tokens::run(store.as_ref(), action).await?;
+        anyhow::Ok(())
+    })
+}
+
+fn token_action(command: TokenCommand) -> anyhow::Result<herald::ops::tokens::Action> {
+    use herald::ops::tokens::Action;
+    Ok(match command {
+        TokenCommand::Create {
+            name,
+            app,
+            owner,
+            expires_in,
+            rate_limit,
+            ..
+        } => {
+            let expires_in = expires_in
+                .map(|d| herald::domain::retry::parse_duration(&d).context("--expires-in"))
+                .transpose()?;
+            Action::Create(herald::api::token::TokenIn {
+                name,
+                app_id: app,
+                owner_id: owner,
+                expires_in: expires_in.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+                rate_limit,
+            })
+        }
+        TokenCommand::List { .. } => Action::List,
+        TokenCommand::Revoke { id, .. } => Action::Revoke(id),
+    })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, double_option};
 use super::list::{Paging, list_response};
@@ -159,9 +160,18 @@ pub async fn find_app(state: &AppState, id_or_uid: &str) -> ApiResult<Applicatio
     params(("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query),
         ("search" = Option<String>, Query, description = "Herald: only applications whose name or uid contains this, or whose id it is")),
     responses((status = 200, body = ListResponseApplicationOut)))]
-pub async fn list_apps(State(state): State<AppState>, q: QueryParams) -> ApiResult<Json<ListResponseApplicationOut>> {
+pub async fn list_apps(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    q: QueryParams,
+) -> ApiResult<Json<ListResponseApplicationOut>> {
     let paging = Paging::from_query(&q, Order::Ascending)?;
-    let rows = state.store.list_apps(&paging.page, q.str("search")).await?;
+    let rows = match caller.app() {
+        None => state.store.list_apps(&paging.page, q.str("search")).await?,
+        // A scoped caller's list is its own application, on one page.
+        Some(mine) if paging.page.beyond.is_none() => state.store.get_app(mine.as_str()).await?.into_iter().collect(),
+        Some(_) => Vec::new(),
+    };
     let listed = paging.finish(rows.into_iter().map(ApplicationOut::from).collect(), |a| a.id.clone());
     Ok(Json(listed.into()))
 }

@@ -12,13 +12,15 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::app::find_app;
+use super::auth::Caller;
 use super::endpoint::find_endpoint;
 use super::error::{ApiError, ApiResult};
 use super::extract::QueryParams;
 use super::list::{Paging, list_response};
 use super::message::{MessageOut, find_message};
-use crate::domain::ids::{AppId, AttemptId};
-use crate::store::{Attempt, AttemptFilter, Endpoint, Headers, Order};
+use crate::domain::access::Scope;
+use crate::domain::ids::{AppId, AttemptId, EndpointId, MessageId};
+use crate::store::{Attempt, AttemptFilter, Endpoint, Headers, Order, Page};
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -185,11 +187,15 @@ pub async fn list_by_msg(
     responses((status = 202, description = "Scheduled; answers {}")))]
 pub async fn resend(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path((app_id, msg_id, endpoint_id)): Path<(String, String, String)>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let app = find_app(&state, &app_id).await?;
     let msg = find_message(&state, &app.id, &msg_id).await?;
     let ep = find_endpoint(&state, &app.id, &endpoint_id).await?;
+    if !may_resend(&state, &caller, &app.id, &msg.id, &ep.id).await? {
+        return Err(ApiError::NotFound("message"));
+    }
     ensure_enabled(&ep)?;
     if let Some(at) = msg.payload_removed_at {
         return Err(ApiError::Conflict(format!(
@@ -200,6 +206,30 @@ pub async fn resend(
     state.store.resend(&msg, &ep, crate::store::now()).await?;
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(json!({}))))
+}
+
+/// An owner-scoped caller may resend only what its endpoint was sent before:
+/// naming another owner's message id must not pull it to their endpoint.
+pub async fn may_resend(
+    state: &AppState,
+    caller: &Scope,
+    app: &AppId,
+    msg: &MessageId,
+    endpoint: &EndpointId,
+) -> ApiResult<bool> {
+    if caller.owner().is_none() {
+        return Ok(true);
+    }
+    let filter = AttemptFilter {
+        msg_id: Some(msg.clone()),
+        endpoint_id: Some(endpoint.clone()),
+        ..Default::default()
+    };
+    Ok(!state
+        .store
+        .list_attempts(app, &filter, &Page::first(1))
+        .await?
+        .is_empty())
 }
 
 /// Resends go to enabled endpoints only: a disabled one would drop or hold them.

@@ -12,9 +12,11 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::app::find_app;
+use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams, double_option};
 use super::list::{Paging, list_response};
+use crate::domain::access::Scope;
 use crate::domain::format::PayloadFormat;
 use crate::domain::headers::{is_reserved, is_sensitive};
 use crate::domain::ids::{AppId, EndpointId};
@@ -484,14 +486,16 @@ pub async fn find_endpoint(state: &AppState, app_id: &AppId, id_or_uid: &str) ->
     responses((status = 200, body = ListResponseEndpointOut)))]
 pub async fn list_endpoints(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(app_id): Path<String>,
     q: QueryParams,
 ) -> ApiResult<Json<ListResponseEndpointOut>> {
     let app = find_app(&state, &app_id).await?;
     let paging = Paging::from_query(&q, Order::Ascending)?;
+    let owner = pin_owner(&caller, q.str("owner_id").map(str::to_owned))?;
     let rows = state
         .store
-        .list_endpoints(&app.id, &paging.page, q.str("owner_id"))
+        .list_endpoints(&app.id, &paging.page, owner.as_deref())
         .await?;
     let listed = paging.finish(rows.into_iter().map(EndpointOut::from).collect(), |e| e.id.clone());
     Ok(Json(listed.into()))
@@ -502,10 +506,12 @@ pub async fn list_endpoints(
     responses((status = 201, body = EndpointOut), (status = 422, body = super::error::HttpValidationErrorOut)))]
 pub async fn create_endpoint(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(app_id): Path<String>,
-    ApiJson(input): ApiJson<EndpointIn>,
+    ApiJson(mut input): ApiJson<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = find_app(&state, &app_id).await?;
+    input.owner_id = pin_owner(&caller, input.owner_id)?;
     Ok((StatusCode::CREATED, Json(create_from(&state, &app, input, None).await?)))
 }
 
@@ -526,10 +532,12 @@ pub async fn get_endpoint(
     responses((status = 200, body = EndpointOut), (status = 201, body = EndpointOut)))]
 pub async fn put_endpoint(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path((app_id, endpoint_id)): Path<(String, String)>,
-    ApiJson(input): ApiJson<EndpointIn>,
+    ApiJson(mut input): ApiJson<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = find_app(&state, &app_id).await?;
+    input.owner_id = pin_owner(&caller, input.owner_id)?;
     match state.store.get_endpoint(&app.id, &endpoint_id).await? {
         Some(existing) => {
             let format = parse_format(input.format.as_deref(), input.template.as_deref())?;
@@ -564,9 +572,15 @@ pub async fn put_endpoint(
     responses((status = 200, body = EndpointOut)))]
 pub async fn patch_endpoint(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path((app_id, endpoint_id)): Path<(String, String)>,
-    ApiJson(patch): ApiJson<EndpointPatch>,
+    ApiJson(mut patch): ApiJson<EndpointPatch>,
 ) -> ApiResult<Json<EndpointOut>> {
+    if caller.owner().is_some()
+        && let Some(owner) = patch.owner_id.take()
+    {
+        patch.owner_id = Some(pin_owner(&caller, owner)?);
+    }
     let app = find_app(&state, &app_id).await?;
     let before = find_endpoint(&state, &app.id, &endpoint_id).await?;
     let mut ep = before.clone();
@@ -621,6 +635,18 @@ pub async fn patch_endpoint(
     }
     let ep = save_changes(&state, &app, &before, ep, patch.secret).await?;
     Ok(Json(ep.into()))
+}
+
+/// An owner-scoped caller's endpoints always belong to its owner; naming
+/// another owner is refused rather than silently changed.
+pub fn pin_owner(caller: &Scope, requested: Option<String>) -> ApiResult<Option<String>> {
+    match (caller.owner(), requested) {
+        (Some(mine), Some(other)) if mine != other => Err(ApiError::Forbidden(format!(
+            "this token is scoped to owner '{mine}' and cannot reach owner '{other}'"
+        ))),
+        (Some(mine), _) => Ok(Some(mine.to_owned())),
+        (None, requested) => Ok(requested),
+    }
 }
 
 #[utoipa::path(delete, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", tag = "Endpoint",

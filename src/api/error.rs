@@ -31,6 +31,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
+    #[error("this token has made too many requests; retry after the time in Retry-After")]
+    TooManyRequests(std::time::Duration),
     #[error("internal error")]
     Internal(String),
 }
@@ -88,6 +90,7 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -126,6 +129,14 @@ impl IntoResponse for ApiError {
                 let mut resp = (status, Json(json!({"code": code, "detail": self.to_string()}))).into_response();
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                resp
+            }
+            Self::TooManyRequests(wait) => {
+                let mut resp = (status, Json(json!({"code": code, "detail": self.to_string()}))).into_response();
+                // Whole seconds, rounded up: a client that waits that long gets in.
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
                 resp
             }
             other => (status, Json(json!({"code": code, "detail": other.to_string()}))).into_response(),

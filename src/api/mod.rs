@@ -13,6 +13,7 @@ pub mod list;
 pub mod message;
 pub mod portal;
 pub mod recovery;
+pub mod token;
 
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub admin_token_hash: auth::TokenHash,
     /// Signs portal links and dashboard sessions.
     pub signer: portal::Signer,
+    /// Per-token API request budgets.
+    pub throttle: Arc<auth::Throttle>,
 }
 
 /// Room for a 1 MiB payload plus the message envelope around it; the payload
@@ -111,6 +114,8 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(recovery::list_tasks))
         .routes(routes!(recovery::get_task))
         .routes(routes!(portal::app_portal_access))
+        .routes(routes!(token::list_tokens, token::create_token))
+        .routes(routes!(token::get_token, token::revoke_token))
         .split_for_parts()
 }
 
@@ -142,7 +147,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
             state.clone(),
             idempotency::idempotent_posts,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_admin));
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))

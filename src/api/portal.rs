@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::app::find_app;
-use super::auth::TokenHash;
+use super::auth::{Caller, TokenHash};
 use super::error::{ApiError, ApiResult};
 use crate::domain::ids::AppId;
 use crate::domain::validate::{Problems, check_name};
@@ -44,10 +44,10 @@ impl Signer {
         let mut fresh = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut fresh);
         store
-            .put_setting_if_absent(KEY_SETTING, &URL_SAFE_NO_PAD.encode(fresh))
+            .put_secret_setting_if_absent(KEY_SETTING, &URL_SAFE_NO_PAD.encode(fresh))
             .await?;
         let stored = store
-            .get_setting(KEY_SETTING)
+            .get_secret_setting(KEY_SETTING)
             .await?
             .ok_or_else(|| crate::store::StoreError::Corrupt("grant signing key vanished".into()))?;
         Ok(Self::new(stored.as_bytes(), admin_token))
@@ -153,11 +153,13 @@ pub struct AppPortalAccessOut {
     responses((status = 200, body = AppPortalAccessOut)))]
 pub async fn app_portal_access(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(app_id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<AppPortalAccessOut>> {
-    let input: AppPortalAccessIn = super::extract::parse_json_or_default(&body)?;
+    let mut input: AppPortalAccessIn = super::extract::parse_json_or_default(&body)?;
+    input.owner_id = super::endpoint::pin_owner(&caller, input.owner_id)?;
     let app = find_app(&state, &app_id).await?;
     let expiry = input.expiry.unwrap_or(MAX_EXPIRY_SECS);
     let mut problems = Problems::default();

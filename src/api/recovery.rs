@@ -13,7 +13,8 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::app::find_app;
-use super::attempt::ensure_enabled;
+use super::attempt::{ensure_enabled, may_resend};
+use super::auth::Caller;
 use super::endpoint::find_endpoint;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams};
@@ -50,6 +51,7 @@ pub struct BulkResendOut {
     responses((status = 202, body = BulkResendOut)))]
 pub async fn resend_many(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     ApiJson(input): ApiJson<BulkResendIn>,
 ) -> ApiResult<(StatusCode, Json<BulkResendOut>)> {
@@ -66,7 +68,12 @@ pub async fn resend_many(
     let mut skipped = Vec::new();
     for id in &input.msg_ids {
         match state.store.get_message(&app.id, id).await? {
-            Some(msg) if msg.payload_removed_at.is_none() => found.push(msg.id),
+            Some(msg)
+                if msg.payload_removed_at.is_none()
+                    && may_resend(&state, &caller, &app.id, &msg.id, &ep.id).await? =>
+            {
+                found.push(msg.id)
+            }
             _ => skipped.push(id.clone()),
         }
     }

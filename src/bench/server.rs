@@ -64,6 +64,8 @@ impl Server {
             .env("HERALD_ALLOW_HTTP", "true")
             .env("HERALD_ALLOWED_TARGET_NETWORKS", "127.0.0.0/8")
             .env("HERALD_LOG", "warn")
+            // The bench measures Herald's capacity, not the per-token limit.
+            .env("HERALD_API_RATE_LIMIT", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);

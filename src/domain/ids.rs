@@ -84,6 +84,7 @@ prefixed_id!(MessageId, "msg_");
 prefixed_id!(AttemptId, "atmpt_");
 prefixed_id!(DeliveryId, "dlv_");
 prefixed_id!(TaskId, "qtask_");
+prefixed_id!(TokenId, "tok_");
 
 #[cfg(test)]
 mod tests {

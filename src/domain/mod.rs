@@ -1,6 +1,7 @@
 //! Pure rules of webhook delivery: no I/O lives here, so every rule is tested
 //! without a server or a database.
 
+pub mod access;
 pub mod catalog;
 pub mod filter;
 pub mod format;
@@ -9,6 +10,7 @@ pub mod ids;
 pub mod profile;
 pub mod rate;
 pub mod retry;
+pub mod sealing;
 pub mod secret;
 pub mod signature;
 pub mod status;

@@ -60,6 +60,50 @@ impl TokenBucket {
     }
 }
 
+/// A request budget for API callers: up to one second's worth at once,
+/// refilled continuously. Unlike `TokenBucket`, a request over budget is
+/// refused, not scheduled, and told when to come back.
+#[derive(Debug, Clone)]
+pub struct RequestBudget {
+    per_second: f64,
+    available: f64,
+    last: Instant,
+}
+
+impl RequestBudget {
+    pub fn new(per_second: u32, now: Instant) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        Self {
+            per_second,
+            available: per_second,
+            last: now,
+        }
+    }
+
+    pub fn rate(&self) -> u32 {
+        self.per_second as u32
+    }
+
+    /// Spends one request, or says how long until one is available.
+    pub fn spend(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.available = (self.available + elapsed * self.per_second).min(self.per_second);
+        self.last = now;
+        if self.available >= 1.0 {
+            self.available -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.available) / self.per_second))
+        }
+    }
+
+    /// Whether the budget is full again, so it can be forgotten.
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.available + elapsed * self.per_second >= self.per_second
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +141,17 @@ mod tests {
         assert!(b.is_idle(later));
         assert_eq!(b.reserve(later), Duration::ZERO);
         assert_eq!(b.reserve(later), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_budget_allows_one_seconds_worth_at_once_then_says_when_to_return() {
+        let t0 = Instant::now();
+        let mut b = RequestBudget::new(4, t0);
+        assert!((0..4).all(|_| b.spend(t0).is_ok()));
+        assert_eq!(b.spend(t0), Err(Duration::from_millis(250)));
+        assert!(b.spend(t0 + Duration::from_millis(250)).is_ok());
+        assert!(b.spend(t0 + Duration::from_millis(250)).is_err());
+        assert!(!b.is_full(t0 + Duration::from_millis(500)));
+        assert!(b.is_full(t0 + Duration::from_millis(1250)));
     }
 }

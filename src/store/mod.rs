@@ -2,6 +2,7 @@
 //! second backend is one more implementation, tested by the same suite.
 
 mod batch;
+pub mod keys;
 mod models;
 mod pg_batch;
 pub mod postgres;
@@ -19,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 pub use models::*;
 
 use crate::config::{Config, DatabaseUrl};
-use crate::domain::ids::{AppId, AttemptId, EndpointId, MessageId, TaskId};
+use crate::domain::ids::{AppId, AttemptId, EndpointId, MessageId, TaskId, TokenId};
+use crate::domain::sealing::Sealer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +39,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot prepare the data directory: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Key(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -47,6 +51,17 @@ pub struct Page {
     pub limit: u32,
     pub beyond: Option<String>,
     pub order: Order,
+}
+
+impl Page {
+    /// The first `limit` rows in ascending order.
+    pub fn first(limit: u32) -> Self {
+        Self {
+            limit,
+            beyond: None,
+            order: Order::Ascending,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +128,29 @@ pub trait Store: Send + Sync + 'static {
     async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;
     /// Returns false when the setting already had a value (which is kept).
     async fn put_setting_if_absent(&self, name: &str, value: &str) -> StoreResult<bool>;
+    /// Sets `name` to `new` if it still holds `old`.
+    async fn replace_setting(&self, name: &str, old: &str, new: &str) -> StoreResult<bool>;
+
+    /// Seals and opens the secrets this store keeps.
+    fn sealer(&self) -> &Sealer;
+    /// A setting that holds a secret, opened.
+    async fn get_secret_setting(&self, name: &str) -> StoreResult<Option<String>> {
+        let Some(stored) = self.get_setting(name).await? else {
+            return Ok(None);
+        };
+        self.sealer()
+            .open(&keys::setting_context(name), &stored)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("the setting {name} {e}")))
+    }
+    /// Stores a secret setting, sealed, unless one is there already.
+    async fn put_secret_setting_if_absent(&self, name: &str, value: &str) -> StoreResult<bool> {
+        let sealed = self.sealer().seal(&keys::setting_context(name), value);
+        self.put_setting_if_absent(name, &sealed).await
+    }
+    /// Seals endpoint secrets stored in the clear (before sealing existed);
+    /// answers how many endpoints it sealed.
+    async fn seal_plain_secrets(&self) -> StoreResult<u64>;
 
     // Applications
     async fn create_app(&self, app: &Application) -> StoreResult<()>;
@@ -264,6 +302,15 @@ pub trait Store: Send + Sync + 'static {
     async fn get_attempt(&self, app: &AppId, id: &AttemptId) -> StoreResult<Option<Attempt>>;
 
     // Idempotency
+    // API tokens.
+    async fn create_token(&self, token: &ApiToken) -> StoreResult<()>;
+    /// The token with this hex SHA-256, revoked and expired ones included.
+    async fn find_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+    async fn get_token(&self, id: &TokenId) -> StoreResult<Option<ApiToken>>;
+    async fn list_tokens(&self, page: &Page) -> StoreResult<Vec<ApiToken>>;
+    /// True when the token was live and is now revoked.
+    async fn revoke_token(&self, id: &TokenId, now: DateTime<Utc>) -> StoreResult<bool>;
+
     async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState>;
     async fn idempotency_finish(&self, key: &str, status: u16, body: &[u8]) -> StoreResult<()>;
     async fn idempotency_abandon(&self, key: &str) -> StoreResult<()>;
@@ -271,10 +318,13 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store the configuration names, running migrations first.
 pub async fn open(config: &Config) -> StoreResult<Arc<dyn Store>> {
-    match &config.database {
-        DatabaseUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path, config.db_pool_size).await?)),
-        DatabaseUrl::Postgres(url) => Ok(Arc::new(postgres::PgStore::open(url, config).await?)),
-    }
+    let sealer = keys::sealer(&config.secret_key)?;
+    let store: Arc<dyn Store> = match &config.database {
+        DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path, config.db_pool_size, sealer).await?),
+        DatabaseUrl::Postgres(url) => Arc::new(postgres::PgStore::open(url, config, sealer).await?),
+    };
+    keys::adopt(store.as_ref()).await?;
+    Ok(store)
 }
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -301,8 +351,8 @@ pub async fn open_when_reachable(config: &Config, shutdown: &CancellationToken) 
 }
 
 impl StoreError {
-    /// True when the database is out of reach rather than refusing: the
-    /// request may succeed if retried later.
+    /// True when the database is out of reach or out of room rather than
+    /// refusing: the request may succeed if retried later.
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Database(e) | Self::Migrate(sqlx::migrate::MigrateError::Execute(e)) => is_connection_error(e),
@@ -317,7 +367,11 @@ fn is_connection_error(e: &sqlx::Error) -> bool {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
         // SQLSTATE class 08 (connection exception) and 57P (operator intervention:
         // shutdown, terminated backend) mean the server went away, not that it said no.
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        // Class 53 (insufficient resources: disk full, out of memory, too many
+        // connections) and SQLite's SQLITE_FULL (13) pass once space is made.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") || c == "13"),
         _ => false,
     }
 }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::access::Scope;
 use crate::domain::filter::{Publication, Subscription, matches};
 use crate::domain::format::PayloadFormat;
-use crate::domain::ids::{AppId, AttemptId, DeliveryId, EndpointId, MessageId, TaskId};
+use crate::domain::ids::{AppId, AttemptId, DeliveryId, EndpointId, MessageId, TaskId, TokenId};
 use crate::domain::secret::EndpointSecret;
 use crate::domain::status::{DeliveryStatus, TaskKind, TaskStatus, TriggerType, WhileDisabled};
 
@@ -318,4 +319,27 @@ pub struct Gauges {
 /// A status code's class as stored and filtered: 1 to 5, or 0 for none.
 pub fn status_class(code: i64) -> i64 {
     if (100..600).contains(&code) { code / 100 } else { 0 }
+}
+
+/// An API token besides the configured admin token. Only the SHA-256 of the
+/// token is kept; the token itself is shown once, when it is made.
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub id: TokenId,
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    pub scope: Scope,
+    /// Requests per second this token may make; `None` follows the server.
+    pub rate_limit: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiToken {
+    /// Neither revoked nor expired at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|until| now < until)
+    }
 }

@@ -34,10 +34,11 @@ pub struct PgStore {
     pool: PgPool,
     /// Publishes, attempt results and deferrals, committed in groups.
     batcher: Batcher,
+    sealer: Sealer,
 }
 
 impl PgStore {
-    pub async fn open(url: &str, config: &Config) -> StoreResult<Self> {
+    pub async fn open(url: &str, config: &Config, sealer: Sealer) -> StoreResult<Self> {
         let timeout_ms = config.db_statement_timeout.as_millis().to_string();
         let options = PgConnectOptions::from_str(url)?
             .application_name("herald")
@@ -52,6 +53,7 @@ impl PgStore {
         Ok(Self {
             batcher: Batcher::start(PgWriter(pool.clone())),
             pool,
+            sealer,
         })
     }
 }
@@ -72,6 +74,25 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_setting(&self, name: &str, old: &str, new: &str) -> StoreResult<bool> {
+        let mut qb = replace_setting_query(name, old, new);
+        Ok(qb.build().execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    async fn seal_plain_secrets(&self) -> StoreResult<u64> {
+        let rows: Vec<PlainSecretRow> = plain_secrets_query().build_query_as().fetch_all(&self.pool).await?;
+        let mut sealed = 0;
+        for row in rows {
+            let mut qb = reseal_query(&self.sealer, &row);
+            sealed += qb.build().execute(&self.pool).await?.rows_affected();
+        }
+        Ok(sealed)
     }
 
     async fn create_app(&self, app: &Application) -> StoreResult<()> {
@@ -151,7 +172,7 @@ impl Store for PgStore {
              created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
              $20, $21, $22, $23, $24)",
         );
-        bind_endpoint(insert, ep)
+        bind_endpoint(insert, ep, &self.sealer)
             .bind(ms(ep.created_at))
             .execute(&self.pool)
             .await
@@ -166,12 +187,13 @@ impl Store for PgStore {
                 .bind(id_or_uid)
                 .fetch_optional(&self.pool)
                 .await?;
-        row.map(Endpoint::try_from).transpose()
+        row.map(|r| r.into_endpoint(&self.sealer)).transpose()
     }
 
     async fn list_endpoints(&self, app: &AppId, page: &Page, owner: Option<&str>) -> StoreResult<Vec<Endpoint>> {
         let mut qb = endpoints_query(app, page, owner);
-        collect(qb.build_query_as::<EndpointRow>().fetch_all(&self.pool).await?)
+        let rows: Vec<EndpointRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(|r| r.into_endpoint(&self.sealer)).collect()
     }
 
     async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
@@ -183,7 +205,7 @@ impl Store for PgStore {
              WHERE id = $22 AND app_id = $23",
         );
         let mut tx = self.pool.begin().await?;
-        bind_endpoint(update, ep)
+        bind_endpoint(update, ep, &self.sealer)
             .execute(&mut *tx)
             .await
             .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
@@ -251,7 +273,7 @@ impl Store for PgStore {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter().map(ReverifyRow::into_pair).collect()
+        rows.into_iter().map(|r| r.into_pair(&self.sealer)).collect()
     }
 
     async fn claim_reverify(
@@ -381,7 +403,7 @@ impl Store for PgStore {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        rows.into_iter().map(JobRow::into_job).collect()
+        rows.into_iter().map(|r| r.into_job(&self.sealer)).collect()
     }
 
     async fn defer(&self, job: &DeliveryJob, until: DateTime<Utc>) -> StoreResult<()> {
@@ -730,6 +752,33 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await?;
         row.map(Attempt::try_from).transpose()
+    }
+
+    async fn create_token(&self, token: &ApiToken) -> StoreResult<()> {
+        insert_token_query(token).build().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn find_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+        let mut qb = tokens_query(&Page::first(1), Some(("token_hash", token_hash)));
+        let row: Option<TokenRow> = qb.build_query_as().fetch_optional(&self.pool).await?;
+        row.map(ApiToken::try_from).transpose()
+    }
+
+    async fn get_token(&self, id: &TokenId) -> StoreResult<Option<ApiToken>> {
+        let mut qb = tokens_query(&Page::first(1), Some(("id", id.as_str())));
+        let row: Option<TokenRow> = qb.build_query_as().fetch_optional(&self.pool).await?;
+        row.map(ApiToken::try_from).transpose()
+    }
+
+    async fn list_tokens(&self, page: &Page) -> StoreResult<Vec<ApiToken>> {
+        let mut qb = tokens_query(page, None);
+        collect(qb.build_query_as::<TokenRow>().fetch_all(&self.pool).await?)
+    }
+
+    async fn revoke_token(&self, id: &TokenId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done = revoke_token_query(id, now).build().execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState> {

@@ -7,9 +7,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::{FromRow, QueryBuilder};
 
 use super::*;
+use crate::domain::access::Scope;
 use crate::domain::filter::{Publication, Subscription, matches};
 use crate::domain::format::PayloadFormat;
-use crate::domain::ids::{AttemptId, DeliveryId, TaskId};
+use crate::domain::ids::{AttemptId, DeliveryId, TaskId, TokenId};
+use crate::domain::sealing::{Sealer, is_sealed};
 use crate::domain::secret::EndpointSecret;
 use crate::domain::status::{DeliveryStatus, TaskKind, TaskStatus, TriggerType, WhileDisabled};
 
@@ -121,18 +123,32 @@ pub(super) struct EndpointRow {
     pub(super) updated_at: i64,
 }
 
-pub(super) fn parse_secret(text: &str) -> StoreResult<EndpointSecret> {
-    EndpointSecret::parse(text).map_err(|e| StoreError::Corrupt(format!("endpoint secret {e}")))
+/// What an endpoint's secrets are sealed for: that endpoint and nothing else.
+pub(super) fn secret_context(endpoint_id: &str) -> String {
+    format!("endpoint-secret:{endpoint_id}")
 }
 
-impl TryFrom<EndpointRow> for Endpoint {
-    type Error = StoreError;
-    fn try_from(r: EndpointRow) -> StoreResult<Self> {
-        let previous_secret = match (r.previous_secret, r.previous_secret_expires_at) {
-            (Some(s), Some(until)) => Some((parse_secret(&s)?, from_ms(until))),
+/// An endpoint secret as stored: sealed under the node's key.
+pub(super) fn seal_secret(sealer: &Sealer, endpoint_id: &EndpointId, secret: &EndpointSecret) -> String {
+    sealer.seal(&secret_context(endpoint_id.as_str()), secret.expose())
+}
+
+fn open_secret(sealer: &Sealer, endpoint_id: &str, stored: &str) -> StoreResult<EndpointSecret> {
+    let text = sealer
+        .open(&secret_context(endpoint_id), stored)
+        .map_err(|e| StoreError::Corrupt(format!("the secret of endpoint {endpoint_id} {e}")))?;
+    EndpointSecret::parse(&text).map_err(|e| StoreError::Corrupt(format!("endpoint secret {e}")))
+}
+
+impl EndpointRow {
+    pub(super) fn into_endpoint(self, sealer: &Sealer) -> StoreResult<Endpoint> {
+        let r = self;
+        let previous_secret = match (&r.previous_secret, r.previous_secret_expires_at) {
+            (Some(s), Some(until)) => Some((open_secret(sealer, &r.id, s)?, from_ms(until))),
             _ => None,
         };
-        Ok(Self {
+        let secret = open_secret(sealer, &r.id, &r.secret)?;
+        Ok(Endpoint {
             id: EndpointId::from_trusted(r.id),
             app_id: AppId::from_trusted(r.app_id),
             uid: r.uid,
@@ -146,7 +162,7 @@ impl TryFrom<EndpointRow> for Endpoint {
             rate_limit: r.rate_limit,
             metadata: parse_json("endpoint metadata", &r.metadata)?,
             headers: parse_json("endpoint headers", &r.headers)?,
-            secret: parse_secret(&r.secret)?,
+            secret,
             previous_secret,
             profile: r.profile,
             verify_token: r.verify_token,
@@ -298,13 +314,13 @@ pub(super) struct JobRow {
 }
 
 impl JobRow {
-    pub(super) fn into_job(self) -> StoreResult<DeliveryJob> {
+    pub(super) fn into_job(self, sealer: &Sealer) -> StoreResult<DeliveryJob> {
         Ok(DeliveryJob {
             delivery_id: DeliveryId::from_trusted(self.delivery_id),
             lease_token: self.lease_token,
             msg_id: MessageId::from_trusted(self.msg_id),
             app_id: AppId::from_trusted(self.app_id),
-            endpoint: Endpoint::try_from(self.endpoint)?,
+            endpoint: self.endpoint.into_endpoint(sealer)?,
             app_profile: self.app_profile,
             event_type: self.event_type,
             event_id: self.event_id,
@@ -325,8 +341,8 @@ pub(super) struct ReverifyRow {
 }
 
 impl ReverifyRow {
-    pub(super) fn into_pair(self) -> StoreResult<(Endpoint, Option<String>)> {
-        Ok((Endpoint::try_from(self.endpoint)?, self.app_profile))
+    pub(super) fn into_pair(self, sealer: &Sealer) -> StoreResult<(Endpoint, Option<String>)> {
+        Ok((self.endpoint.into_endpoint(sealer)?, self.app_profile))
     }
 }
 
@@ -498,7 +514,7 @@ type BoundQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arg
 
 /// Binds an endpoint's settings, then its `id` and `app_id`, in the column
 /// order both backends' INSERT and UPDATE statements list them.
-pub(super) fn bind_endpoint<'q, DB>(q: BoundQuery<'q, DB>, ep: &Endpoint) -> BoundQuery<'q, DB>
+pub(super) fn bind_endpoint<'q, DB>(q: BoundQuery<'q, DB>, ep: &Endpoint, sealer: &Sealer) -> BoundQuery<'q, DB>
 where
     DB: sqlx::Database,
     String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -516,8 +532,8 @@ where
         .bind(ep.rate_limit)
         .bind(to_json(&ep.metadata))
         .bind(to_json(&ep.headers))
-        .bind(ep.secret.expose().to_owned())
-        .bind(ep.previous_secret.as_ref().map(|(s, _)| s.expose().to_owned()))
+        .bind(seal_secret(sealer, &ep.id, &ep.secret))
+        .bind(ep.previous_secret.as_ref().map(|(s, _)| seal_secret(sealer, &ep.id, s)))
         .bind(ep.previous_secret.as_ref().map(|(_, t)| ms(*t)))
         .bind(ep.profile.clone())
         .bind(ep.verify_token.clone())
@@ -774,4 +790,155 @@ pub(super) fn gauges_from(queue: (i64, Option<i64>), endpoints: (i64, i64, i64))
         endpoints_failing: endpoints.1,
         endpoints_disabled: endpoints.2,
     }
+}
+
+#[derive(FromRow)]
+pub(super) struct TokenRow {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) token_hash: String,
+    pub(super) app_id: Option<String>,
+    pub(super) owner_id: Option<String>,
+    pub(super) rate_limit: Option<i64>,
+    pub(super) created_at: i64,
+    pub(super) expires_at: Option<i64>,
+    pub(super) revoked_at: Option<i64>,
+}
+
+impl TryFrom<TokenRow> for ApiToken {
+    type Error = StoreError;
+    fn try_from(r: TokenRow) -> StoreResult<Self> {
+        let scope = match (r.app_id, r.owner_id) {
+            (None, None) => Scope::Admin,
+            (Some(app), owner) => Scope::App {
+                app: AppId::from_trusted(app),
+                owner,
+            },
+            (None, Some(_)) => {
+                return Err(StoreError::Corrupt(format!(
+                    "token {} has an owner but no application",
+                    r.id
+                )));
+            }
+        };
+        Ok(Self {
+            id: TokenId::from_trusted(r.id),
+            name: r.name,
+            token_hash: r.token_hash,
+            scope,
+            rate_limit: r.rate_limit.and_then(|v| u32::try_from(v).ok()),
+            created_at: from_ms(r.created_at),
+            expires_at: r.expires_at.map(from_ms),
+            revoked_at: r.revoked_at.map(from_ms),
+        })
+    }
+}
+
+/// Inserts `token`: the same statement on both backends.
+pub(super) fn insert_token_query<'a, DB>(token: &ApiToken) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO api_tokens (id, name, token_hash, app_id, owner_id, rate_limit, created_at, expires_at) ",
+    );
+    qb.push_values([token], |mut row, t| {
+        row.push_bind(t.id.as_str().to_owned())
+            .push_bind(t.name.clone())
+            .push_bind(t.token_hash.clone())
+            .push_bind(t.scope.app().map(|a| a.as_str().to_owned()))
+            .push_bind(t.scope.owner().map(str::to_owned))
+            .push_bind(t.rate_limit.map(i64::from))
+            .push_bind(ms(t.created_at))
+            .push_bind(t.expires_at.map(ms));
+    });
+    qb
+}
+
+/// Tokens in id order; `key` and `value` pick one (`id` or `token_hash`).
+pub(super) fn tokens_query<'a, DB>(page: &Page, only: Option<(&str, &str)>) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT * FROM api_tokens WHERE 1 = 1");
+    if let Some((key, value)) = only {
+        qb.push(format_args!(" AND {key} = ")).push_bind(value.to_owned());
+    }
+    push_page(&mut qb, "id", page);
+    qb
+}
+
+/// Marks a live token revoked; nothing when it already was.
+pub(super) fn revoke_token_query<'a, DB>(id: &TokenId, now: DateTime<Utc>) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new("UPDATE api_tokens SET revoked_at = ");
+    qb.push_bind(ms(now))
+        .push(" WHERE revoked_at IS NULL AND id = ")
+        .push_bind(id.as_str().to_owned());
+    qb
+}
+
+/// An endpoint with a secret stored in the clear.
+#[derive(FromRow)]
+pub(super) struct PlainSecretRow {
+    id: String,
+    secret: String,
+    previous_secret: Option<String>,
+}
+
+pub(super) fn plain_secrets_query<'a, DB: sqlx::Database>() -> QueryBuilder<'a, DB> {
+    QueryBuilder::new(
+        "SELECT id, secret, previous_secret FROM endpoints \
+         WHERE secret NOT LIKE 'sealed:%' OR previous_secret NOT LIKE 'sealed:%'",
+    )
+}
+
+/// Seals one endpoint's secrets, unless they changed since they were read.
+pub(super) fn reseal_query<'a, DB>(sealer: &Sealer, row: &PlainSecretRow) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let context = secret_context(&row.id);
+    let seal = |text: &str| {
+        if is_sealed(text) {
+            text.to_owned()
+        } else {
+            sealer.seal(&context, text)
+        }
+    };
+    let mut qb = QueryBuilder::new("UPDATE endpoints SET secret = ");
+    qb.push_bind(seal(&row.secret))
+        .push(", previous_secret = ")
+        .push_bind(row.previous_secret.as_deref().map(seal))
+        .push(" WHERE id = ")
+        .push_bind(row.id.clone())
+        .push(" AND secret = ")
+        .push_bind(row.secret.clone());
+    qb
+}
+
+pub(super) fn replace_setting_query<'a, DB>(name: &str, old: &str, new: &str) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new("UPDATE settings SET value = ");
+    qb.push_bind(new.to_owned())
+        .push(" WHERE name = ")
+        .push_bind(name.to_owned())
+        .push(" AND value = ")
+        .push_bind(old.to_owned());
+    qb
 }

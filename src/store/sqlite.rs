@@ -30,10 +30,11 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Held for the life of the store: a second process on the file is refused.
     _lock: File,
+    sealer: Sealer,
 }
 
 impl SqliteStore {
-    pub async fn open(path: &Path, readers: u32) -> StoreResult<Self> {
+    pub async fn open(path: &Path, readers: u32, sealer: Sealer) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -69,6 +70,7 @@ impl SqliteStore {
             writer,
             reader,
             _lock: lock,
+            sealer,
         })
     }
 }
@@ -89,6 +91,25 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_setting(&self, name: &str, old: &str, new: &str) -> StoreResult<bool> {
+        let mut qb = replace_setting_query(name, old, new);
+        Ok(qb.build().execute(&self.writer).await?.rows_affected() == 1)
+    }
+
+    fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    async fn seal_plain_secrets(&self) -> StoreResult<u64> {
+        let rows: Vec<PlainSecretRow> = plain_secrets_query().build_query_as().fetch_all(&self.reader).await?;
+        let mut sealed = 0;
+        for row in rows {
+            let mut qb = reseal_query(&self.sealer, &row);
+            sealed += qb.build().execute(&self.writer).await?.rows_affected();
+        }
+        Ok(sealed)
     }
 
     async fn create_app(&self, app: &Application) -> StoreResult<()> {
@@ -167,7 +188,7 @@ impl Store for SqliteStore {
              format, template, disabled_reason, reverify_at, owner_id, while_disabled, updated_at, id, app_id, \
              created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
-        bind_endpoint(insert, ep)
+        bind_endpoint(insert, ep, &self.sealer)
             .bind(ms(ep.created_at))
             .execute(&self.writer)
             .await
@@ -182,12 +203,13 @@ impl Store for SqliteStore {
                 .bind(id_or_uid)
                 .fetch_optional(&self.reader)
                 .await?;
-        row.map(Endpoint::try_from).transpose()
+        row.map(|r| r.into_endpoint(&self.sealer)).transpose()
     }
 
     async fn list_endpoints(&self, app: &AppId, page: &Page, owner: Option<&str>) -> StoreResult<Vec<Endpoint>> {
         let mut qb = endpoints_query(app, page, owner);
-        collect(qb.build_query_as::<EndpointRow>().fetch_all(&self.reader).await?)
+        let rows: Vec<EndpointRow> = qb.build_query_as().fetch_all(&self.reader).await?;
+        rows.into_iter().map(|r| r.into_endpoint(&self.sealer)).collect()
     }
 
     async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
@@ -198,7 +220,7 @@ impl Store for SqliteStore {
              owner_id = ?, while_disabled = ?, updated_at = ? WHERE id = ? AND app_id = ?",
         );
         let mut tx = self.writer.begin().await?;
-        bind_endpoint(update, ep)
+        bind_endpoint(update, ep, &self.sealer)
             .execute(&mut *tx)
             .await
             .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
@@ -261,7 +283,7 @@ impl Store for SqliteStore {
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?;
-        rows.into_iter().map(ReverifyRow::into_pair).collect()
+        rows.into_iter().map(|r| r.into_pair(&self.sealer)).collect()
     }
 
     async fn claim_reverify(
@@ -370,7 +392,7 @@ impl Store for SqliteStore {
         // sparing one fsync per claim; the next durable commit syncs it too.
         let mut conn = self.writer.acquire().await?;
         sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-        let claimed = claim_on(&mut conn, now, limit, lease).await;
+        let claimed = claim_on(&mut conn, now, limit, lease, &self.sealer).await;
         if sqlx::query("PRAGMA synchronous = FULL")
             .execute(&mut *conn)
             .await
@@ -681,6 +703,33 @@ impl Store for SqliteStore {
         row.map(Attempt::try_from).transpose()
     }
 
+    async fn create_token(&self, token: &ApiToken) -> StoreResult<()> {
+        insert_token_query(token).build().execute(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn find_token(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+        let mut qb = tokens_query(&Page::first(1), Some(("token_hash", token_hash)));
+        let row: Option<TokenRow> = qb.build_query_as().fetch_optional(&self.reader).await?;
+        row.map(ApiToken::try_from).transpose()
+    }
+
+    async fn get_token(&self, id: &TokenId) -> StoreResult<Option<ApiToken>> {
+        let mut qb = tokens_query(&Page::first(1), Some(("id", id.as_str())));
+        let row: Option<TokenRow> = qb.build_query_as().fetch_optional(&self.reader).await?;
+        row.map(ApiToken::try_from).transpose()
+    }
+
+    async fn list_tokens(&self, page: &Page) -> StoreResult<Vec<ApiToken>> {
+        let mut qb = tokens_query(page, None);
+        collect(qb.build_query_as::<TokenRow>().fetch_all(&self.reader).await?)
+    }
+
+    async fn revoke_token(&self, id: &TokenId, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done = revoke_token_query(id, now).build().execute(&self.writer).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState> {
         let oldest = ms(now) - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
         let mut tx = self.writer.begin().await?;
@@ -773,6 +822,7 @@ async fn claim_on(
     now: DateTime<Utc>,
     limit: u32,
     lease: Duration,
+    sealer: &Sealer,
 ) -> StoreResult<Vec<DeliveryJob>> {
     use sqlx::Connection;
     let lease_until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
@@ -799,7 +849,7 @@ async fn claim_on(
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
-    rows.into_iter().map(JobRow::into_job).collect()
+    rows.into_iter().map(|r| r.into_job(sealer)).collect()
 }
 
 /// Nothing to do after a batch: this process is the only one to wake.

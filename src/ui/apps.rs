@@ -12,6 +12,7 @@ use super::session::{Submitted, Viewer};
 use super::{UiError, UiResult};
 use crate::api::AppState;
 use crate::api::app::{ApplicationOut, get_app, list_apps};
+use crate::api::auth::Caller;
 use crate::api::extract::QueryParams;
 
 const PAGE_SIZE: &str = "50";
@@ -32,7 +33,7 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer, Query(query): Q
         ("search", query.q.as_str()),
         ("iterator", query.iterator.as_str()),
     ]);
-    let Json(apps) = list_apps(State(state), params).await?;
+    let Json(apps) = list_apps(State(state), Caller(viewer.scope.clone()), params).await?;
     Ok(render::ok(
         "apps.html",
         Layout::for_viewer(&viewer, "Applications"),
@@ -73,6 +74,7 @@ pub async fn portal_link(
     };
     let link = crate::api::portal::app_portal_access(
         State(state.clone()),
+        Caller(viewer.scope.clone()),
         Path(app.clone()),
         headers,
         axum::body::Bytes::from(body.to_string()),

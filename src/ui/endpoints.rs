@@ -21,6 +21,7 @@ use super::session::{Submitted, Viewer};
 use super::{UiError, UiResult};
 use crate::api::AppState;
 use crate::api::app::ApplicationOut;
+use crate::api::auth::Caller;
 use crate::api::endpoint::{self as api, EndpointOut};
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, QueryParams, parse_json};
@@ -84,7 +85,8 @@ pub async fn app_page_with(
         ("iterator", iterator),
         ("owner_id", viewer.owner().unwrap_or_default()),
     ]);
-    let Json(page) = api::list_endpoints(State(state.clone()), Path(app.id.clone()), params).await?;
+    let caller = Caller(viewer.scope.clone());
+    let Json(page) = api::list_endpoints(State(state.clone()), caller, Path(app.id.clone()), params).await?;
     let endpoints = page.data;
     let ids: Vec<EndpointId> = endpoints
         .iter()
@@ -156,7 +158,8 @@ pub async fn create(
     let app = open_app(&state, &viewer, &app).await?;
     let created = async {
         let input = parse_json(&serde_json::to_vec(&form.to_json(&viewer, false)?).unwrap_or_default())?;
-        api::create_endpoint(State(state.clone()), Path(app.id.clone()), ApiJson(input)).await
+        let caller = Caller(viewer.scope.clone());
+        api::create_endpoint(State(state.clone()), caller, Path(app.id.clone()), ApiJson(input)).await
     }
     .await;
     match created {
@@ -250,7 +253,7 @@ pub async fn save(
     Submitted { viewer, form }: Submitted<EndpointForm>,
 ) -> UiResult<Response> {
     let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
-    let saved = patch(&state, &app, &ep, form.to_json(&viewer, true)).await;
+    let saved = patch(&state, &viewer, &app, &ep, form.to_json(&viewer, true)).await;
     match saved {
         Ok(_) => Ok(Redirect::to(&format!("/ui/app/{}/endpoint/{}?notice=saved", app.id, ep.id)).into_response()),
         Err(e) => form_page(&state, &viewer, e.status(), &app, Some(&ep), &form, field_errors(&e)).await,
@@ -259,6 +262,7 @@ pub async fn save(
 
 async fn patch(
     state: &AppState,
+    viewer: &Viewer,
     app: &ApplicationOut,
     ep: &EndpointOut,
     body: Result<serde_json::Value, ApiError>,
@@ -266,6 +270,7 @@ async fn patch(
     let input = parse_json(&serde_json::to_vec(&body?).unwrap_or_default())?;
     let Json(out) = api::patch_endpoint(
         State(state.clone()),
+        Caller(viewer.scope.clone()),
         Path((app.id.clone(), ep.id.clone())),
         ApiJson(input),
     )
@@ -289,9 +294,15 @@ pub async fn switch(
     let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
     let disabled = form.to != "on";
     let notice = if disabled { "disabled" } else { "enabled" };
-    let outcome = patch(&state, &app, &ep, Ok(serde_json::json!({ "disabled": disabled })))
-        .await
-        .map(|_| format!("/ui/app/{}/endpoint/{}?notice={notice}", app.id, ep.id));
+    let outcome = patch(
+        &state,
+        &viewer,
+        &app,
+        &ep,
+        Ok(serde_json::json!({ "disabled": disabled })),
+    )
+    .await
+    .map(|_| format!("/ui/app/{}/endpoint/{}?notice={notice}", app.id, ep.id));
     after_action(&state, &viewer, &app, &ep, outcome).await
 }
 

@@ -178,7 +178,7 @@ mod tests {
             ..Default::default()
         };
         let viewer = Viewer {
-            scope: Scope::Portal {
+            scope: Scope::App {
                 app: AppId::generate(),
                 owner: Some("acme".into()),
             },
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn a_customer_without_an_owner_leaves_the_owner_as_it_is() {
         let viewer = Viewer {
-            scope: Scope::Portal {
+            scope: Scope::App {
                 app: AppId::generate(),
                 owner: None,
             },

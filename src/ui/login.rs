@@ -22,7 +22,7 @@ pub async fn home(viewer: Viewer) -> Redirect {
 fn landing(scope: &Scope) -> String {
     match scope {
         Scope::Admin => "/ui/apps".to_owned(),
-        Scope::Portal { app, .. } => format!("/ui/app/{app}"),
+        Scope::App { app, .. } => format!("/ui/app/{app}"),
     }
 }
 

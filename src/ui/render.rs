@@ -64,7 +64,7 @@ impl Layout {
             admin: viewer.is_admin(),
             signed_in: true,
             portal_app: match &viewer.scope {
-                super::session::Scope::Portal { app, .. } => Some(app.to_string()),
+                super::session::Scope::App { app, .. } => Some(app.to_string()),
                 super::session::Scope::Admin => None,
             },
             owner: viewer.owner().map(str::to_owned),

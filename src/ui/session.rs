@@ -22,7 +22,6 @@ use super::UiError;
 use crate::api::AppState;
 use crate::api::auth::hash_token;
 use crate::api::portal::{PORTAL_TOKEN_PREFIX, Signer};
-use crate::domain::ids::AppId;
 
 pub const COOKIE: &str = "herald_session";
 const PURPOSE: &str = "session";
@@ -30,19 +29,7 @@ const PURPOSE: &str = "session";
 /// How long a sign-in lasts; a portal session also ends with its link.
 const SESSION_HOURS: i64 = 12;
 
-/// What a viewer may see.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "as", rename_all = "lowercase")]
-pub enum Scope {
-    /// Every application and endpoint.
-    Admin,
-    /// One application; with an owner, only that owner's endpoints.
-    Portal {
-        app: AppId,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        owner: Option<String>,
-    },
-}
+pub use crate::domain::access::Scope;
 
 #[derive(Serialize, Deserialize)]
 struct Claims {
@@ -65,22 +52,19 @@ impl Viewer {
     }
 
     pub fn owner(&self) -> Option<&str> {
-        match &self.scope {
-            Scope::Portal { owner, .. } => owner.as_deref(),
-            Scope::Admin => None,
-        }
+        self.scope.owner()
     }
 
     pub fn may_open_app(&self, app: &str) -> bool {
         match &self.scope {
             Scope::Admin => true,
-            Scope::Portal { app: granted, .. } => granted.as_str() == app,
+            Scope::App { app: granted, .. } => granted.as_str() == app,
         }
     }
 
     /// An owner-scoped viewer sees only endpoints of that owner.
     pub fn may_see_endpoint(&self, owner_id: Option<&str>) -> bool {
-        self.owner().is_none_or(|mine| owner_id == Some(mine))
+        self.scope.may_see_endpoint(owner_id)
     }
 }
 
@@ -91,7 +75,7 @@ pub fn scope_for_token(state: &AppState, token: &str, now: DateTime<Utc>) -> Opt
     let longest = (now + Duration::hours(SESSION_HOURS)).timestamp();
     if token.starts_with(PORTAL_TOKEN_PREFIX) {
         let grant = state.signer.check_portal(token, now)?;
-        let scope = Scope::Portal {
+        let scope = Scope::App {
             app: grant.app,
             owner: grant.owner,
         };
@@ -224,11 +208,12 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), UiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ids::AppId;
     use axum::http::HeaderValue;
 
     fn viewer(owner: Option<&str>) -> Viewer {
         Viewer {
-            scope: Scope::Portal {
+            scope: Scope::App {
                 app: AppId::parse("app_01HZZZZZZZZZZZZZZZZZZZZZZZ").unwrap(),
                 owner: owner.map(str::to_owned),
             },

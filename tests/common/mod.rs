@@ -48,6 +48,16 @@ impl Backend {
             Self::Postgres(url) => url.clone(),
         }
     }
+
+    /// Where a test's secret key lives. On SQLite the default (beside the
+    /// file) is already the test's own; on PostgreSQL it would be the
+    /// working directory's, shared by every test.
+    pub fn secret_key_file(&self, data: &std::path::Path) -> Option<String> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres(_) => Some(data.join("secret.key").display().to_string()),
+        }
+    }
 }
 
 /// Runs each named `async fn(Backend)` as two tests, `sqlite::NAME` and `postgres::NAME`.
@@ -91,6 +101,7 @@ pub fn test_settings(backend: &Backend, data: &std::path::Path) -> Settings {
     Settings {
         listen: Some("127.0.0.1:0".into()),
         database_url: Some(backend.database_url(data)),
+        secret_key_file: backend.secret_key_file(data),
         admin_token: Some(TOKEN.into()),
         retry_schedule: Some("100ms,200ms".into()),
         request_timeout: Some("2s".into()),
@@ -109,6 +120,13 @@ pub async fn spawn_app(backend: &Backend) -> TestApp {
 /// Starts Herald with the test settings, changed by `adjust`.
 pub async fn spawn_app_with(backend: &Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let data = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(backend, data.path());
+    adjust(&mut settings);
+    start(data, settings, None).await
+}
+
+/// Starts Herald again on the data of a stopped one (`TestApp::stop`).
+pub async fn restart_with(backend: &Backend, data: tempfile::TempDir, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings(backend, data.path());
     adjust(&mut settings);
     start(data, settings, None).await
@@ -154,7 +172,12 @@ impl TestApp {
     }
 
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(TOKEN);
+        self.call_as(TOKEN, method, path, body).await
+    }
+
+    /// A request made with `token` instead of the admin token.
+    pub async fn call_as(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }

@@ -5,6 +5,9 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 
 use super::TOKEN;
 
+/// The secret key of nodes run as processes.
+pub const SECRET_KEY: &str = "aGVyYWxkLXRlc3Qtc2VjcmV0LWtleS0zMi1ieXRlcyE=";
+
 /// A running `herald serve`; killed with SIGKILL when dropped.
 pub struct Node {
     pub child: Child,
@@ -28,6 +31,8 @@ impl Node {
             .env("HERALD_LISTEN", "127.0.0.1:0")
             .env("HERALD_DATABASE_URL", database_url)
             .env("HERALD_ADMIN_TOKEN", TOKEN)
+            // Every node of one database shares one key.
+            .env("HERALD_SECRET_KEY", SECRET_KEY)
             .env("HERALD_ALLOW_HTTP", "true")
             .env("HERALD_ALLOWED_TARGET_NETWORKS", "127.0.0.0/8")
             .env("HERALD_RETRY_SCHEDULE", "100ms,200ms,400ms,800ms")
