@@ -142,6 +142,28 @@ fn body_for(method: &Method, template: &str, receiver_url: &str) -> Option<Value
     )
 }
 
+/// Calls every route with `token`, its path filled from `params`. Every
+/// refusal must be 403 or 404; answers the routes that succeeded.
+async fn walk_routes(app: &TestApp, token: &str, params: &[(&str, &str)]) -> BTreeSet<String> {
+    let mut allowed = BTreeSet::new();
+    for (method, template) in routes(app).await {
+        let path = fill(&template, params);
+        let body = body_for(&method, &template, "http://127.0.0.1:9/");
+        let answer = app.call_as(token, method.clone(), &path, body).await;
+        if answer.status.is_success() {
+            allowed.insert(format!("{method} {template}"));
+            continue;
+        }
+        assert!(
+            answer.status == StatusCode::NOT_FOUND || answer.status == StatusCode::FORBIDDEN,
+            "{method} {path}: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+    allowed
+}
+
 async fn an_application_token_reaches_nothing_outside_its_application(backend: Backend) {
     let app = spawn_app(&backend).await;
     let w = world(&app).await;
@@ -156,39 +178,15 @@ async fn an_application_token_reaches_nothing_outside_its_application(backend: B
         ("token_id", "tok_01J00000000000000000000000"),
         ("event_type_name", "ticket.created"),
     ];
-    let mut allowed = BTreeSet::new();
-    for (method, template) in routes(&app).await {
-        let path = fill(&template, &foreign);
-        let answer = app
-            .call_as(
-                &tok,
-                method.clone(),
-                &path,
-                body_for(&method, &template, "http://127.0.0.1:9/"),
-            )
-            .await;
-        if answer.status.is_success() {
-            allowed.insert(format!("{method} {template}"));
-            continue;
-        }
-        assert!(
-            answer.status == StatusCode::NOT_FOUND || answer.status == StatusCode::FORBIDDEN,
-            "{method} {path}: {} {}",
-            answer.status,
-            answer.body
-        );
-    }
     // Only reads of its own list and the shared event catalog succeed.
-    let expected: BTreeSet<String> = [
+    let allowed = walk_routes(&app, &tok, &foreign).await;
+    let expected = [
         "GET /api/v1/app",
         "GET /api/v1/event-type",
         "GET /api/v1/event-type/{event_type_name}",
         "GET /health",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
-    assert_eq!(allowed, expected);
+    ];
+    assert_eq!(allowed, BTreeSet::from(expected.map(str::to_owned)));
     let listed = app.call_as(&tok, Method::GET, "/api/v1/app", None).await;
     let ids: Vec<&str> = listed.body["data"]
         .as_array()
@@ -255,30 +253,9 @@ async fn an_owner_token_reaches_only_its_owners_endpoints(backend: Backend) {
         ("token_id", "tok_01J00000000000000000000000"),
         ("event_type_name", "ticket.created"),
     ];
-    let mut allowed = BTreeSet::new();
-    for (method, template) in routes(&app).await {
-        let path = fill(&template, &other_owner);
-        let answer = app
-            .call_as(
-                &tok,
-                method.clone(),
-                &path,
-                body_for(&method, &template, "http://127.0.0.1:9/"),
-            )
-            .await;
-        if answer.status.is_success() {
-            allowed.insert(format!("{method} {template}"));
-            continue;
-        }
-        assert!(
-            answer.status == StatusCode::NOT_FOUND || answer.status == StatusCode::FORBIDDEN,
-            "{method} {path}: {} {}",
-            answer.status,
-            answer.body
-        );
-    }
     // What succeeds is narrowed to acme; each is checked below.
-    let expected: BTreeSet<String> = [
+    let allowed = walk_routes(&app, &tok, &other_owner).await;
+    let expected = [
         "GET /api/v1/app",
         "GET /api/v1/app/{app_id}",
         "GET /api/v1/app/{app_id}/endpoint",
@@ -287,11 +264,8 @@ async fn an_owner_token_reaches_only_its_owners_endpoints(backend: Backend) {
         "GET /api/v1/event-type",
         "GET /api/v1/event-type/{event_type_name}",
         "GET /health",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
-    assert_eq!(allowed, expected);
+    ];
+    assert_eq!(allowed, BTreeSet::from(expected.map(str::to_owned)));
 
     let own = format!("/api/v1/app/{}", w.app_a);
     // The list shows acme's endpoints only: the one it had and the one the matrix made.
