@@ -92,7 +92,9 @@ async fn tls_verify_false_only_where_the_server_allows_it(backend: Backend) {
     assert_eq!(patched.body["detail"][0]["loc"], json!(["body", "tlsVerify"]));
     drop(strict.stop().await);
 
-    let lenient = spawn_app_with(&backend, |s| {
+    // A profile that checks endpoints with HEAD when saved, and again every second.
+    let checked = "[profiles.checked]\nverify = \"head\"\nreverify_every = \"1s\"\n";
+    let lenient = spawn_app_with_file_and(&backend, checked, |s| {
         s.allow_insecure_tls = Some("true".into());
         s.retry_schedule = Some(String::new());
     })
@@ -100,8 +102,20 @@ async fn tls_verify_false_only_where_the_server_allows_it(backend: Backend) {
     let app_id = lenient.create_app("Acme").await;
     let unverified_url = receiver.url.replace("/hook", "/unverified");
     let unverified = lenient
-        .create_endpoint(&app_id, &unverified_url, json!({"tlsVerify": false}))
+        .create_endpoint(
+            &app_id,
+            &unverified_url,
+            json!({"tlsVerify": false, "profile": "checked"}),
+        )
         .await;
+    let refused = lenient
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            json!({"url": receiver.url, "profile": "checked"}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "the check verifies");
+    assert!(refused.body.to_string().contains("certificate"), "{}", refused.body);
     assert_eq!(unverified["tlsVerify"], false);
     let shown = lenient
         .get(&format!(
@@ -113,8 +127,8 @@ async fn tls_verify_false_only_where_the_server_allows_it(backend: Backend) {
     let verified = lenient.create_endpoint(&app_id, &receiver.url, json!({})).await;
 
     lenient.publish(&app_id, "ticket.created", json!({"id": 1})).await;
-    let got = receiver.wait_for(1, WAIT).await;
-    assert_eq!(got[0].path, "/unverified");
+    receiver.wait_for(2, WAIT).await;
+    assert_eq!(receiver.deliveries()[0].path, "/unverified");
     let ok = attempts(&lenient, &app_id, &unverified, 1).await;
     assert_eq!(ok[0]["responseStatusCode"], 200);
     // The endpoint that did not ask still gets the verifying client.
@@ -126,6 +140,23 @@ async fn tls_verify_false_only_where_the_server_allows_it(backend: Backend) {
         failed[0]
     );
     assert_eq!(receiver.deliveries().len(), 1);
+
+    // The repeated check uses the endpoint's client too, so it stays enabled.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while receiver.received().iter().filter(|r| r.method == "HEAD").count() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the repeated check did not reach the receiver"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = lenient
+        .get(&format!(
+            "/api/v1/app/{app_id}/endpoint/{}",
+            unverified["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(after.body["disabled"], false, "{}", after.body);
 }
 
 async fn an_unverified_endpoint_is_verified_again_once_the_server_stops_allowing_it(backend: Backend) {
