@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::delivery::client::{OutboundProxy, TrustAnchors};
 use crate::domain::profile::{ProfileSpec, Profiles, ServerDefaults, parse_timeout};
 use crate::domain::retry::{RetrySchedule, parse_duration};
 use crate::domain::sealing::SecretKey;
@@ -67,6 +68,21 @@ pub struct Settings {
     /// "10.20.0.0/16" [default: none]
     #[arg(long, env = "HERALD_ALLOWED_TARGET_NETWORKS", value_name = "CIDRS")]
     pub allowed_target_networks: Option<String>,
+
+    /// PEM file of extra trust anchors (a private CA), added to the bundled
+    /// roots when Herald checks an endpoint's certificate [default: none]
+    #[arg(long, env = "HERALD_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<String>,
+
+    /// Let an endpoint set tlsVerify=false, so Herald skips checking its
+    /// certificate (self-signed receivers in development) [default: false]
+    #[arg(long, env = "HERALD_ALLOW_INSECURE_TLS", value_name = "BOOL")]
+    pub allow_insecure_tls: Option<String>,
+
+    /// http:// or https:// proxy that every delivery and endpoint check goes
+    /// through, e.g. http://user:pass@proxy.internal:3128 [default: none]
+    #[arg(long, env = "HERALD_OUTBOUND_PROXY", value_name = "URL", hide_env_values = true)]
+    pub outbound_proxy: Option<String>,
 
     /// Most deliveries in flight at once [default: 256]
     #[arg(long, env = "HERALD_MAX_CONCURRENT_DELIVERIES", value_name = "N")]
@@ -177,6 +193,11 @@ pub struct Config {
     pub retry_schedule: RetrySchedule,
     pub request_timeout: Duration,
     pub target_policy: TargetPolicy,
+    /// Trusted besides the bundled roots.
+    pub extra_roots: Option<TrustAnchors>,
+    /// Whether an endpoint may set `tlsVerify=false`.
+    pub allow_insecure_tls: bool,
+    pub outbound_proxy: Option<OutboundProxy>,
     pub max_concurrent_deliveries: usize,
     pub max_in_flight_per_endpoint: usize,
     pub shutdown_grace: Duration,
@@ -397,6 +418,17 @@ impl Config {
             "",
             parse_networks,
         )?;
+        let extra_roots = get!(ca_file, "HERALD_CA_FILE")
+            .map(|(key, path)| TrustAnchors::load(Path::new(path.trim())).map_err(|reason| invalid(key, reason)))
+            .transpose()?;
+        let allow_insecure_tls = parse_or(
+            get!(allow_insecure_tls, "HERALD_ALLOW_INSECURE_TLS"),
+            "false",
+            parse_bool,
+        )?;
+        let outbound_proxy = get!(outbound_proxy, "HERALD_OUTBOUND_PROXY")
+            .map(|(key, text)| OutboundProxy::parse(text.trim()).map_err(|reason| invalid(key, reason)))
+            .transpose()?;
         let max_concurrent_deliveries = parse_or(
             get!(max_concurrent_deliveries, "HERALD_MAX_CONCURRENT_DELIVERIES"),
             "256",
@@ -512,6 +544,9 @@ impl Config {
                 allow_http,
                 allowed_networks,
             },
+            extra_roots,
+            allow_insecure_tls,
+            outbound_proxy,
             max_concurrent_deliveries,
             max_in_flight_per_endpoint,
             shutdown_grace,
@@ -696,6 +731,9 @@ fn read_file(path: &Path) -> Result<FileContents, ConfigError> {
             "request_timeout" => &mut s.request_timeout,
             "allow_http" => &mut s.allow_http,
             "allowed_target_networks" => &mut s.allowed_target_networks,
+            "ca_file" => &mut s.ca_file,
+            "allow_insecure_tls" => &mut s.allow_insecure_tls,
+            "outbound_proxy" => &mut s.outbound_proxy,
             "max_concurrent_deliveries" => &mut s.max_concurrent_deliveries,
             "max_in_flight_per_endpoint" => &mut s.max_in_flight_per_endpoint,
             "shutdown_grace" => &mut s.shutdown_grace,
@@ -803,6 +841,60 @@ mod tests {
             ..Default::default()
         });
         assert!(e.starts_with("HERALD_REQUEST_TIMEOUT:"), "{e}");
+    }
+
+    #[test]
+    fn outbound_tls_and_proxy_settings_are_checked_at_start() {
+        let c = Config::from_layers(&Settings::default(), &Settings::default(), None).unwrap();
+        assert!(c.extra_roots.is_none() && !c.allow_insecure_tls && c.outbound_proxy.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let e = err_text(Settings {
+            ca_file: Some(missing.display().to_string()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("HERALD_CA_FILE: cannot read"), "{e}");
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "just some text\n").unwrap();
+        let e = err_text(Settings {
+            ca_file: Some(not_pem.display().to_string()),
+            ..Default::default()
+        });
+        assert!(
+            e.starts_with("HERALD_CA_FILE:") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = err_text(Settings {
+            ca_file: Some(garbage.display().to_string()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("HERALD_CA_FILE:") && e.contains("cannot trust"), "{e}");
+        let e = err_text(Settings {
+            allow_insecure_tls: Some("perhaps".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("HERALD_ALLOW_INSECURE_TLS:"), "{e}");
+        let e = err_text(Settings {
+            outbound_proxy: Some("ftp://user:hunter2@proxy:21".into()),
+            ..Default::default()
+        });
+        assert!(e.starts_with("HERALD_OUTBOUND_PROXY:") && !e.contains("hunter2"), "{e}");
+        let c = Config::from_layers(
+            &Settings {
+                outbound_proxy: Some("http://user:hunter2@proxy.internal:3128".into()),
+                ..Default::default()
+            },
+            &Settings::default(),
+            None,
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]

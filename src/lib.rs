@@ -52,17 +52,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     }
     let admin_token_hash = api::auth::admin_token_hash(store.as_ref(), &config).await?;
     let signer = api::portal::Signer::load(store.as_ref(), &admin_token_hash).await?;
-    let client = delivery::client::build(
-        &config.target_policy,
-        config.request_timeout,
-        config.max_concurrent_deliveries,
-    )?;
+    let outbound = delivery::client::Outbound::new(&config)?;
+    if let Some(proxy) = &config.outbound_proxy {
+        tracing::info!(%proxy, "deliveries and endpoint checks go through the outbound proxy");
+    }
     let notifier = ops::notify::Notifier::start(store.clone(), &config).await?;
     let metrics = ops::metrics::Metrics::new();
     let dispatcher = Dispatcher::new(
         store.clone(),
         config.clone(),
-        client.clone(),
+        outbound.clone(),
         notifier.clone(),
         metrics.clone(),
     );
@@ -75,7 +74,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         background.spawn(delivery::verify::run_reverifier(
             store.clone(),
             config.clone(),
-            client.clone(),
+            outbound.clone(),
             shutdown.clone(),
         ));
         background.spawn(ops::retention::run_cleaner(
@@ -93,7 +92,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         store,
         config: config.clone(),
         dispatcher,
-        client,
+        outbound,
         notifier,
         metrics,
         schemas: Default::default(),

@@ -310,7 +310,8 @@ async fn a_portal_link_for_one_owner_shows_only_that_owners_endpoints() {
 on_both_backends!(
     forms_need_a_session_and_its_token,
     portal_links_are_checked,
-    pages_escape_what_users_typed
+    pages_escape_what_users_typed,
+    unverified_tls_is_offered_only_where_allowed_and_flagged
 );
 
 /// Signs in over plain HTTP; answers the session cookie and the page's CSRF token.
@@ -538,5 +539,84 @@ async fn pages_escape_what_users_typed(backend: Backend) {
     assert!(
         apps.contains("&lt;img src=x onerror=alert(1)&gt;"),
         "search finds it, escaped"
+    );
+}
+
+/// The form for a new endpoint that skips certificate checks.
+fn unverified_endpoint_form<'a>(csrf: &'a str, url: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("url", url),
+        ("events_mode", "all"),
+        ("secret_mode", "generate"),
+        ("format", "raw"),
+        ("while_disabled", "drop"),
+        ("tls_switch", "shown"),
+        ("skip_tls_verify", "on"),
+    ]
+}
+
+async fn unverified_tls_is_offered_only_where_allowed_and_flagged(backend: Backend) {
+    let url = "https://127.0.0.1:9/hook";
+    let strict = spawn(&backend).await;
+    let app_id = strict.create_app("Acme").await;
+    let (cookie, csrf) = sign_in(&strict, TOKEN).await;
+    let form = page(&strict, &cookie, &format!("/ui/app/{app_id}/endpoint/new")).await;
+    assert!(!form.contains("skip_tls_verify"), "no switch where it is not allowed");
+    // A forged switch is refused by the API's rule, next to the field.
+    let forged = submit(
+        &strict,
+        &cookie,
+        &format!("/ui/app/{app_id}/endpoint/new"),
+        &unverified_endpoint_form(&csrf, url),
+        None,
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(forged.text().await.unwrap().contains("HERALD_ALLOW_INSECURE_TLS"));
+    drop(strict.stop().await);
+
+    let lenient = common::spawn_app_with(&backend, |s| s.allow_insecure_tls = Some("true".into())).await;
+    let app_id = lenient.create_app("Acme").await;
+    let (cookie, csrf) = sign_in(&lenient, TOKEN).await;
+    let form = page(&lenient, &cookie, &format!("/ui/app/{app_id}/endpoint/new")).await;
+    assert!(
+        form.contains("name=\"skip_tls_verify\"") && form.contains("id=\"tls-warning\""),
+        "{form}"
+    );
+    let created = submit(
+        &lenient,
+        &cookie,
+        &format!("/ui/app/{app_id}/endpoint/new"),
+        &unverified_endpoint_form(&csrf, url),
+        None,
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let list = lenient.get(&format!("/api/v1/app/{app_id}/endpoint")).await.body;
+    let ep = &list["data"][0];
+    assert_eq!(ep["tlsVerify"], false, "{list}");
+    let ep_id = ep["id"].as_str().unwrap();
+    let checked = lenient
+        .create_endpoint(&app_id, "https://127.0.0.1:9/checked", json!({}))
+        .await;
+
+    let listed = page(&lenient, &cookie, &format!("/ui/app/{app_id}")).await;
+    let row = |id: &str| {
+        listed
+            .split(&format!("data-endpoint=\"{id}\""))
+            .nth(1)
+            .and_then(|rest| rest.split("</tr>").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row(ep_id).contains("data-tls=\"unverified\""), "{listed}");
+    assert!(!row(checked["id"].as_str().unwrap()).contains("data-tls"), "{listed}");
+    let shown = page(&lenient, &cookie, &format!("/ui/app/{app_id}/endpoint/{ep_id}")).await;
+    assert!(shown.contains("data-tls=\"unverified\"") && shown.contains("id=\"tls-warning\""));
+    let edit = page(&lenient, &cookie, &format!("/ui/app/{app_id}/endpoint/{ep_id}/edit")).await;
+    assert!(
+        edit.contains("value=\"on\" aria-describedby=\"tls-warning\" checked"),
+        "{edit}"
     );
 }

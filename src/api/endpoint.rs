@@ -66,6 +66,10 @@ pub struct EndpointIn {
     /// (kept, and sent in order once it is enabled).
     #[schema(value_type = Option<String>)]
     pub while_disabled: Option<WhileDisabled>,
+    /// Herald: `false` skips checking the endpoint's TLS certificate (a
+    /// self-signed receiver). Refused unless the server sets
+    /// `HERALD_ALLOW_INSECURE_TLS=true`. Default `true`.
+    pub tls_verify: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -104,6 +108,8 @@ pub struct EndpointPatch {
     pub owner_id: Option<Option<String>>,
     #[schema(value_type = Option<String>)]
     pub while_disabled: Option<WhileDisabled>,
+    /// Herald: see `EndpointIn.tlsVerify`.
+    pub tls_verify: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -136,6 +142,10 @@ pub struct EndpointOut {
     pub failing_since: Option<DateTime<Utc>>,
     /// Herald: `drop` or `hold`.
     pub while_disabled: String,
+    /// Herald: `false` when Herald skips checking the endpoint's TLS
+    /// certificate. If the server stops allowing that, the certificate is
+    /// checked all the same and failures say so.
+    pub tls_verify: bool,
     /// Herald: only in the answer that creates the endpoint, so that a
     /// secret shown once is shown at all (the public key for Ed25519).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,6 +218,7 @@ impl From<Endpoint> for EndpointOut {
             template: e.format.template().map(str::to_owned),
             disabled_reason: e.disabled_reason,
             while_disabled: e.while_disabled.name().to_owned(),
+            tls_verify: e.tls_verify,
             owner_id: e.owner_id,
             status: match (e.disabled, e.failing_since) {
                 (true, _) => EndpointStatus::Disabled,
@@ -225,8 +236,18 @@ impl From<Endpoint> for EndpointOut {
 const MAX_VERIFY_TOKEN_LEN: usize = 256;
 
 /// Checks every field of an endpoint as it will be stored, under `profile`.
-fn check(state: &AppState, ep: &Endpoint, profile: &Profile) -> ApiResult<()> {
+fn check(state: &AppState, ep: &Endpoint, before: Option<&Endpoint>, profile: &Profile) -> ApiResult<()> {
     let mut p = Problems::default();
+    // Only a change is refused: an endpoint saved while the server allowed
+    // it stays editable, and is verified all the same.
+    let newly_unverified = !ep.tls_verify && before.is_none_or(|old| old.tls_verify);
+    if newly_unverified && !state.config.allow_insecure_tls {
+        p.add(
+            &["tlsVerify"],
+            "can be false only when the server sets HERALD_ALLOW_INSECURE_TLS=true; \
+             trust a private CA with HERALD_CA_FILE instead",
+        );
+    }
     if let Err(e) = state.config.target_policy.check_url(&ep.url) {
         p.add(&["url"], format!("'{}' {e}", ep.url));
     }
@@ -357,20 +378,14 @@ async fn verify(state: &AppState, ep: &mut Endpoint, before: Option<&Endpoint>, 
             old.url != ep.url
                 || old.profile != ep.profile
                 || old.verify_token != ep.verify_token
+                || old.tls_verify != ep.tls_verify
                 || (old.disabled && !ep.disabled)
         }
     };
     if !needed || ep.disabled {
         return Ok(());
     }
-    let outcome = crate::delivery::verify::check(
-        &state.client,
-        &state.config.target_policy,
-        profile,
-        &ep.url,
-        ep.verify_token.as_deref(),
-    )
-    .await;
+    let outcome = crate::delivery::verify::check(&state.outbound, profile, ep).await;
     if let Err(reason) = outcome {
         return Err(ApiError::field(
             &["body", "url"],
@@ -405,6 +420,7 @@ fn build(
         verify_token: input.verify_token,
         format,
         owner_id: input.owner_id,
+        tls_verify: input.tls_verify.unwrap_or(true),
         ..Endpoint::new(app_id, input.url, secret, now)
     }
 }
@@ -424,7 +440,7 @@ async fn create_from(
     ep.uid = ep.uid.or(uid);
     let profile = profile_for(state, &ep, app)?;
     ep.secret = secret_for("secret", secret_text, &profile)?;
-    check(state, &ep, &profile)?;
+    check(state, &ep, None, &profile)?;
     verify(state, &mut ep, None, &profile).await?;
     state.store.create_endpoint(&ep).await?;
     state.notifier.endpoint_changed(EndpointEvent::Created, app, &ep).await;
@@ -450,7 +466,7 @@ async fn save_changes(
         }
         None => fit_secret(&mut ep, &profile),
     }
-    check(state, &ep, &profile)?;
+    check(state, &ep, Some(before), &profile)?;
     if ep.disabled != before.disabled {
         // A switch flipped by a person replaces Herald's own reason.
         ep.disabled_reason = None;
@@ -619,6 +635,9 @@ pub async fn patch_endpoint(
     }
     if let Some(w) = patch.while_disabled {
         ep.while_disabled = w;
+    }
+    if let Some(verify) = patch.tls_verify {
+        ep.tls_verify = verify;
     }
     if let Some(token) = patch.verify_token {
         ep.verify_token = token;

@@ -36,8 +36,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub dispatcher: Dispatcher,
-    /// The guarded outbound client, for endpoint checks.
-    pub client: reqwest::Client,
+    /// The guarded outbound clients, for endpoint checks.
+    pub outbound: crate::delivery::client::Outbound,
     pub notifier: crate::ops::notify::Notifier,
     pub schemas: message::SchemaCache,
     pub metrics: Arc<crate::ops::metrics::Metrics>,

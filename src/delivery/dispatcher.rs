@@ -13,6 +13,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::client::Outbound;
 use super::lanes::{Admission, Lanes};
 use super::sender;
 use crate::config::Config;
@@ -44,7 +45,7 @@ pub struct Dispatcher {
 struct Inner {
     store: Arc<dyn Store>,
     config: Arc<Config>,
-    client: reqwest::Client,
+    outbound: Outbound,
     wake: Arc<Notify>,
     slots: Arc<Semaphore>,
     notifier: Notifier,
@@ -56,7 +57,7 @@ impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
         config: Arc<Config>,
-        client: reqwest::Client,
+        outbound: Outbound,
         notifier: Notifier,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -66,7 +67,7 @@ impl Dispatcher {
             inner: Arc::new(Inner {
                 store,
                 config,
-                client,
+                outbound,
                 wake: Arc::new(Notify::new()),
                 slots,
                 notifier,
@@ -186,7 +187,7 @@ impl Dispatcher {
                     .or(job.app_profile.as_deref())
                     .unwrap_or_default()
             )),
-            Some(profile) => sender::send(&inner.client, &inner.config.target_policy, &job, profile, started_at).await,
+            Some(profile) => sender::send(&inner.outbound, &job, profile, started_at).await,
         };
         // The endpoint's slot covers the request only. The global slot is
         // held until the attempt is recorded: what a crash can send twice

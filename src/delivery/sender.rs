@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
 
+use super::client::{Outbound, TLS_VERIFY_IGNORED};
 use crate::domain::format::EventInfo;
 use crate::domain::headers::is_sensitive;
 use crate::domain::profile::Profile;
 use crate::domain::retry::parse_retry_after;
-use crate::domain::target::TargetPolicy;
 use crate::store::{DeliveryJob, Headers};
 
 /// Responses are kept for the history, but only their start: a receiver must
@@ -63,25 +63,27 @@ struct Prepared {
     recorded: Headers,
 }
 
-pub async fn send(
-    client: &reqwest::Client,
-    policy: &TargetPolicy,
-    job: &DeliveryJob,
-    profile: &Profile,
-    now: DateTime<Utc>,
-) -> AttemptResult {
-    let mut prepared = match policy
+pub async fn send(outbound: &Outbound, job: &DeliveryJob, profile: &Profile, now: DateTime<Utc>) -> AttemptResult {
+    let target = match outbound
+        .policy()
         .check_url(&job.endpoint.url)
         .map_err(|e| format!("the endpoint URL {e}"))
-        .and_then(|_| prepare(job, profile, now))
     {
+        Ok(url) => url,
+        Err(reason) => return AttemptResult::not_sent(reason),
+    };
+    let checked = outbound.check_target(&target, profile.timeout).await;
+    let mut prepared = match checked.and_then(|()| prepare(job, profile, now)) {
         Ok(p) => p,
         Err(reason) => return AttemptResult::not_sent(reason),
     };
     let request_headers = Some(std::mem::take(&mut prepared.recorded));
     let request_body = (prepared.body != *job.payload).then(|| prepared.body.clone());
+    let route = outbound.route(&job.endpoint);
     let started = Instant::now();
-    let outcome = post(client, &job.endpoint.url, prepared, profile.timeout).await;
+    let outcome = post(route.client, &job.endpoint.url, prepared, profile.timeout)
+        .await
+        .map_err(|reason| overruled(reason, route.tls_verify_ignored));
     let duration = started.elapsed();
     match outcome {
         Ok(answer) => AttemptResult {
@@ -102,6 +104,15 @@ pub async fn send(
             request_body,
             response_headers: None,
         },
+    }
+}
+
+/// A failure to an endpoint whose `tlsVerify=false` was overruled says so.
+pub(super) fn overruled(reason: String, tls_verify_ignored: bool) -> String {
+    if tls_verify_ignored {
+        format!("{reason} ({TLS_VERIFY_IGNORED})")
+    } else {
+        reason
     }
 }
 

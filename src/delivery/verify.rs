@@ -10,10 +10,10 @@ use reqwest::Method;
 use reqwest::header::ALLOW;
 use tokio_util::sync::CancellationToken;
 
-use super::sender::{describe_send_error, read_bounded};
+use super::client::Outbound;
+use super::sender::{describe_send_error, overruled, read_bounded};
 use crate::config::Config;
 use crate::domain::profile::{Profile, VerifyMethod};
-use crate::domain::target::TargetPolicy;
 use crate::store::{Endpoint, Store};
 
 /// Enough of a GET answer to compare with a challenge.
@@ -24,21 +24,21 @@ const REVERIFY_BATCH: u32 = 100;
 /// Longest pause between looks for endpoints due a repeat check.
 const REVERIFY_TICK: Duration = Duration::from_secs(30);
 
-/// Runs the profile's check against `url`. The error says what the endpoint
+/// Runs the profile's check against the endpoint's URL. The error says what the endpoint
 /// did wrong, in words an operator can act on.
-pub async fn check(
-    client: &reqwest::Client,
-    policy: &TargetPolicy,
-    profile: &Profile,
-    url: &str,
-    verify_token: Option<&str>,
-) -> Result<(), String> {
+pub async fn check(outbound: &Outbound, profile: &Profile, endpoint: &Endpoint) -> Result<(), String> {
     let method = profile.verify;
     if method == VerifyMethod::None {
         return Ok(());
     }
-    let mut target = policy.check_url(url).map_err(|e| format!("the URL {e}"))?;
+    let mut target = outbound
+        .policy()
+        .check_url(&endpoint.url)
+        .map_err(|e| format!("the URL {e}"))?;
     let timeout = profile.timeout;
+    outbound.check_target(&target, timeout).await?;
+    let verify_token = endpoint.verify_token.as_deref();
+    let route = outbound.route(endpoint);
     let (verb, challenge) = match method {
         VerifyMethod::None => return Ok(()),
         VerifyMethod::Options => (Method::OPTIONS, None),
@@ -52,16 +52,18 @@ pub async fn check(
             (Method::GET, Some(challenge))
         }
     };
-    let response = client
+    let response = route
+        .client
         .request(verb.clone(), target)
         .timeout(timeout)
         .send()
         .await
         .map_err(|e| {
-            format!(
+            let reason = format!(
                 "the {verb} check could not reach the endpoint: {}",
                 describe_send_error(&e, timeout)
-            )
+            );
+            overruled(reason, route.tls_verify_ignored)
         })?;
     let status = response.status().as_u16();
     match method {
@@ -119,7 +121,7 @@ pub async fn check(
 pub async fn run_reverifier(
     store: Arc<dyn Store>,
     config: Arc<Config>,
-    client: reqwest::Client,
+    outbound: Outbound,
     shutdown: CancellationToken,
 ) {
     let Some(shortest) = config.profiles.iter().filter_map(|p| p.reverify_every).min() else {
@@ -128,7 +130,7 @@ pub async fn run_reverifier(
     let tick = shortest.clamp(Duration::from_secs(1), REVERIFY_TICK);
     tracing::info!(every = ?tick, "repeating endpoint checks");
     while !shutdown.is_cancelled() {
-        if let Err(e) = reverify_due(store.as_ref(), &config, &client).await {
+        if let Err(e) = reverify_due(store.as_ref(), &config, &outbound).await {
             tracing::error!(error = %e, "repeating endpoint checks failed; trying again later");
         }
         tokio::select! {
@@ -138,7 +140,7 @@ pub async fn run_reverifier(
     }
 }
 
-async fn reverify_due(store: &dyn Store, config: &Config, client: &reqwest::Client) -> crate::store::StoreResult<()> {
+async fn reverify_due(store: &dyn Store, config: &Config, outbound: &Outbound) -> crate::store::StoreResult<()> {
     let now = Utc::now();
     for (endpoint, app_profile) in store.endpoints_to_reverify(now, REVERIFY_BATCH).await? {
         let Some(due) = endpoint.reverify_at else { continue };
@@ -155,15 +157,7 @@ async fn reverify_due(store: &dyn Store, config: &Config, client: &reqwest::Clie
         let Some(profile) = profile.filter(|_| next.is_some()) else {
             continue; // the profile no longer repeats its check
         };
-        if let Err(reason) = check(
-            client,
-            &config.target_policy,
-            profile,
-            &endpoint.url,
-            endpoint.verify_token.as_deref(),
-        )
-        .await
-        {
+        if let Err(reason) = check(outbound, profile, &endpoint).await {
             disable(store, &endpoint, &reason).await?;
         }
     }

@@ -77,6 +77,9 @@ pub struct Endpoint {
     pub failing_since: Option<DateTime<Utc>>,
     /// When the profile's endpoint check is next repeated.
     pub reverify_at: Option<DateTime<Utc>>,
+    /// False only where the server allows skipping certificate checks
+    /// (a receiver with a self-signed certificate, in development).
+    pub tls_verify: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -106,6 +109,7 @@ impl Endpoint {
             reverify_at: None,
             owner_id: None,
             failing_since: None,
+            tls_verify: true,
             created_at: now,
             updated_at: now,
         }

@@ -168,9 +168,9 @@ impl Store for PgStore {
         let insert = sqlx::query(
             "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
              rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, profile, verify_token, \
-             format, template, disabled_reason, reverify_at, owner_id, while_disabled, updated_at, id, app_id, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-             $20, $21, $22, $23, $24)",
+             format, template, disabled_reason, reverify_at, owner_id, while_disabled, tls_verify, updated_at, id, \
+             app_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19, $20, $21, $22, $23, $24, $25)",
         );
         bind_endpoint(insert, ep, &self.sealer)
             .bind(ms(ep.created_at))
@@ -201,8 +201,8 @@ impl Store for PgStore {
             "UPDATE endpoints SET uid = $1, url = $2, description = $3, filter_types = $4, channels = $5, \
              disabled = $6, rate_limit = $7, metadata = $8, headers = $9, secret = $10, previous_secret = $11, \
              previous_secret_expires_at = $12, profile = $13, verify_token = $14, format = $15, template = $16, \
-             disabled_reason = $17, reverify_at = $18, owner_id = $19, while_disabled = $20, updated_at = $21 \
-             WHERE id = $22 AND app_id = $23",
+             disabled_reason = $17, reverify_at = $18, owner_id = $19, while_disabled = $20, tls_verify = $21, \
+             updated_at = $22 WHERE id = $23 AND app_id = $24",
         );
         let mut tx = self.pool.begin().await?;
         bind_endpoint(update, ep, &self.sealer)

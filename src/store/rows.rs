@@ -119,6 +119,7 @@ pub(super) struct EndpointRow {
     pub(super) reverify_at: Option<i64>,
     pub(super) owner_id: Option<String>,
     pub(super) failing_since: Option<i64>,
+    pub(super) tls_verify: bool,
     pub(super) created_at: i64,
     pub(super) updated_at: i64,
 }
@@ -172,6 +173,7 @@ impl EndpointRow {
             reverify_at: r.reverify_at.map(from_ms),
             owner_id: r.owner_id,
             failing_since: r.failing_since.map(from_ms),
+            tls_verify: r.tls_verify,
             created_at: from_ms(r.created_at),
             updated_at: from_ms(r.updated_at),
         })
@@ -364,7 +366,7 @@ pub(super) fn uid_conflict(e: sqlx::Error, what: &str) -> StoreError {
 pub(super) const ENDPOINT_COLUMNS: &str = "e.id, e.app_id, e.uid, e.url, e.description, e.filter_types, e.channels, \
      e.disabled, e.while_disabled, e.rate_limit, e.metadata, e.headers, e.secret, e.previous_secret, \
      e.previous_secret_expires_at, e.profile, e.verify_token, e.format, e.template, e.disabled_reason, \
-     e.reverify_at, e.owner_id, e.failing_since, e.created_at, e.updated_at";
+     e.reverify_at, e.owner_id, e.failing_since, e.tls_verify, e.created_at, e.updated_at";
 
 /// What a claimed delivery reads besides the endpoint, in both backends' claim queries.
 pub(super) const JOB_COLUMNS: &str = "d.id AS delivery_id, d.lease_token, d.msg_id, d.app_id, d.attempts, \
@@ -543,6 +545,7 @@ where
         .bind(ep.reverify_at.map(ms))
         .bind(ep.owner_id.clone())
         .bind(ep.while_disabled.name().to_owned())
+        .bind(ep.tls_verify)
         .bind(ms(ep.updated_at))
         .bind(ep.id.to_string())
         .bind(ep.app_id.to_string())

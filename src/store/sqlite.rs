@@ -185,8 +185,8 @@ impl Store for SqliteStore {
         let insert = sqlx::query(
             "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
              rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, profile, verify_token, \
-             format, template, disabled_reason, reverify_at, owner_id, while_disabled, updated_at, id, app_id, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             format, template, disabled_reason, reverify_at, owner_id, while_disabled, tls_verify, updated_at, id, \
+             app_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         bind_endpoint(insert, ep, &self.sealer)
             .bind(ms(ep.created_at))
@@ -217,7 +217,7 @@ impl Store for SqliteStore {
             "UPDATE endpoints SET uid = ?, url = ?, description = ?, filter_types = ?, channels = ?, disabled = ?, \
              rate_limit = ?, metadata = ?, headers = ?, secret = ?, previous_secret = ?, previous_secret_expires_at = ?, \
              profile = ?, verify_token = ?, format = ?, template = ?, disabled_reason = ?, reverify_at = ?, \
-             owner_id = ?, while_disabled = ?, updated_at = ? WHERE id = ? AND app_id = ?",
+             owner_id = ?, while_disabled = ?, tls_verify = ?, updated_at = ? WHERE id = ? AND app_id = ?",
         );
         let mut tx = self.writer.begin().await?;
         bind_endpoint(update, ep, &self.sealer)

@@ -109,7 +109,7 @@ pub async fn app_page_with(
     Ok(render::ok(
         "app.html",
         Layout::for_viewer(viewer, app.name.clone()),
-        minijinja::context! { app, endpoints, charts, next, ..extra },
+        minijinja::context! { app, endpoints, charts, next, allow_insecure_tls => state.config.allow_insecure_tls, ..extra },
     ))
 }
 
@@ -134,7 +134,7 @@ async fn form_page(
         status,
         "endpoint_form.html",
         Layout::for_viewer(viewer, title),
-        minijinja::context! { app, endpoint, form, errors, groups, profiles },
+        minijinja::context! { app, endpoint, form, errors, groups, profiles, allow_insecure_tls => state.config.allow_insecure_tls },
     ))
 }
 
@@ -205,7 +205,7 @@ async fn show_with(state: &AppState, viewer: &Viewer, app: &str, ep: &str, extra
     Ok(render::ok(
         "endpoint.html",
         Layout::for_viewer(viewer, ep_title(&ep)),
-        minijinja::context! { app, endpoint => ep, counts, groups, ..extra },
+        minijinja::context! { app, endpoint => ep, counts, groups, allow_insecure_tls => state.config.allow_insecure_tls, ..extra },
     ))
 }
 
@@ -243,6 +243,8 @@ impl From<&EndpointOut> for EndpointForm {
             rate_limit: ep.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
             verify_token: ep.verify_token.clone().unwrap_or_default(),
             while_disabled: ep.while_disabled.clone(),
+            tls_switch: String::new(),
+            skip_tls_verify: if ep.tls_verify { "" } else { "on" }.into(),
         }
     }
 }

@@ -70,6 +70,11 @@ pub struct EndpointForm {
     pub rate_limit: String,
     pub verify_token: String,
     pub while_disabled: String,
+    /// `shown` when the form offered the TLS switch (the server allows it):
+    /// an unticked box is not posted, so this tells "on" from "not offered".
+    pub tls_switch: String,
+    /// `on` to skip checking the endpoint's certificate.
+    pub skip_tls_verify: String,
 }
 
 impl EndpointForm {
@@ -119,6 +124,9 @@ impl EndpointForm {
         }
         if let Some(w) = text(&self.while_disabled) {
             body.insert("whileDisabled".into(), w);
+        }
+        if self.tls_switch == "shown" {
+            body.insert("tlsVerify".into(), json!(self.skip_tls_verify != "on"));
         }
         if !patch && self.secret_mode == "own" {
             body.insert("secret".into(), json!(self.secret.trim()));
@@ -203,6 +211,19 @@ mod tests {
         assert!(body.get("ownerId").is_none(), "{body}");
         let body = EndpointForm::default().to_json(&admin(), true).unwrap();
         assert_eq!(body["ownerId"], Value::Null, "an administrator clears it");
+    }
+
+    #[test]
+    fn tls_verify_is_sent_only_when_the_switch_was_offered() {
+        let body = EndpointForm::default().to_json(&admin(), true).unwrap();
+        assert!(body.get("tlsVerify").is_none(), "{body}");
+        let offered = |skip: &str| EndpointForm {
+            tls_switch: "shown".into(),
+            skip_tls_verify: skip.into(),
+            ..Default::default()
+        };
+        assert_eq!(offered("on").to_json(&admin(), false).unwrap()["tlsVerify"], false);
+        assert_eq!(offered("").to_json(&admin(), true).unwrap()["tlsVerify"], true);
     }
 
     #[test]

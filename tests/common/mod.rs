@@ -5,9 +5,11 @@
 pub mod browser;
 pub mod pg;
 pub mod process;
+pub mod proxy;
 pub mod python;
 pub mod receiver;
 pub mod smtp;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -135,8 +137,15 @@ pub async fn restart_with(backend: &Backend, data: tempfile::TempDir, adjust: im
 /// Starts Herald with the test settings and a configuration file holding
 /// `toml` (for what only the file can say, such as `[profiles.NAME]`).
 pub async fn spawn_app_with_file(backend: &Backend, toml: &str) -> TestApp {
+    spawn_app_with_file_and(backend, toml, |_| {}).await
+}
+
+/// A configuration file holding `toml`, and the test settings changed by
+/// `adjust` (which, like flags, win over the file).
+pub async fn spawn_app_with_file_and(backend: &Backend, toml: &str, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let data = tempfile::tempdir().expect("temp dir");
-    let settings = test_settings(backend, data.path());
+    let mut settings = test_settings(backend, data.path());
+    adjust(&mut settings);
     let file = data.path().join("herald.toml");
     std::fs::write(&file, toml).expect("write config file");
     start(data, settings, Some(file)).await

@@ -121,16 +121,43 @@ impl Receiver {
         self.received().into_iter().filter(|r| r.method == "POST").collect()
     }
 
+    /// Answers 200 to everything, listening on `ip` (another loopback
+    /// address, for tests that tell targets apart by address).
+    pub async fn start_on(ip: &str) -> Self {
+        Self::serve_on(Inner::default(), ip, None).await
+    }
+
+    /// Answers 200 to everything over https, with `identity`'s certificate.
+    pub async fn tls(identity: &super::tls::Identity) -> Self {
+        Self::tls_on(identity, "127.0.0.1").await
+    }
+
+    /// Over https, listening on `ip`.
+    pub async fn tls_on(identity: &super::tls::Identity, ip: &str) -> Self {
+        Self::serve_on(Inner::default(), ip, Some(identity.acceptor())).await
+    }
+
     async fn serve(inner: Inner) -> Self {
+        Self::serve_on(inner, "127.0.0.1", None).await
+    }
+
+    async fn serve_on(inner: Inner, ip: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let inner = Arc::new(inner);
         let app = axum::Router::new().fallback(any(record)).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("receiver runs");
-        });
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind receiver");
+        let address = listener.local_addr().expect("addr");
+        let url = match tls {
+            None => {
+                tokio::spawn(async move {
+                    axum::serve(listener, app).await.expect("receiver runs");
+                });
+                format!("http://{address}/hook")
+            }
+            Some(acceptor) => {
+                tokio::spawn(super::tls::serve(listener, acceptor, app));
+                format!("https://{address}/hook")
+            }
+        };
         Self { url, inner }
     }
 
