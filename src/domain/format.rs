@@ -150,14 +150,41 @@ fn render_template(text: &str, event: &EventInfo<'_>, payload: &str) -> Result<S
         created_at => &event.created_at,
         payload => minijinja::Value::from_serialize(&payload),
     };
-    let out = template
-        .render(context)
-        .map_err(|e| RenderError::Template(describe(&e)))?;
-    if out.len() > MAX_RENDERED_BYTES {
-        return Err(RenderError::TooLarge);
+    let mut out = Bounded::default();
+    if let Err(e) = template.render_captured_to(context, &mut out) {
+        return Err(if out.overflowed {
+            RenderError::TooLarge
+        } else {
+            RenderError::Template(describe(&e))
+        });
     }
+    let out = String::from_utf8(out.bytes).map_err(|e| RenderError::NotJson(e.to_string()))?;
     serde_json::from_str::<serde::de::IgnoredAny>(&out).map_err(|e| RenderError::NotJson(e.to_string()))?;
     Ok(out)
+}
+
+/// A render's output, refused past [`MAX_RENDERED_BYTES`]: a loop that
+/// repeats the payload stops there instead of filling memory (before, it
+/// wrote hundreds of megabytes until its fuel ran out).
+#[derive(Default)]
+struct Bounded {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the rendered body is too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// minijinja's message plus the line, without its multi-line debug dump.
@@ -309,6 +336,11 @@ mod tests {
             not_json.render(&event(), "{}").unwrap_err(),
             RenderError::NotJson(_)
         ));
+        // A loop over a large payload stops at the size limit, long before
+        // its fuel runs out (by then it would have written 40 MB).
+        let big = format!(r#"{{"text": "{}"}}"#, "x".repeat(1_000));
+        let repeated = PayloadFormat::Template("{% for i in range(100000) %}{{ payload }}{% endfor %}".into());
+        assert_eq!(repeated.render(&event(), &big).unwrap_err(), RenderError::TooLarge);
         let endless = PayloadFormat::Template(
             "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}{}".into(),
         );

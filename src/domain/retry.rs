@@ -14,7 +14,15 @@ pub enum ScheduleError {
     BadDuration(String),
     #[error("the schedule has more than {max} retries")]
     TooLong { max: usize },
+    #[error("'{0}' is longer than 100 years")]
+    DurationTooLong(String),
 }
+
+/// Longest duration Herald reads: beyond any sane setting, yet short enough
+/// that a time this far from now, jitter included, is still a date (a retry
+/// of a quarter of a million years would make the dispatcher panic). A year is
+/// humantime's: 365.25 days.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 
 /// Upper bound on retries, so a typo cannot make a delivery live for ever.
 const MAX_RETRIES: usize = 100;
@@ -27,6 +35,11 @@ impl RetrySchedule {
     pub fn new(delays: Vec<Duration>) -> Result<Self, ScheduleError> {
         if delays.len() > MAX_RETRIES {
             return Err(ScheduleError::TooLong { max: MAX_RETRIES });
+        }
+        if let Some(long) = delays.iter().find(|d| **d > MAX_DURATION) {
+            return Err(ScheduleError::DurationTooLong(
+                humantime::format_duration(*long).to_string(),
+            ));
         }
         Ok(Self(delays))
     }
@@ -142,13 +155,18 @@ impl fmt::Display for RetrySchedule {
     }
 }
 
-/// Parses one human duration such as `500ms`, `5s`, `2h` or `1h 30m`.
+/// Parses one human duration such as `500ms`, `5s`, `2h` or `1h 30m`, of at
+/// most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, ScheduleError> {
     let s = s.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s).map_err(|_| ScheduleError::BadDuration(s.to_owned()))
+    let d = humantime::parse_duration(s).map_err(|_| ScheduleError::BadDuration(s.to_owned()))?;
+    if d > MAX_DURATION {
+        return Err(ScheduleError::DurationTooLong(s.to_owned()));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -254,6 +272,28 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn durations_past_any_date_are_refused() {
+        // Found by `fuzz/run schedule`: with jitter, the second retry fell
+        // beyond the last date a timestamp can hold.
+        assert_eq!(
+            RetrySchedule::parse("0,50m7777777777777s"),
+            Err(ScheduleError::DurationTooLong("50m7777777777777s".into()))
+        );
+        assert_eq!(
+            parse_duration("100years 1s"),
+            Err(ScheduleError::DurationTooLong("100years 1s".into()))
+        );
+        assert!(RetrySchedule::new(vec![MAX_DURATION + Duration::from_secs(1)]).is_err());
+        let longest = RetrySchedule::parse("36500d").unwrap();
+        let delay = longest.next_delay(1, 0.999_999).unwrap();
+        assert!(
+            chrono::Utc::now()
+                .checked_add_signed(chrono::TimeDelta::from_std(delay).unwrap())
+                .is_some()
+        );
     }
 
     #[test]
