@@ -574,9 +574,9 @@ async fn unverified_tls_is_offered_only_where_allowed_and_flagged(backend: Backe
     .await;
     assert_eq!(forged.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(forged.text().await.unwrap().contains("HERALD_ALLOW_INSECURE_TLS"));
-    drop(strict.stop().await);
-
-    let lenient = common::spawn_app_with(&backend, |s| s.allow_insecure_tls = Some("true".into())).await;
+    // The same database (and so the same secret key), now allowing it.
+    let data = strict.stop().await;
+    let lenient = common::restart_with(&backend, data, |s| s.allow_insecure_tls = Some("true".into())).await;
     let app_id = lenient.create_app("Acme").await;
     let (cookie, csrf) = sign_in(&lenient, TOKEN).await;
     let form = page(&lenient, &cookie, &format!("/ui/app/{app_id}/endpoint/new")).await;

@@ -95,7 +95,6 @@ async fn a_node_with_another_key_is_refused(backend: Backend) {
         .await;
     let data = app.stop().await;
     let mut settings = common::test_settings(&backend, data.path());
-    settings.secret_key_file = None;
     settings.secret_key = Some(herald::domain::sealing::SecretKey::generate().to_base64());
     let config = Config::load(&settings, None).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -142,7 +141,7 @@ on_both_backends!(
 
 #[tokio::test]
 async fn without_a_key_herald_makes_one_only_its_owner_can_read() {
-    let app = spawn_app_with(&Backend::Sqlite, |s| s.secret_key_file = None).await;
+    let app = spawn_app_with(&Backend::Sqlite, |_| {}).await;
     assert_eq!(app.get("/health").await.status, 200);
     let file = app.data.path().join("secret.key");
     let text = std::fs::read_to_string(&file).expect("a key file beside the database");

@@ -23,7 +23,7 @@ async fn open(backend: &Backend) -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         database_url: Some(backend.database_url(dir.path())),
-        secret_key_file: backend.secret_key_file(dir.path()),
+        secret_key: backend.secret_key(),
         ..Default::default()
     };
     let config = Config::load(&settings, None).unwrap();

@@ -300,6 +300,16 @@ async fn an_owner_token_reaches_only_its_owners_endpoints(backend: Backend) {
         )
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // Nor write a payload template: templates are bounded by fuel, not memory.
+    let templated = app
+        .call_as(
+            &tok,
+            Method::PATCH,
+            &format!("{own}/endpoint/{}", w.ep_acme),
+            Some(json!({"format": "template", "template": "{{ payload }}"})),
+        )
+        .await;
+    assert_eq!(templated.status, StatusCode::FORBIDDEN, "{}", templated.body);
     // It cannot hand its own endpoint to globex either.
     let moved = app
         .call_as(

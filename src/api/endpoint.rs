@@ -528,6 +528,7 @@ pub async fn create_endpoint(
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = find_app(&state, &app_id).await?;
     input.owner_id = pin_owner(&caller, input.owner_id)?;
+    refuse_owner_template(&caller, input.format.as_deref(), input.template.is_some())?;
     Ok((StatusCode::CREATED, Json(create_from(&state, &app, input, None).await?)))
 }
 
@@ -554,6 +555,7 @@ pub async fn put_endpoint(
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = find_app(&state, &app_id).await?;
     input.owner_id = pin_owner(&caller, input.owner_id)?;
+    refuse_owner_template(&caller, input.format.as_deref(), input.template.is_some())?;
     match state.store.get_endpoint(&app.id, &endpoint_id).await? {
         Some(existing) => {
             let format = parse_format(input.format.as_deref(), input.template.as_deref())?;
@@ -597,6 +599,11 @@ pub async fn patch_endpoint(
     {
         patch.owner_id = Some(pin_owner(&caller, owner)?);
     }
+    refuse_owner_template(
+        &caller,
+        patch.format.as_deref(),
+        matches!(patch.template, Some(Some(_))),
+    )?;
     let app = find_app(&state, &app_id).await?;
     let before = find_endpoint(&state, &app.id, &endpoint_id).await?;
     let mut ep = before.clone();
@@ -666,6 +673,18 @@ pub fn pin_owner(caller: &Scope, requested: Option<String>) -> ApiResult<Option<
         (Some(mine), _) => Ok(Some(mine.to_owned())),
         (None, requested) => Ok(requested),
     }
+}
+
+/// Templates run on the server with only a fuel limit on instructions, not
+/// on memory, so a product's customers (owner-scoped callers) may pick the
+/// raw or Slack format but not write templates.
+fn refuse_owner_template(caller: &Scope, format: Option<&str>, has_template: bool) -> ApiResult<()> {
+    if caller.owner().is_some() && (format == Some("template") || has_template) {
+        return Err(ApiError::Forbidden(
+            "an owner-scoped token cannot set a payload template; raw and slack formats are open to it".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[utoipa::path(delete, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", tag = "Endpoint",

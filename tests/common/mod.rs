@@ -51,13 +51,14 @@ impl Backend {
         }
     }
 
-    /// Where a test's secret key lives. On SQLite the default (beside the
-    /// file) is already the test's own; on PostgreSQL it would be the
-    /// working directory's, shared by every test.
-    pub fn secret_key_file(&self, data: &std::path::Path) -> Option<String> {
+    /// The secret key a test gives Herald. On SQLite the default key file
+    /// (beside the database) is already the test's own; on PostgreSQL every
+    /// server a test starts on its database must share one key, as the
+    /// nodes of a cluster do.
+    pub fn secret_key(&self) -> Option<String> {
         match self {
             Self::Sqlite => None,
-            Self::Postgres(_) => Some(data.join("secret.key").display().to_string()),
+            Self::Postgres(_) => Some(process::SECRET_KEY.to_owned()),
         }
     }
 }
@@ -103,7 +104,7 @@ pub fn test_settings(backend: &Backend, data: &std::path::Path) -> Settings {
     Settings {
         listen: Some("127.0.0.1:0".into()),
         database_url: Some(backend.database_url(data)),
-        secret_key_file: backend.secret_key_file(data),
+        secret_key: backend.secret_key(),
         admin_token: Some(TOKEN.into()),
         retry_schedule: Some("100ms,200ms".into()),
         request_timeout: Some("2s".into()),
