@@ -43,6 +43,8 @@ pub struct AppState {
     pub admin_token_hash: auth::TokenHash,
     /// Signs portal links and dashboard sessions.
     pub signer: portal::Signer,
+    /// The broker sources' states and counts, for `/health`.
+    pub sources: crate::sources::Statuses,
 }
 
 /// Room for a 1 MiB payload plus the message envelope around it; the payload
