@@ -810,6 +810,26 @@ mod tests {
     }
 
     #[test]
+    fn sources_come_from_the_file_and_their_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        let source = "[[sources]]\nname = \"orders\"\ntype = \"rabbitmq\"\nurl = \"amqp://h\"\n";
+        std::fs::write(&path, format!("{source}queue = \"q\"\n")).unwrap();
+        let c = Config::load(&Settings::default(), Some(&path)).unwrap();
+        assert_eq!(c.sources.len(), 1);
+        assert_eq!(c.sources[0].name, "orders");
+        std::fs::write(&path, source).unwrap();
+        let e = Config::load(&Settings::default(), Some(&path)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("sources.orders.queue in ") && e.ends_with(": is required"),
+            "{e}"
+        );
+        std::fs::write(&path, format!("{source}queue = \"q\"\ncolour = \"red\"\n")).unwrap();
+        let e = Config::load(&Settings::default(), Some(&path)).unwrap_err().to_string();
+        assert!(e.starts_with("sources in ") && e.contains("colour"), "{e}");
+    }
+
+    #[test]
     fn errors_in_the_file_name_the_file_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.toml");

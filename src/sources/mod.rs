@@ -232,7 +232,22 @@ async fn run(state: AppState, source: SourceConfig, status: std::sync::Arc<Sourc
         };
         let ended = match &source.broker {
             Broker::RabbitMq { url, queue } => rabbitmq::consume(&session, url, queue).await,
-            Broker::Nats { .. } => nats::consume(&session).await,
+            Broker::Nats {
+                url,
+                stream,
+                consumer,
+                filter_subject,
+                ack_wait,
+            } => {
+                let target = nats::Target {
+                    url,
+                    stream,
+                    consumer,
+                    filter_subject: filter_subject.as_deref(),
+                    ack_wait: *ack_wait,
+                };
+                nats::consume(&session, target).await
+            }
         };
         match ended {
             Ok(()) => break,

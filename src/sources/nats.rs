@@ -7,30 +7,36 @@ use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 
-use super::{Broker, ConsumeError, Incoming, Session, Verdict, store_backoff};
+use super::{ConsumeError, Incoming, Session, Verdict, store_backoff};
 
-/// Consumes the source's stream until shutdown (Ok) or until the
-/// connection or the consumer fails.
-pub(super) async fn consume(session: &Session<'_>) -> Result<(), ConsumeError> {
-    let Broker::Nats {
+/// Where a NATS source reads: the stream and its durable consumer.
+pub(super) struct Target<'a> {
+    pub url: &'a str,
+    pub stream: &'a str,
+    pub consumer: &'a str,
+    pub filter_subject: Option<&'a str>,
+    pub ack_wait: Duration,
+}
+
+/// Consumes the target until shutdown (Ok) or until the connection or the
+/// consumer fails.
+pub(super) async fn consume(session: &Session<'_>, target: Target<'_>) -> Result<(), ConsumeError> {
+    let Target {
         url,
         stream,
         consumer,
         filter_subject,
         ack_wait,
-    } = &session.source.broker
-    else {
-        return Ok(());
-    };
+    } = target;
     let name = &session.source.name;
     let client = connect(session, url).await?;
     let js = jetstream::new(client.clone());
     let stream_handle = js.get_stream(stream).await.map_err(nats)?;
     let config = pull::Config {
-        durable_name: Some(consumer.clone()),
+        durable_name: Some(consumer.to_owned()),
         ack_policy: AckPolicy::Explicit,
-        ack_wait: *ack_wait,
-        filter_subject: filter_subject.clone().unwrap_or_default(),
+        ack_wait,
+        filter_subject: filter_subject.unwrap_or_default().to_owned(),
         ..Default::default()
     };
     let pull_consumer = stream_handle
