@@ -347,6 +347,68 @@ async fn nats_a_cut_connection_is_made_again(backend: Backend) {
     a_cut_connection_is_made_again(backend, "nats").await;
 }
 
+/// A database outage is not a malformed message: the broker keeps the
+/// message (requeued, counted as retried) and Herald stores it once the
+/// database is back. PostgreSQL only: the test closes the database to
+/// every connection, Herald's included, then opens it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rabbitmq_a_database_outage_keeps_messages_with_the_broker() {
+    use sqlx::Connection;
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let Some(TestBroker::Rabbit(queue)) = TestBroker::new("rabbitmq").await else {
+        return;
+    };
+    let Backend::Postgres(db_url) = &backend else {
+        unreachable!()
+    };
+    let db_name = url::Url::parse(db_url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let mut admin = sqlx::PgConnection::connect(&common::pg::admin_url()).await.unwrap();
+    let receiver = Receiver::start().await;
+    let app = spawn_app_with_file(&backend, &rabbit_source(&brokers::amqp_url(), &queue.name)).await;
+    subscribe(&app, &receiver).await;
+    queue.publish(&envelope(0), &[]).await;
+    wait_for_all(&receiver, &[0].into(), Duration::from_secs(30)).await;
+
+    sqlx::query(&format!("ALTER DATABASE {db_name} ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}'"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    for n in 1..=5 {
+        queue.publish(&envelope(n), &[]).await;
+    }
+    let during = wait_for_source(&app, |s| s["retried"].as_u64() >= Some(2)).await;
+    assert_eq!(during["rejected"], 0, "an outage is not a malformed message: {during}");
+    assert!(during["lastError"].is_string(), "{during}");
+
+    sqlx::query(&format!("ALTER DATABASE {db_name} ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    wait_for_all(&receiver, &(0..=5).collect(), Duration::from_secs(60)).await;
+    let after = wait_for_source(&app, |s| s["accepted"] == 6).await;
+    assert_eq!(after["rejected"], 0, "{after}");
+    assert_eq!(queue.dead_letter_count().await, 0, "nothing was dead-lettered");
+    common::report(&format!(
+        "database outage: {} broker deliveries left with the broker while it was closed, all 6 stored after",
+        after["retried"]
+    ));
+    app.stop().await;
+    queue.delete().await;
+    common::pg::drop_database(db_url).await;
+}
+
 on_both_backends!(
     rabbitmq_messages_all_arrive_once,
     rabbitmq_malformed_messages_go_to_the_dead_letter,

@@ -205,10 +205,19 @@ impl RabbitQueue {
 
     /// Messages waiting in the queue, not counting those handed to a consumer.
     pub async fn ready(&self) -> u32 {
+        self.count(&self.name).await
+    }
+
+    /// Messages in the dead-letter queue.
+    pub async fn dead_letter_count(&self) -> u32 {
+        self.count(&self.dead_letters).await
+    }
+
+    async fn count(&self, queue: &str) -> u32 {
         use lapin::options::QueueDeclareOptions;
         self.channel
             .queue_declare(
-                self.name.as_str().into(),
+                queue.into(),
                 QueueDeclareOptions {
                     passive: true,
                     ..Default::default()
