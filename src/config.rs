@@ -219,6 +219,8 @@ pub struct Config {
     pub public_url: Option<url::Url>,
     /// Delivery profiles from the file's `[profiles.NAME]` tables, plus `default`.
     pub profiles: Profiles,
+    /// Broker queues and streams Herald publishes from: the file's `[[sources]]`.
+    pub sources: Vec<crate::sources::SourceConfig>,
 }
 
 /// The key that seals secrets at rest: given, or kept in a file.
@@ -310,13 +312,24 @@ const MIN_ADMIN_TOKEN_LEN: usize = 16;
 impl Config {
     /// Defaults suited to a developer's machine: loopback, a local SQLite file.
     pub fn load(cli: &Settings, file: Option<&Path>) -> Result<Self, ConfigError> {
-        let (from_file, profiles) = match file {
+        let (from_file, profiles, sources) = match file {
             Some(path) => read_file(path)?,
             None => Default::default(),
         };
         let file_label = file.map(|p| p.display().to_string());
         let mut config = Self::from_layers(cli, &from_file, file_label.as_deref())?;
         config.add_profiles(profiles, file_label.as_deref())?;
+        config.sources = crate::sources::build(sources).map_err(|e| {
+            invalid(
+                format!(
+                    "sources.{}.{} in {}",
+                    e.source_name,
+                    e.key,
+                    file_label.as_deref().unwrap_or("the config file")
+                ),
+                e.reason,
+            )
+        })?;
         Ok(config)
     }
 
@@ -565,6 +578,7 @@ impl Config {
             cleanup_interval,
             public_url,
             profiles,
+            sources: Vec::new(),
         })
     }
 }
@@ -693,8 +707,8 @@ fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
     Err(format!("'{s}' is neither sqlite://FILE nor postgres://…"))
 }
 
-/// What the file holds: text settings like the flags', and profiles.
-type FileContents = (Settings, BTreeMap<String, ProfileSpec>);
+/// What the file holds: text settings like the flags', profiles and sources.
+type FileContents = (Settings, BTreeMap<String, ProfileSpec>, Vec<crate::sources::SourceSpec>);
 
 /// Reads the TOML file into the same text settings the flags produce, and
 /// its `[profiles.NAME]` tables.
@@ -707,10 +721,17 @@ fn read_file(path: &Path) -> Result<FileContents, ConfigError> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
     let mut s = Settings::default();
     let mut profiles = BTreeMap::new();
+    let mut sources = Vec::new();
     for (key, value) in table {
         if key == "profiles" {
             profiles = value.try_into().map_err(|e: toml::de::Error| {
                 invalid(format!("profiles in {}", path.display()), e.message().to_owned())
+            })?;
+            continue;
+        }
+        if key == "sources" {
+            sources = value.try_into().map_err(|e: toml::de::Error| {
+                invalid(format!("sources in {}", path.display()), e.message().to_owned())
             })?;
             continue;
         }
@@ -762,7 +783,7 @@ fn read_file(path: &Path) -> Result<FileContents, ConfigError> {
         };
         *slot = Some(text);
     }
-    Ok((s, profiles))
+    Ok((s, profiles, sources))
 }
 
 fn toml_to_text(v: &toml::Value) -> Option<String> {
@@ -945,6 +966,26 @@ mod tests {
         std::fs::write(&path, "[profiles.acme]\ncolour = \"red\"\n").unwrap();
         let e = Config::load(&Settings::default(), Some(&path)).unwrap_err().to_string();
         assert!(e.starts_with("profiles in ") && e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn sources_come_from_the_file_and_their_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        let source = "[[sources]]\nname = \"orders\"\ntype = \"rabbitmq\"\nurl = \"amqp://h\"\n";
+        std::fs::write(&path, format!("{source}queue = \"q\"\n")).unwrap();
+        let c = Config::load(&Settings::default(), Some(&path)).unwrap();
+        assert_eq!(c.sources.len(), 1);
+        assert_eq!(c.sources[0].name, "orders");
+        std::fs::write(&path, source).unwrap();
+        let e = Config::load(&Settings::default(), Some(&path)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("sources.orders.queue in ") && e.ends_with(": is required"),
+            "{e}"
+        );
+        std::fs::write(&path, format!("{source}queue = \"q\"\ncolour = \"red\"\n")).unwrap();
+        let e = Config::load(&Settings::default(), Some(&path)).unwrap_err().to_string();
+        assert!(e.starts_with("sources in ") && e.contains("colour"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod ops;
+pub mod sources;
 pub mod store;
 pub mod ui;
 
@@ -86,7 +87,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         let (store, wake, shutdown) = (store.clone(), dispatcher.wake_handle(), shutdown.clone());
         background.spawn(async move { store.forward_wakeups(wake, shutdown).await });
     }
-    background.close();
 
     let state = AppState {
         store,
@@ -99,7 +99,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         admin_token_hash,
         signer,
         throttle: Default::default(),
+        sources: sources::Statuses::new(&config.sources),
     };
+    sources::start(&state, &background, &shutdown);
+    background.close();
     let address = listener.local_addr()?;
     tracing::info!(%address, role = ?config.role, "Herald is listening");
     axum::serve(listener, api::router(state, ui::router()))

@@ -79,8 +79,9 @@ enum TokenCommand {
 
 #[derive(clap::Args)]
 struct Args {
-    /// TOML file with settings (keys as the flags, in snake_case) and
-    /// delivery profiles ([profiles.NAME] tables; see docs/recipes.md)
+    /// TOML file with settings (keys as the flags, in snake_case), delivery
+    /// profiles ([profiles.NAME] tables; see docs/recipes.md) and broker
+    /// sources ([[sources]] tables; see docs/sources.md)
     #[arg(long, short, env = "HERALD_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 

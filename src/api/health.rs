@@ -15,6 +15,9 @@ pub struct HealthOut {
     pub status: &'static str,
     pub database: &'static str,
     pub version: &'static str,
+    /// Herald: each broker source's connection state and counts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<crate::sources::SourceHealth>,
 }
 
 #[utoipa::path(get, path = "/health", tag = "Health", security(),
@@ -32,6 +35,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthOu
             status: text,
             database: db,
             version: env!("CARGO_PKG_VERSION"),
+            sources: state.sources.health(),
         }),
     )
 }

@@ -27,7 +27,7 @@ use crate::store::{Application, EventType, Message, MessageFilter, Order};
 /// Largest payload accepted, in bytes as published.
 pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageIn {
     pub event_type: String,
@@ -203,14 +203,22 @@ pub async fn create_message(
     Path(app_id): Path<String>,
     ApiJson(input): ApiJson<MessageIn>,
 ) -> ApiResult<(StatusCode, Json<MessageOut>)> {
+    let msg = accept_message(&state, &app_id, input).await?;
+    Ok((StatusCode::ACCEPTED, Json(msg.into())))
+}
+
+/// Checks a message for the application `app_id` (id or uid) and stores it
+/// with its deliveries: what the API and the broker sources both do, so a
+/// message is accepted by the same rules whichever way it came.
+pub async fn accept_message(state: &AppState, app_id: &str, input: MessageIn) -> ApiResult<Message> {
     check(&input)?;
-    let app = find_app(&state, &app_id).await?;
-    validate_payload(&state, &app, &input).await?;
+    let app = find_app(state, app_id).await?;
+    validate_payload(state, &app, &input).await?;
     let now = crate::store::now();
     let msg = Message {
         id: MessageId::generate(),
         app_id: app.id,
-        expires_at: Some(expires_at(&state, &input, now)),
+        expires_at: Some(expires_at(state, &input, now)),
         event_type: input.event_type,
         event_id: input.event_id,
         payload: Arc::from(input.payload.get()),
@@ -225,7 +233,7 @@ pub async fn create_message(
     if deliveries > 0 {
         state.dispatcher.wake();
     }
-    Ok((StatusCode::ACCEPTED, Json(msg.into())))
+    Ok(msg)
 }
 
 #[utoipa::path(get, path = "/api/v1/app/{app_id}/msg", tag = "Message",

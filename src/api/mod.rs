@@ -46,6 +46,8 @@ pub struct AppState {
     pub signer: portal::Signer,
     /// Per-token API request budgets.
     pub throttle: Arc<auth::Throttle>,
+    /// The broker sources' states and counts, for `/health`.
+    pub sources: crate::sources::Statuses,
 }
 
 /// Room for a 1 MiB payload plus the message envelope around it; the payload

@@ -14,6 +14,31 @@ use prometheus_client::registry::Registry;
 use crate::store::{Store, StoreResult};
 
 type Labels = [(&'static str, &'static str); 1];
+/// A broker source's name, and for messages what became of them.
+type SourceLabels = Vec<(&'static str, String)>;
+
+/// What became of one broker message, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy)]
+pub enum SourceOutcome {
+    Accepted,
+    /// Its eventId was already stored; acknowledged.
+    Duplicate,
+    /// Sent to the broker's dead letter.
+    Rejected,
+    /// Left with the broker: the store could not take it.
+    Retried,
+}
+
+impl SourceOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Rejected => "rejected",
+            Self::Retried => "retried",
+        }
+    }
+}
 
 /// How an attempt ended, as the `outcome` label says it.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +71,9 @@ pub struct Metrics {
     queue_depth: Gauge,
     queue_lag_seconds: Gauge<f64, AtomicU64>,
     endpoints: Family<Labels, Gauge>,
+    source_messages: Family<SourceLabels, Counter>,
+    source_connected: Family<SourceLabels, Gauge>,
+    source_reconnects: Family<SourceLabels, Counter>,
 }
 
 impl Metrics {
@@ -84,8 +112,29 @@ impl Metrics {
             "Endpoints by state: healthy, failing, disabled",
             endpoints.clone(),
         );
+        let source_messages = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "source_messages",
+            "Broker messages by source and outcome: accepted, duplicate (eventId already stored), rejected (dead letter), retried (store unavailable)",
+            source_messages.clone(),
+        );
+        let source_connected = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "source_connected",
+            "1 while a broker source is connected and consuming, else 0",
+            source_connected.clone(),
+        );
+        let source_reconnects = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "source_reconnects",
+            "Broker connections lost and made again, by source",
+            source_reconnects.clone(),
+        );
         Arc::new(Self {
             registry,
+            source_messages,
+            source_connected,
+            source_reconnects,
             published,
             attempts,
             attempt_seconds,
@@ -104,6 +153,27 @@ impl Metrics {
         if let Some(s) = seconds {
             self.attempt_seconds.observe(s);
         }
+    }
+
+    pub fn source_message(&self, source: &str, outcome: SourceOutcome) {
+        self.source_messages
+            .get_or_create(&vec![
+                ("source", source.to_owned()),
+                ("outcome", outcome.label().to_owned()),
+            ])
+            .inc();
+    }
+
+    pub fn source_connected(&self, source: &str, connected: bool) {
+        self.source_connected
+            .get_or_create(&vec![("source", source.to_owned())])
+            .set(i64::from(connected));
+    }
+
+    pub fn source_reconnect(&self, source: &str) {
+        self.source_reconnects
+            .get_or_create(&vec![("source", source.to_owned())])
+            .inc();
     }
 
     /// The text exposition, with the store's gauges read now.

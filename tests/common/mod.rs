@@ -2,6 +2,7 @@
 //! loopback, and small helpers that make tests read like a user's story.
 #![allow(dead_code)]
 
+pub mod brokers;
 pub mod browser;
 pub mod pg;
 pub mod process;
