@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod ordered;
 pub mod pg;
 pub mod process;
 pub mod python;
