@@ -143,6 +143,7 @@ pub async fn new_form(State(state): State<AppState>, viewer: Viewer, Path(app): 
         secret_mode: "generate".into(),
         format: "raw".into(),
         while_disabled: "drop".into(),
+        ordering: "parallel".into(),
         ..Default::default()
     };
     form_page(&state, &viewer, StatusCode::OK, &app, None, &form, BTreeMap::new()).await
@@ -240,6 +241,7 @@ impl From<&EndpointOut> for EndpointForm {
             rate_limit: ep.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
             verify_token: ep.verify_token.clone().unwrap_or_default(),
             while_disabled: ep.while_disabled.clone(),
+            ordering: ep.ordering.clone(),
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct EndpointForm {
     pub rate_limit: String,
     pub verify_token: String,
     pub while_disabled: String,
+    /// `parallel` or `fifo`.
+    pub ordering: String,
 }
 
 impl EndpointForm {
@@ -119,6 +121,9 @@ impl EndpointForm {
         }
         if let Some(w) = text(&self.while_disabled) {
             body.insert("whileDisabled".into(), w);
+        }
+        if let Some(o) = text(&self.ordering) {
+            body.insert("ordering".into(), o);
         }
         if !patch && self.secret_mode == "own" {
             body.insert("secret".into(), json!(self.secret.trim()));
