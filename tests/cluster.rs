@@ -312,3 +312,78 @@ async fn a_node_started_before_its_database_waits_for_it() {
     drop(node);
     common::pg::drop_database(&db).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_keep_a_fifo_endpoint_in_order_one_request_at_a_time() {
+    use rand::{Rng, SeedableRng};
+    let Some(Backend::Postgres(db)) = Backend::postgres().await else {
+        return;
+    };
+    // Both nodes deliver; 30% of answers are 500s, from a seeded generator.
+    let rng = std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(11));
+    let receiver = common::ordered::OrderedReceiver::start(Duration::from_millis(15), move |_| {
+        if rng.lock().expect("lock").gen_bool(0.3) {
+            500
+        } else {
+            200
+        }
+    })
+    .await;
+    let nodes = [Node::start(&db, &[]), Node::start(&db, &[])];
+    let http = reqwest::Client::new();
+    let app: serde_json::Value = http
+        .post(format!("{}/api/v1/app", nodes[0].base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": "Acme"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app_id = app["id"].as_str().unwrap().to_owned();
+    let ep = http
+        .post(format!("{}/api/v1/app/{app_id}/endpoint", nodes[0].base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"url": receiver.url, "ordering": "fifo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ep.status(), StatusCode::CREATED);
+
+    // Published one after the other, through either node in turn.
+    const TOTAL: u64 = 40;
+    for n in 0..TOTAL {
+        let node = &nodes[(n % 2) as usize];
+        let sent = http
+            .post(format!("{}/api/v1/app/{app_id}/msg", node.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"eventType": "ticket.created", "payload": {"n": n}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    }
+    // The nodes' schedule: five attempts in all.
+    const ATTEMPTS: usize = 5;
+    let log = receiver
+        .wait_until(Duration::from_secs(90), |log| {
+            (0..TOTAL).all(|k| {
+                let mine: Vec<_> = log.iter().filter(|r| r.n == k).collect();
+                mine.iter().any(|r| r.status == 200) || mine.len() >= ATTEMPTS
+            })
+        })
+        .await;
+    let (delivered, exhausted) = common::ordered::assert_fifo(&log, TOTAL, ATTEMPTS);
+    assert_eq!(receiver.most_in_flight(), 1, "two requests were in flight at once");
+    assert!(
+        log.iter().filter(|r| r.status != 200).count() > 5,
+        "too few failures to prove much"
+    );
+    common::report(&format!(
+        "two nodes, one FIFO endpoint: {} requests, {delivered} delivered in order, {exhausted} exhausted, never two at once",
+        log.len()
+    ));
+    drop(nodes);
+    common::pg::drop_database(&db).await;
+}

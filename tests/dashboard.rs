@@ -311,7 +311,8 @@ on_both_backends!(
     forms_need_a_session_and_its_token,
     portal_links_are_checked,
     pages_escape_what_users_typed,
-    unverified_tls_is_offered_only_where_allowed_and_flagged
+    unverified_tls_is_offered_only_where_allowed_and_flagged,
+    a_fifo_endpoint_shows_its_order_and_what_waits_behind_its_head
 );
 
 /// Signs in over plain HTTP; answers the session cookie and the page's CSRF token.
@@ -618,5 +619,56 @@ async fn unverified_tls_is_offered_only_where_allowed_and_flagged(backend: Backe
     assert!(
         edit.contains("value=\"on\" aria-describedby=\"tls-warning\" checked"),
         "{edit}"
+    );
+}
+
+async fn a_fifo_endpoint_shows_its_order_and_what_waits_behind_its_head(backend: Backend) {
+    let app = spawn(&backend).await;
+    let app_id = app.create_app("Acme").await;
+    // The head hangs past the request timeout, so the others wait behind it.
+    let receiver = Receiver::slow(Duration::from_secs(10)).await;
+    let ep = app
+        .create_endpoint(&app_id, &receiver.url, json!({"ordering": "fifo"}))
+        .await;
+    let ep_id = ep["id"].as_str().expect("id");
+    for n in 0..3 {
+        app.publish(&app_id, "ticket.created", json!({"n": n})).await;
+    }
+    app.wait_until(&format!("/api/v1/app/{app_id}/endpoint/{ep_id}/stats"), |s| {
+        s["waiting"] == 2
+    })
+    .await;
+    let (cookie, csrf) = sign_in(&app, TOKEN).await;
+    let shown = page(&app, &cookie, &format!("/ui/app/{app_id}/endpoint/{ep_id}")).await;
+    assert!(shown.contains("FIFO: one at a time, in publish order"), "{shown}");
+    assert!(shown.contains(r#"<dd id="count-waiting">2</dd>"#), "{shown}");
+    assert!(shown.contains("2 waiting behind the message being sent"), "{shown}");
+
+    // The form shows the choice and changes it.
+    let edit = format!("/ui/app/{app_id}/endpoint/{ep_id}/edit");
+    let form = page(&app, &cookie, &edit).await;
+    assert!(form.contains(r#"<option value="fifo" selected>"#), "{form}");
+    let saved = submit(
+        &app,
+        &cookie,
+        &edit,
+        &[
+            ("csrf", csrf.as_str()),
+            ("url", receiver.url.as_str()),
+            ("events_mode", "all"),
+            ("format", "raw"),
+            ("while_disabled", "drop"),
+            ("ordering", "parallel"),
+        ],
+        Some(&app.url("")),
+    )
+    .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let after = app.get(&format!("/api/v1/app/{app_id}/endpoint/{ep_id}")).await.body;
+    assert_eq!(after["ordering"], "parallel");
+    let shown = page(&app, &cookie, &format!("/ui/app/{app_id}/endpoint/{ep_id}")).await;
+    assert!(
+        !shown.contains("count-waiting"),
+        "a parallel endpoint has no queue to show"
     );
 }

@@ -12,7 +12,7 @@ use herald::config::{Config, Settings};
 use herald::domain::format::PayloadFormat;
 use herald::domain::ids::{AppId, AttemptId, MessageId};
 use herald::domain::secret::{EndpointSecret, SecretKind};
-use herald::domain::status::{DeliveryStatus, TriggerType, WhileDisabled};
+use herald::domain::status::{DeliveryOrder, DeliveryStatus, TriggerType, WhileDisabled};
 use herald::store::{
     Application, Attempt, DeliveryJob, Endpoint, IdempotencyState, Message, NextStep, Order, Page, Recovery, Store,
     StoreError, Window,
@@ -639,7 +639,232 @@ async fn a_duplicate_among_concurrent_publishes_fails_alone(backend: Backend) {
     assert_eq!(jobs.len(), 59, "one delivery per stored message");
 }
 
+/// An app with a FIFO endpoint and a parallel one, both taking everything.
+async fn app_with_fifo_and_parallel(store: &dyn Store) -> (Application, Endpoint, Endpoint) {
+    let a = app(None);
+    store.create_app(&a).await.unwrap();
+    let mut fifo = endpoint(&a.id, None);
+    fifo.ordering = DeliveryOrder::Fifo;
+    store.create_endpoint(&fifo).await.unwrap();
+    let parallel = endpoint(&a.id, None);
+    store.create_endpoint(&parallel).await.unwrap();
+    (a, fifo, parallel)
+}
+
+/// Publishes `n` messages one after the other; answers their ids in order.
+async fn publish_in_order(store: &dyn Store, app: &AppId, n: usize) -> Vec<MessageId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let msg = message(app, "ticket.created", None);
+        store.publish(&msg).await.unwrap();
+        ids.push(msg.id);
+    }
+    ids
+}
+
+/// Claims everything due at `at`; answers the jobs of `endpoint` and how many others.
+async fn claim_for(store: &dyn Store, endpoint: &Endpoint, at: chrono::DateTime<Utc>) -> (Vec<DeliveryJob>, usize) {
+    let jobs = store.claim_due(at, 100, LEASE).await.unwrap();
+    let total = jobs.len();
+    let mine: Vec<DeliveryJob> = jobs.into_iter().filter(|j| j.endpoint.id == endpoint.id).collect();
+    let others = total - mine.len();
+    (mine, others)
+}
+
+async fn a_fifo_endpoint_offers_only_its_oldest_unfinished_delivery(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, fifo, parallel) = app_with_fifo_and_parallel(store.as_ref()).await;
+    let ids = publish_in_order(store.as_ref(), &a.id, 3).await;
+    assert_eq!(store.waiting_behind_head(&fifo.id).await.unwrap(), 2);
+
+    let now = Utc::now();
+    let jobs = store.claim_due(now, 100, LEASE).await.unwrap();
+    let to_parallel = jobs.iter().filter(|j| j.endpoint.id == parallel.id).count();
+    let to_fifo: Vec<&DeliveryJob> = jobs.iter().filter(|j| j.endpoint.id == fifo.id).collect();
+    assert_eq!(to_parallel, 3, "the parallel endpoint gets everything at once");
+    assert_eq!(to_fifo.len(), 1, "the FIFO endpoint gets its head only");
+    assert_eq!(to_fifo[0].msg_id, ids[0]);
+    let head = to_fifo[0].clone();
+    for job in jobs.iter().filter(|j| j.endpoint.id == parallel.id) {
+        store
+            .complete_attempt(job, &attempt(job, true), NextStep::Succeeded)
+            .await
+            .unwrap();
+    }
+    assert!(
+        claim_for(store.as_ref(), &fifo, now).await.0.is_empty(),
+        "one at a time"
+    );
+
+    // A retry keeps its place: nothing behind it comes due, even at the retry time.
+    let retry_at = herald::store::now() + Duration::from_secs(60);
+    store
+        .complete_attempt(&head, &attempt(&head, false), NextStep::RetryAt(retry_at))
+        .await
+        .unwrap();
+    assert!(
+        claim_for(store.as_ref(), &fifo, Utc::now()).await.0.is_empty(),
+        "held behind the retry"
+    );
+    assert_eq!(
+        store.next_due_at().await.unwrap(),
+        Some(retry_at),
+        "nothing waiting is due"
+    );
+    let (again, _) = claim_for(store.as_ref(), &fifo, retry_at).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].msg_id, ids[0], "the same message is retried");
+
+    // Exhausted: the next one goes.
+    store
+        .complete_attempt(&again[0], &attempt(&again[0], false), NextStep::Exhausted)
+        .await
+        .unwrap();
+    let (second, _) = claim_for(store.as_ref(), &fifo, Utc::now()).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].msg_id, ids[1]);
+    assert_eq!(store.waiting_behind_head(&fifo.id).await.unwrap(), 1);
+    store
+        .complete_attempt(&second[0], &attempt(&second[0], true), NextStep::Succeeded)
+        .await
+        .unwrap();
+    let (third, _) = claim_for(store.as_ref(), &fifo, Utc::now()).await;
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].msg_id, ids[2]);
+    assert_eq!(store.waiting_behind_head(&fifo.id).await.unwrap(), 0);
+}
+
+async fn a_fifo_head_whose_lease_ended_is_taken_over_not_skipped(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, fifo, _) = app_with_fifo_and_parallel(store.as_ref()).await;
+    let ids = publish_in_order(store.as_ref(), &a.id, 2).await;
+    let now = Utc::now();
+    let (first, _) = claim_for(store.as_ref(), &fifo, now).await;
+    assert_eq!(first[0].msg_id, ids[0]);
+    // Its holder died: the same head comes back, and only it.
+    let later = now + LEASE + Duration::from_millis(1);
+    let (taken_over, _) = claim_for(store.as_ref(), &fifo, later).await;
+    assert_eq!(taken_over.len(), 1);
+    assert_eq!(taken_over[0].delivery_id, first[0].delivery_id);
+    // The dead holder's late result moves nothing on; the new holder's does.
+    store
+        .complete_attempt(&first[0], &attempt(&first[0], true), NextStep::Succeeded)
+        .await
+        .unwrap();
+    assert!(claim_for(store.as_ref(), &fifo, later).await.0.is_empty());
+    store
+        .complete_attempt(&taken_over[0], &attempt(&taken_over[0], true), NextStep::Succeeded)
+        .await
+        .unwrap();
+    let (next, _) = claim_for(store.as_ref(), &fifo, later).await;
+    assert_eq!(next[0].msg_id, ids[1]);
+}
+
+async fn a_resend_to_a_fifo_endpoint_queues_behind_what_waits(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, fifo, _) = app_with_fifo_and_parallel(store.as_ref()).await;
+    let ids = publish_in_order(store.as_ref(), &a.id, 2).await;
+    let (head, _) = claim_for(store.as_ref(), &fifo, Utc::now()).await;
+    let old = store.get_message(&a.id, ids[0].as_str()).await.unwrap().unwrap();
+    store.resend(&old, &fifo, herald::store::now()).await.unwrap();
+    assert_eq!(
+        store.resend_many(&fifo, &ids[..1], herald::store::now()).await.unwrap(),
+        1
+    );
+    assert_eq!(store.waiting_behind_head(&fifo.id).await.unwrap(), 3);
+
+    let mut order = vec![head[0].msg_id.clone()];
+    let mut job = head.into_iter().next().unwrap();
+    loop {
+        store
+            .complete_attempt(&job, &attempt(&job, true), NextStep::Succeeded)
+            .await
+            .unwrap();
+        let (next, _) = claim_for(store.as_ref(), &fifo, Utc::now()).await;
+        assert!(next.len() <= 1, "one at a time");
+        let Some(next) = next.into_iter().next() else { break };
+        order.push(next.msg_id.clone());
+        job = next;
+    }
+    assert_eq!(order, [ids[0].clone(), ids[1].clone(), ids[0].clone(), ids[0].clone()]);
+}
+
+async fn held_deliveries_of_a_fifo_endpoint_come_back_in_order(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, mut fifo, _) = app_with_fifo_and_parallel(store.as_ref()).await;
+    fifo.disabled = true;
+    fifo.while_disabled = WhileDisabled::Hold;
+    store.update_endpoint(&fifo).await.unwrap();
+    let ids = publish_in_order(store.as_ref(), &a.id, 3).await;
+    assert!(claim_for(store.as_ref(), &fifo, Utc::now()).await.0.is_empty(), "held");
+
+    fifo.disabled = false;
+    fifo.updated_at = herald::store::now();
+    store.update_endpoint(&fifo).await.unwrap();
+    let (head, _) = claim_for(store.as_ref(), &fifo, Utc::now()).await;
+    assert_eq!(head.len(), 1, "released into the queue, not all at once");
+    assert_eq!(head[0].msg_id, ids[0]);
+    assert_eq!(store.waiting_behind_head(&fifo.id).await.unwrap(), 2);
+}
+
+async fn switching_ordering_frees_or_forms_the_queue(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, mut fifo, _) = app_with_fifo_and_parallel(store.as_ref()).await;
+    publish_in_order(store.as_ref(), &a.id, 3).await;
+    // Back to parallel: everything waiting is due at once.
+    fifo.ordering = DeliveryOrder::Parallel;
+    store.update_endpoint(&fifo).await.unwrap();
+    assert_eq!(store.waiting_behind_head(&fifo.id).await.unwrap(), 0);
+    let (all, _) = claim_for(store.as_ref(), &fifo, Utc::now()).await;
+    assert_eq!(all.len(), 3);
+
+    // To FIFO with deliveries in flight: what comes after waits for them all.
+    fifo.ordering = DeliveryOrder::Fifo;
+    store.update_endpoint(&fifo).await.unwrap();
+    let later = publish_in_order(store.as_ref(), &a.id, 2).await;
+    for job in &all {
+        assert!(claim_for(store.as_ref(), &fifo, Utc::now()).await.0.is_empty());
+        store
+            .complete_attempt(job, &attempt(job, true), NextStep::Succeeded)
+            .await
+            .unwrap();
+    }
+    let (next, _) = claim_for(store.as_ref(), &fifo, Utc::now()).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].msg_id, later[0]);
+}
+
+async fn removing_the_payload_of_a_fifo_head_lets_the_next_go(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, fifo, _) = app_with_fifo_and_parallel(store.as_ref()).await;
+    let ids = publish_in_order(store.as_ref(), &a.id, 2).await;
+    let (head, _) = claim_for(store.as_ref(), &fifo, Utc::now()).await;
+    store
+        .complete_attempt(
+            &head[0],
+            &attempt(&head[0], false),
+            NextStep::RetryAt(Utc::now() + chrono::Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .remove_payload(&a.id, &ids[0], herald::store::now())
+            .await
+            .unwrap()
+    );
+    let (next, _) = claim_for(store.as_ref(), &fifo, Utc::now()).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].msg_id, ids[1]);
+}
+
 on_both_backends!(
+    a_fifo_endpoint_offers_only_its_oldest_unfinished_delivery,
+    a_fifo_head_whose_lease_ended_is_taken_over_not_skipped,
+    a_resend_to_a_fifo_endpoint_queues_behind_what_waits,
+    held_deliveries_of_a_fifo_endpoint_come_back_in_order,
+    switching_ordering_frees_or_forms_the_queue,
+    removing_the_payload_of_a_fifo_head_lets_the_next_go,
     applications_are_found_by_part_of_their_name_or_uid,
     attempts_are_counted_per_endpoint_and_hour,
     endpoints_are_listed_for_one_owner,

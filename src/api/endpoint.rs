@@ -23,7 +23,7 @@ use crate::domain::ids::{AppId, EndpointId};
 use crate::domain::profile::{Profile, SecretReveal, VerifyMethod};
 use crate::domain::secret::{EndpointSecret, SecretKind};
 use crate::domain::signature::SignatureStyle;
-use crate::domain::status::WhileDisabled;
+use crate::domain::status::{DeliveryOrder, WhileDisabled};
 use crate::domain::validate::{Problems, check_channels, check_name, check_subscriptions, check_uid};
 use crate::ops::notify::{DisableTrigger, EndpointEvent};
 use crate::store::{Application, Endpoint, Metadata, Order};
@@ -70,6 +70,11 @@ pub struct EndpointIn {
     /// self-signed receiver). Refused unless the server sets
     /// `HERALD_ALLOW_INSECURE_TLS=true`. Default `true`.
     pub tls_verify: Option<bool>,
+    /// Herald: `parallel` (default) or `fifo`: one message at a time, in
+    /// publish order; a failing message holds back those behind it until it
+    /// succeeds or exhausts its retries.
+    #[schema(value_type = Option<String>)]
+    pub ordering: Option<DeliveryOrder>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -110,6 +115,8 @@ pub struct EndpointPatch {
     pub while_disabled: Option<WhileDisabled>,
     /// Herald: see `EndpointIn.tlsVerify`.
     pub tls_verify: Option<bool>,
+    #[schema(value_type = Option<String>)]
+    pub ordering: Option<DeliveryOrder>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -146,6 +153,8 @@ pub struct EndpointOut {
     /// certificate. If the server stops allowing that, the certificate is
     /// checked all the same and failures say so.
     pub tls_verify: bool,
+    /// Herald: `parallel` or `fifo`.
+    pub ordering: String,
     /// Herald: only in the answer that creates the endpoint, so that a
     /// secret shown once is shown at all (the public key for Ed25519).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -219,6 +228,7 @@ impl From<Endpoint> for EndpointOut {
             disabled_reason: e.disabled_reason,
             while_disabled: e.while_disabled.name().to_owned(),
             tls_verify: e.tls_verify,
+            ordering: e.ordering.name().to_owned(),
             owner_id: e.owner_id,
             status: match (e.disabled, e.failing_since) {
                 (true, _) => EndpointStatus::Disabled,
@@ -413,6 +423,7 @@ fn build(
         channels: input.channels,
         disabled: input.disabled.unwrap_or(false),
         while_disabled: input.while_disabled.unwrap_or_default(),
+        ordering: input.ordering.unwrap_or_default(),
         rate_limit: input.rate_limit,
         metadata: input.metadata.unwrap_or_default(),
         headers: input.headers.unwrap_or_default(),
@@ -474,8 +485,9 @@ async fn save_changes(
     verify(state, &mut ep, Some(before), &profile).await?;
     ep.updated_at = crate::store::now();
     state.store.update_endpoint(&ep).await?;
-    if !ep.disabled {
-        // Held deliveries were released with the update.
+    if !ep.disabled || ep.ordering != before.ordering {
+        // Held deliveries were released with the update, or a queue's head
+        // came due.
         state.dispatcher.wake();
     }
     state.notifier.endpoint_changed(EndpointEvent::Updated, app, &ep).await;
@@ -645,6 +657,9 @@ pub async fn patch_endpoint(
     }
     if let Some(verify) = patch.tls_verify {
         ep.tls_verify = verify;
+    }
+    if let Some(o) = patch.ordering {
+        ep.ordering = o;
     }
     if let Some(token) = patch.verify_token {
         ep.verify_token = token;

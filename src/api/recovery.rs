@@ -266,6 +266,9 @@ pub struct EndpointStatsOut {
     pub held: i64,
     /// Herald: not sent because the endpoint was disabled (`whileDisabled: drop`).
     pub dropped: i64,
+    /// Herald: with `ordering: fifo`, deliveries waiting behind the one
+    /// being sent or retried, whenever they were created (not windowed).
+    pub waiting: i64,
 }
 
 /// Deliveries to this endpoint created in the period, by state.
@@ -288,7 +291,9 @@ pub async fn stats(
         until: q.time("until")?,
     };
     let c = state.store.endpoint_stats(&ep.id, &window).await?;
+    let waiting = state.store.waiting_behind_head(&ep.id).await?;
     Ok(Json(EndpointStatsOut {
+        waiting,
         success: c.success,
         pending: c.pending,
         sending: c.sending,

@@ -100,6 +100,47 @@ impl WhileDisabled {
     }
 }
 
+/// The order an endpoint receives its messages in. Read from a string
+/// only, so that any other value is a field error, not a malformed body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum DeliveryOrder {
+    /// Several at once, each retried on its own schedule: the fastest.
+    #[default]
+    Parallel,
+    /// One at a time, in publish order: a delivery waits until the one
+    /// before it succeeded or exhausted its retries.
+    Fifo,
+}
+
+impl DeliveryOrder {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Parallel => "parallel",
+            Self::Fifo => "fifo",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "parallel" => Some(Self::Parallel),
+            "fifo" => Some(Self::Fifo),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}' is not an ordering: use \"parallel\" or \"fifo\"")]
+pub struct UnknownOrder(String);
+
+impl TryFrom<String> for DeliveryOrder {
+    type Error = UnknownOrder;
+    fn try_from(text: String) -> Result<Self, UnknownOrder> {
+        Self::parse(&text).ok_or(UnknownOrder(text))
+    }
+}
+
 /// Long operations run in the background, as in the Svix API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind {
@@ -169,5 +210,18 @@ mod tests {
             assert_eq!(DeliveryStatus::from_code(s.code()), Some(s));
         }
         assert_eq!(DeliveryStatus::from_code(9), None);
+    }
+
+    #[test]
+    fn an_ordering_is_read_from_its_name_only() {
+        let read = |v: serde_json::Value| serde_json::from_value::<DeliveryOrder>(v).map_err(|e| e.to_string());
+        assert_eq!(read(serde_json::json!("fifo")), Ok(DeliveryOrder::Fifo));
+        assert_eq!(read(serde_json::json!("parallel")), Ok(DeliveryOrder::Parallel));
+        assert!(read(serde_json::json!("lifo")).is_err_and(|e| e.contains("\"parallel\" or \"fifo\"")));
+        assert!(read(serde_json::json!(1)).is_err());
+        assert_eq!(
+            serde_json::to_value(DeliveryOrder::Fifo).ok(),
+            Some(serde_json::json!("fifo"))
+        );
     }
 }

@@ -37,6 +37,8 @@ pub(super) struct Deferral {
 pub(super) struct Completion {
     pub(super) delivery_id: DeliveryId,
     pub(super) app_id: AppId,
+    /// Its endpoint: a FIFO endpoint's next delivery comes due once it is finished.
+    pub(super) endpoint_id: EndpointId,
     pub(super) lease_token: i64,
     pub(super) attempt: Attempt,
     pub(super) next: NextStep,
@@ -161,7 +163,7 @@ async fn run(writer: impl BatchWriter, mut rx: mpsc::Receiver<Write>) {
 /// wakes other nodes there). Expanded in `sqlite_batch.rs` and `pg_batch.rs`.
 macro_rules! batch_writer {
     ($writer:ident, $db:ident, $pool:ty, $backend:ident) => {
-        use std::collections::HashMap;
+        use std::collections::{BTreeSet, HashMap};
 
         use async_trait::async_trait;
         use sqlx::{QueryBuilder, Transaction};
@@ -184,18 +186,26 @@ impl BatchWriter for $writer {
             Ok(tx) => tx,
             Err(e) => return batch.fail_all(&e.to_string()),
         };
+        let mut targets: HashMap<AppId, Vec<TargetRow>> = HashMap::new();
+        // FIFO queues first, locked before anything is queued in them.
+        let fifo = match fifo_queues_of(&mut tx, &batch, &mut targets).await {
+            Ok(fifo) => fifo,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return batch.fail_all(&e.to_string());
+            }
+        };
         let Batch {
             keyed,
             plain,
             completions,
             deferrals,
         } = batch;
-        let mut targets: HashMap<AppId, Vec<TargetRow>> = HashMap::new();
         let mut written = Written::default();
         // Each publish with an eventId in a savepoint: a duplicate fails alone.
         for (msg, answer) in keyed {
             let result = match savepoint(&mut tx).await {
-                Ok(()) => publish_one(&mut tx, &msg, &mut targets).await,
+                Ok(()) => publish_one(&mut tx, &msg, &mut targets, &fifo).await,
                 Err(e) => Err(e),
             };
             match end_savepoint(&mut tx, result).await {
@@ -207,11 +217,12 @@ impl BatchWriter for $writer {
         // fails the whole batch.
         let keyed_created: usize = written.published.iter().map(|(_, n)| *n).sum();
         let bulk = async {
-            let counts = publish_many(&mut tx, plain.iter().map(|(m, _)| m), &mut targets).await?;
+            let counts = publish_many(&mut tx, plain.iter().map(|(m, _)| m), &mut targets, &fifo).await?;
             complete_many(&mut tx, completions.iter().map(|(c, _)| c)).await?;
             for (d, _) in &deferrals {
                 defer_one(&mut tx, d).await?;
             }
+            promote_heads(&mut tx, &fifo, ms(chrono::Utc::now())).await?;
             let created = keyed_created + counts.iter().sum::<usize>();
             super::$backend::after_batch(&mut tx, created).await?;
             Ok::<_, StoreError>(counts)
@@ -237,6 +248,80 @@ impl BatchWriter for $writer {
         written.done.extend(deferrals.into_iter().map(|(_, a)| a));
         written.answer(tx.commit().await.map_err(|e| e.to_string()));
     }
+}
+
+/// The FIFO endpoints this batch queues into or finishes a delivery of,
+/// locked. Publishes count only endpoints read as FIFO with their targets;
+/// completions count every endpoint, so a switch to FIFO while deliveries
+/// were in flight still moves the queue on when they finish.
+async fn fifo_queues_of(
+    tx: &mut Transaction<'_, $db>,
+    batch: &Batch,
+    targets: &mut HashMap<AppId, Vec<TargetRow>>,
+) -> StoreResult<BTreeSet<String>> {
+    let mut candidates: BTreeSet<String> =
+        batch.completions.iter().map(|(c, _)| c.endpoint_id.as_str().to_owned()).collect();
+    for (msg, _) in batch.keyed.iter().chain(&batch.plain) {
+        let rows = targets_of(tx, &msg.app_id, targets).await?;
+        if !rows.iter().any(TargetRow::is_fifo) {
+            continue;
+        }
+        let matched = matching_endpoints(msg, rows.to_vec())?;
+        candidates.extend(matched.into_iter().filter(|t| t.fifo).map(|t| t.id));
+    }
+    lock_fifo(tx, &candidates).await
+}
+
+/// The endpoints among `candidates` that are FIFO now. On PostgreSQL their
+/// rows stay locked until the transaction ends, so no other node queues
+/// into or moves on their queues meanwhile; locked in id order, so two
+/// transactions never wait on each other in a circle.
+pub(super) async fn lock_fifo(
+    tx: &mut Transaction<'_, $db>,
+    candidates: &BTreeSet<String>,
+) -> StoreResult<BTreeSet<String>> {
+    let mut fifo = BTreeSet::new();
+    let ids: Vec<&String> = candidates.iter().collect();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<$db>::new("SELECT id FROM endpoints WHERE ordering = 'fifo' AND id IN (");
+        let mut list = qb.separated(", ");
+        for id in chunk {
+            list.push_bind((*id).clone());
+        }
+        qb.push(") ORDER BY id");
+        qb.push(super::$backend::LOCK_QUEUE);
+        let found: Vec<String> = qb.build_query_scalar().fetch_all(&mut **tx).await?;
+        fifo.extend(found);
+    }
+    Ok(fifo)
+}
+
+/// Locks one endpoint's queue if it is FIFO: answers it alone, or nothing.
+pub(super) async fn lock_queue(tx: &mut Transaction<'_, $db>, endpoint: &str) -> StoreResult<BTreeSet<String>> {
+    lock_fifo(tx, &BTreeSet::from([endpoint.to_owned()])).await
+}
+
+/// Makes each FIFO endpoint's oldest unfinished delivery due at `now` if it
+/// is waiting: the head moves on only once the one before it is finished.
+/// Needs the endpoints locked ([`lock_fifo`]).
+pub(super) async fn promote_heads(
+    tx: &mut Transaction<'_, $db>,
+    fifo: &BTreeSet<String>,
+    now: i64,
+) -> StoreResult<u64> {
+    let mut promoted = 0;
+    for endpoint in fifo {
+        let mut qb = QueryBuilder::<$db>::new("UPDATE deliveries SET next_attempt_at = ");
+        qb.push_bind(now)
+            .push(" WHERE id = (SELECT id FROM deliveries WHERE endpoint_id = ")
+            .push_bind(endpoint.clone())
+            .push(format_args!(
+                " AND status IN (1, 3) ORDER BY {} LIMIT 1) AND status = 1 AND next_attempt_at IS NULL",
+                super::$backend::QUEUE_ORDER
+            ));
+        promoted += qb.build().execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(promoted)
 }
 
 /// Sends a claimed delivery back to wait until `until`, if the lease is still ours.
@@ -286,6 +371,7 @@ async fn publish_one(
     tx: &mut Transaction<'_, $db>,
     msg: &Message,
     targets: &mut HashMap<AppId, Vec<TargetRow>>,
+    fifo: &BTreeSet<String>,
 ) -> StoreResult<usize> {
     insert_message(tx, msg).await?;
     let rows = targets_of(tx, &msg.app_id, targets).await?.to_vec();
@@ -293,7 +379,8 @@ async fn publish_one(
     let matched = matching_endpoints(msg, rows)?;
     for target in &matched {
         let status = target.disposition.initial_status();
-        let delivery = insert_delivery(tx, msg, &target.id, TriggerType::Scheduled, now, status).await?;
+        let queued = fifo.contains(&target.id);
+        let delivery = insert_delivery(tx, msg, &target.id, TriggerType::Scheduled, now, status, queued).await?;
         if target.disposition == Disposition::Drop {
             let attempt = Attempt::not_sent(msg, &target.id, &target.url, DROPPED_WHILE_DISABLED);
             insert_attempt(tx, &delivery, &msg.app_id, &attempt).await?;
@@ -307,6 +394,8 @@ struct NewDelivery<'m> {
     msg: &'m Message,
     endpoint_id: String,
     status: DeliveryStatus,
+    /// Waits behind its FIFO endpoint's head, not due until promoted.
+    queued: bool,
 }
 
 /// Writes messages without an eventId, and their deliveries, in a few
@@ -315,6 +404,7 @@ async fn publish_many<'m>(
     tx: &mut Transaction<'_, $db>,
     msgs: impl Iterator<Item = &'m Message>,
     targets: &mut HashMap<AppId, Vec<TargetRow>>,
+    fifo: &BTreeSet<String>,
 ) -> StoreResult<Vec<usize>> {
     let msgs: Vec<&Message> = msgs.collect();
     for chunk in msgs.chunks(ROWS_PER_STATEMENT) {
@@ -349,6 +439,7 @@ async fn publish_many<'m>(
             }
             deliveries.push(NewDelivery {
                 msg,
+                queued: fifo.contains(&target.id),
                 endpoint_id: target.id,
                 status: target.disposition.initial_status(),
             });
@@ -373,7 +464,7 @@ async fn publish_many<'m>(
                 .push_bind(d.status.code())
                 .push_bind(TriggerType::Scheduled.code())
                 .push_bind(0_i64)
-                .push_bind((d.status == DeliveryStatus::Pending).then_some(now))
+                .push_bind((d.status == DeliveryStatus::Pending && !d.queued).then_some(now))
                 .push_bind(now)
                 .push_bind(now);
         });
@@ -482,7 +573,8 @@ pub(super) async fn insert_message(tx: &mut Transaction<'_, $db>, msg: &Message)
     Ok(())
 }
 
-/// Writes one delivery of `msg` to an endpoint; due now only when pending.
+/// Writes one delivery of `msg` to an endpoint; due now only when pending
+/// and not `queued` behind its FIFO endpoint's head.
 pub(super) async fn insert_delivery(
     tx: &mut Transaction<'_, $db>,
     msg: &Message,
@@ -490,6 +582,7 @@ pub(super) async fn insert_delivery(
     trigger: TriggerType,
     now: i64,
     status: DeliveryStatus,
+    queued: bool,
 ) -> StoreResult<DeliveryId> {
     let id = DeliveryId::generate();
     let mut qb = QueryBuilder::<$db>::new(
@@ -504,7 +597,7 @@ pub(super) async fn insert_delivery(
             .push_bind(status.code())
             .push_bind(trigger.code())
             .push_bind(0_i64)
-            .push_bind((status == DeliveryStatus::Pending).then_some(now))
+            .push_bind((status == DeliveryStatus::Pending && !queued).then_some(now))
             .push_bind(now)
             .push_bind(now);
     });

@@ -257,6 +257,9 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&MessageId>,
         limit: u32,
     ) -> StoreResult<Vec<Message>>;
+    /// Deliveries of a FIFO endpoint waiting behind its head (the one being
+    /// sent or retried), whenever they were created.
+    async fn waiting_behind_head(&self, endpoint: &EndpointId) -> StoreResult<i64>;
     /// Deliveries of an endpoint created in `window`, counted by state.
     async fn endpoint_stats(&self, endpoint: &EndpointId, window: &Window) -> StoreResult<DeliveryCounts>;
     /// Attempts to `endpoints` since `since`, counted per `period`; periods

@@ -10,7 +10,7 @@ use crate::domain::filter::{Publication, Subscription, matches};
 use crate::domain::format::PayloadFormat;
 use crate::domain::ids::{AppId, AttemptId, DeliveryId, EndpointId, MessageId, TaskId, TokenId};
 use crate::domain::secret::EndpointSecret;
-use crate::domain::status::{DeliveryStatus, TaskKind, TaskStatus, TriggerType, WhileDisabled};
+use crate::domain::status::{DeliveryOrder, DeliveryStatus, TaskKind, TaskStatus, TriggerType, WhileDisabled};
 
 pub type Metadata = BTreeMap<String, String>;
 
@@ -57,6 +57,8 @@ pub struct Endpoint {
     pub channels: Option<Vec<String>>,
     pub disabled: bool,
     pub while_disabled: WhileDisabled,
+    /// Parallel, or one at a time in publish order.
+    pub ordering: DeliveryOrder,
     pub rate_limit: Option<i64>,
     pub metadata: Metadata,
     pub headers: BTreeMap<String, String>,
@@ -97,6 +99,7 @@ impl Endpoint {
             channels: None,
             disabled: false,
             while_disabled: WhileDisabled::default(),
+            ordering: DeliveryOrder::default(),
             rate_limit: None,
             metadata: Metadata::new(),
             headers: BTreeMap::new(),

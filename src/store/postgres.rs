@@ -18,15 +18,22 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batcher, Completion, Deferral};
-use super::pg_batch::{PgWriter, insert_delivery, insert_message};
+use super::pg_batch::{PgWriter, insert_delivery, insert_message, lock_fifo, lock_queue, promote_heads};
 use super::rows::*;
 use super::*;
 use crate::domain::ids::DeliveryId;
-use crate::domain::status::{DeliveryStatus, TriggerType};
+use crate::domain::status::{DeliveryOrder, DeliveryStatus, TriggerType};
 
 /// The channel nodes use to wake each other. Per database, so separate
 /// deployments on one server never wake each other.
 const WAKE_CHANNEL: &str = "herald_work";
+/// What orders a FIFO endpoint's queue: a sequence drawn while the
+/// endpoint's row is locked, so it follows commit order across nodes.
+pub(super) const QUEUE_ORDER: &str = "seq";
+/// Whoever queues into or moves on a FIFO endpoint's queue holds its row:
+/// two nodes never promote two heads. NO KEY: the deliveries' foreign-key
+/// checks (KEY SHARE) do not wait for it.
+pub(super) const LOCK_QUEUE: &str = " FOR NO KEY UPDATE";
 /// How long a request waits for a pooled connection before answering 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -168,9 +175,9 @@ impl Store for PgStore {
         let insert = sqlx::query(
             "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
              rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, profile, verify_token, \
-             format, template, disabled_reason, reverify_at, owner_id, while_disabled, tls_verify, updated_at, id, \
+             format, template, disabled_reason, reverify_at, owner_id, while_disabled, tls_verify, ordering, updated_at, id, \
              app_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19, $20, $21, $22, $23, $24, $25)",
+             $18, $19, $20, $21, $22, $23, $24, $25, $26)",
         );
         bind_endpoint(insert, ep, &self.sealer)
             .bind(ms(ep.created_at))
@@ -201,26 +208,47 @@ impl Store for PgStore {
             "UPDATE endpoints SET uid = $1, url = $2, description = $3, filter_types = $4, channels = $5, \
              disabled = $6, rate_limit = $7, metadata = $8, headers = $9, secret = $10, previous_secret = $11, \
              previous_secret_expires_at = $12, profile = $13, verify_token = $14, format = $15, template = $16, \
-             disabled_reason = $17, reverify_at = $18, owner_id = $19, while_disabled = $20, tls_verify = $21, \
-             updated_at = $22 WHERE id = $23 AND app_id = $24",
+             disabled_reason = $17, reverify_at = $18, owner_id = $19, while_disabled = $20, tls_verify = $21, ordering = $22, \
+             updated_at = $23 WHERE id = $24 AND app_id = $25",
         );
         let mut tx = self.pool.begin().await?;
         bind_endpoint(update, ep, &self.sealer)
             .execute(&mut *tx)
             .await
             .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        // The row is locked by the update: no batch moves this queue meanwhile.
+        let now = ms(ep.updated_at);
+        let fifo = ep.ordering == DeliveryOrder::Fifo;
+        let mut due_now = 0;
         if !ep.disabled {
+            // Held deliveries are released; a FIFO endpoint's wait in its queue again.
             let released = sqlx::query(
-                "UPDATE deliveries SET status = 1, next_attempt_at = $1, updated_at = $1 \
-                 WHERE endpoint_id = $2 AND status = 4",
+                "UPDATE deliveries SET status = 1, next_attempt_at = $1, updated_at = $2 \
+                 WHERE endpoint_id = $3 AND status = 4",
             )
-            .bind(ms(ep.updated_at))
+            .bind((!fifo).then_some(now))
+            .bind(now)
             .bind(ep.id.as_str())
             .execute(&mut *tx)
             .await?;
-            if released.rows_affected() > 0 {
-                notify(&mut tx).await?;
-            }
+            due_now += released.rows_affected();
+        }
+        if fifo {
+            due_now += promote_heads(&mut tx, &std::collections::BTreeSet::from([ep.id.to_string()]), now).await?;
+        } else {
+            // A queue left by FIFO ordering goes out at once.
+            let freed = sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = $1 WHERE endpoint_id = $2 AND status IN (1, 3) \
+                 AND next_attempt_at IS NULL",
+            )
+            .bind(now)
+            .bind(ep.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            due_now += freed.rows_affected();
+        }
+        if due_now > 0 {
+            notify(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -332,6 +360,7 @@ impl Store for PgStore {
 
     async fn publish_to(&self, msg: &Message, endpoint: &EndpointId) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
+        let fifo = lock_queue(&mut tx, endpoint.as_str()).await?;
         insert_message(&mut tx, msg).await?;
         let now = ms(msg.created_at);
         insert_delivery(
@@ -341,8 +370,10 @@ impl Store for PgStore {
             TriggerType::Manual,
             now,
             DeliveryStatus::Pending,
+            !fifo.is_empty(),
         )
         .await?;
+        promote_heads(&mut tx, &fifo, now).await?;
         notify(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -421,6 +452,7 @@ impl Store for PgStore {
             .complete(Completion {
                 delivery_id: job.delivery_id.clone(),
                 app_id: job.app_id.clone(),
+                endpoint_id: job.endpoint.id.clone(),
                 lease_token: job.lease_token,
                 attempt: attempt.clone(),
                 next,
@@ -521,6 +553,7 @@ impl Store for PgStore {
 
     async fn resend(&self, msg: &Message, endpoint: &Endpoint, now: DateTime<Utc>) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
+        let fifo = lock_queue(&mut tx, endpoint.id.as_str()).await?;
         insert_delivery(
             &mut tx,
             msg,
@@ -528,8 +561,10 @@ impl Store for PgStore {
             TriggerType::Manual,
             ms(now),
             DeliveryStatus::Pending,
+            !fifo.is_empty(),
         )
         .await?;
+        promote_heads(&mut tx, &fifo, ms(now)).await?;
         notify(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -537,11 +572,14 @@ impl Store for PgStore {
 
     async fn resend_many(&self, endpoint: &Endpoint, msgs: &[MessageId], now: DateTime<Utc>) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await?;
+        let fifo = lock_queue(&mut tx, endpoint.id.as_str()).await?;
+        // Behind a FIFO endpoint's queue, in the order given.
+        let due = fifo.is_empty().then_some(ms(now));
         let mut scheduled = 0;
         for msg in msgs {
             let done = sqlx::query(
                 "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, \
-                 next_attempt_at, created_at, updated_at) SELECT $1, id, $2, app_id, 1, 1, 0, $3, $3, $3 FROM messages \
+                 next_attempt_at, created_at, updated_at) SELECT $1, id, $2, app_id, 1, 1, 0, $6, $3, $3 FROM messages \
                  WHERE id = $4 AND app_id = $5 AND payload_removed_at IS NULL",
             )
             .bind(DeliveryId::generate().as_str())
@@ -549,10 +587,12 @@ impl Store for PgStore {
             .bind(ms(now))
             .bind(msg.as_str())
             .bind(endpoint.app_id.as_str())
+            .bind(due)
             .execute(&mut *tx)
             .await?;
             scheduled += done.rows_affected();
         }
+        promote_heads(&mut tx, &fifo, ms(now)).await?;
         if scheduled > 0 {
             notify(&mut tx).await?;
         }
@@ -584,6 +624,15 @@ impl Store for PgStore {
         Ok(activity_rows(qb.build_query_as().fetch_all(&self.pool).await?))
     }
 
+    async fn waiting_behind_head(&self, endpoint: &EndpointId) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE endpoint_id = $1 AND status IN (1, 3) AND next_attempt_at IS NULL",
+        )
+        .bind(endpoint.as_str())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     async fn endpoint_stats(&self, endpoint: &EndpointId, window: &Window) -> StoreResult<DeliveryCounts> {
         let mut qb = stats_query(endpoint, window);
         let rows: Vec<(i64, i64)> = qb.build_query_as().fetch_all(&self.pool).await?;
@@ -611,6 +660,16 @@ impl Store for PgStore {
 
     async fn remove_payload(&self, app: &AppId, msg: &MessageId, now: DateTime<Utc>) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
+        // FIFO queues first, in the order every writer locks them: a head
+        // dropped here lets the next one go.
+        let endpoints: std::collections::BTreeSet<String> =
+            sqlx::query_scalar("SELECT endpoint_id FROM deliveries WHERE msg_id = $1 AND status IN (1, 4)")
+                .bind(msg.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+        let fifo = lock_fifo(&mut tx, &endpoints).await?;
         let found: Option<String> =
             sqlx::query_scalar("SELECT id FROM messages WHERE id = $1 AND app_id = $2 FOR UPDATE")
                 .bind(msg.as_str())
@@ -629,6 +688,9 @@ impl Store for PgStore {
         .bind(msg.as_str())
         .execute(&mut *tx)
         .await?;
+        if promote_heads(&mut tx, &fifo, ms(now)).await? > 0 {
+            notify(&mut tx).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

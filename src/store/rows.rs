@@ -13,7 +13,7 @@ use crate::domain::format::PayloadFormat;
 use crate::domain::ids::{AttemptId, DeliveryId, TaskId, TokenId};
 use crate::domain::sealing::{Sealer, is_sealed};
 use crate::domain::secret::EndpointSecret;
-use crate::domain::status::{DeliveryStatus, TaskKind, TaskStatus, TriggerType, WhileDisabled};
+use crate::domain::status::{DeliveryOrder, DeliveryStatus, TaskKind, TaskStatus, TriggerType, WhileDisabled};
 
 pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -105,6 +105,7 @@ pub(super) struct EndpointRow {
     pub(super) channels: Option<String>,
     pub(super) disabled: bool,
     pub(super) while_disabled: String,
+    pub(super) ordering: String,
     pub(super) rate_limit: Option<i64>,
     pub(super) metadata: String,
     pub(super) headers: String,
@@ -160,6 +161,8 @@ impl EndpointRow {
             disabled: r.disabled,
             while_disabled: WhileDisabled::parse(&r.while_disabled)
                 .ok_or_else(|| StoreError::Corrupt(format!("endpoint whileDisabled {}", r.while_disabled)))?,
+            ordering: DeliveryOrder::parse(&r.ordering)
+                .ok_or_else(|| StoreError::Corrupt(format!("endpoint ordering {}", r.ordering)))?,
             rate_limit: r.rate_limit,
             metadata: parse_json("endpoint metadata", &r.metadata)?,
             headers: parse_json("endpoint headers", &r.headers)?,
@@ -366,7 +369,7 @@ pub(super) fn uid_conflict(e: sqlx::Error, what: &str) -> StoreError {
 pub(super) const ENDPOINT_COLUMNS: &str = "e.id, e.app_id, e.uid, e.url, e.description, e.filter_types, e.channels, \
      e.disabled, e.while_disabled, e.rate_limit, e.metadata, e.headers, e.secret, e.previous_secret, \
      e.previous_secret_expires_at, e.profile, e.verify_token, e.format, e.template, e.disabled_reason, \
-     e.reverify_at, e.owner_id, e.failing_since, e.tls_verify, e.created_at, e.updated_at";
+     e.reverify_at, e.owner_id, e.failing_since, e.tls_verify, e.ordering, e.created_at, e.updated_at";
 
 /// What a claimed delivery reads besides the endpoint, in both backends' claim queries.
 pub(super) const JOB_COLUMNS: &str = "d.id AS delivery_id, d.lease_token, d.msg_id, d.app_id, d.attempts, \
@@ -439,16 +442,26 @@ pub(super) struct TargetRow {
     owner_id: Option<String>,
     disabled: bool,
     while_disabled: String,
+    ordering: String,
+}
+
+impl TargetRow {
+    /// Whether the endpoint delivers in FIFO order, as read with the targets.
+    pub(super) fn is_fifo(&self) -> bool {
+        self.ordering == DeliveryOrder::Fifo.name()
+    }
 }
 
 /// The columns of a [`TargetRow`], in both backends' publish queries.
-pub(super) const TARGET_COLUMNS: &str = "id, url, filter_types, channels, owner_id, disabled, while_disabled";
+pub(super) const TARGET_COLUMNS: &str = "id, url, filter_types, channels, owner_id, disabled, while_disabled, ordering";
 
 /// A matching endpoint, and what the publish does for it.
 pub(super) struct Target {
     pub(super) id: String,
     pub(super) url: String,
     pub(super) disposition: Disposition,
+    /// Queued behind the endpoint's FIFO head, as read with the targets.
+    pub(super) fifo: bool,
 }
 
 /// What a publish does for one matching endpoint.
@@ -479,6 +492,7 @@ pub(super) fn matching_endpoints(msg: &Message, targets: Vec<TargetRow>) -> Stor
     };
     let mut matched = Vec::new();
     for t in targets {
+        let fifo = t.is_fifo();
         let types: Option<Vec<String>> = parse_opt_json("endpoint filterTypes", t.filter_types)?;
         let channels: Option<Vec<String>> = parse_opt_json("endpoint channels", t.channels)?;
         let sub = Subscription {
@@ -496,6 +510,7 @@ pub(super) fn matching_endpoints(msg: &Message, targets: Vec<TargetRow>) -> Stor
                 id: t.id,
                 url: t.url,
                 disposition,
+                fifo,
             });
         }
     }
@@ -546,6 +561,7 @@ where
         .bind(ep.owner_id.clone())
         .bind(ep.while_disabled.name().to_owned())
         .bind(ep.tls_verify)
+        .bind(ep.ordering.name().to_owned())
         .bind(ms(ep.updated_at))
         .bind(ep.id.to_string())
         .bind(ep.app_id.to_string())

@@ -17,11 +17,17 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::batch::{Batcher, Completion, Deferral};
 use super::rows::*;
-use super::sqlite_batch::{SqliteWriter, insert_delivery, insert_message};
+use super::sqlite_batch::{SqliteWriter, insert_delivery, insert_message, lock_fifo, lock_queue, promote_heads};
 use super::*;
 use crate::domain::ids::DeliveryId;
 use crate::domain::status::DeliveryStatus;
-use crate::domain::status::TriggerType;
+use crate::domain::status::{DeliveryOrder, TriggerType};
+
+/// What orders a FIFO endpoint's queue: the rowid grows with each insert,
+/// and the one writer commits in that order.
+pub(super) const QUEUE_ORDER: &str = "rowid";
+/// No row locks: the one writer already serializes every queue change.
+pub(super) const LOCK_QUEUE: &str = "";
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -185,8 +191,8 @@ impl Store for SqliteStore {
         let insert = sqlx::query(
             "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
              rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, profile, verify_token, \
-             format, template, disabled_reason, reverify_at, owner_id, while_disabled, tls_verify, updated_at, id, \
-             app_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             format, template, disabled_reason, reverify_at, owner_id, while_disabled, tls_verify, ordering, updated_at, id, \
+             app_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
         bind_endpoint(insert, ep, &self.sealer)
             .bind(ms(ep.created_at))
@@ -217,20 +223,36 @@ impl Store for SqliteStore {
             "UPDATE endpoints SET uid = ?, url = ?, description = ?, filter_types = ?, channels = ?, disabled = ?, \
              rate_limit = ?, metadata = ?, headers = ?, secret = ?, previous_secret = ?, previous_secret_expires_at = ?, \
              profile = ?, verify_token = ?, format = ?, template = ?, disabled_reason = ?, reverify_at = ?, \
-             owner_id = ?, while_disabled = ?, tls_verify = ?, updated_at = ? WHERE id = ? AND app_id = ?",
+             owner_id = ?, while_disabled = ?, tls_verify = ?, ordering = ?, updated_at = ? WHERE id = ? AND app_id = ?",
         );
         let mut tx = self.writer.begin().await?;
         bind_endpoint(update, ep, &self.sealer)
             .execute(&mut *tx)
             .await
             .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        let now = ms(ep.updated_at);
+        let fifo = ep.ordering == DeliveryOrder::Fifo;
         if !ep.disabled {
+            // Held deliveries are released; a FIFO endpoint's wait in its queue again.
             sqlx::query("UPDATE deliveries SET status = 1, next_attempt_at = ?, updated_at = ? WHERE endpoint_id = ? AND status = 4")
-                .bind(ms(ep.updated_at))
-                .bind(ms(ep.updated_at))
+                .bind((!fifo).then_some(now))
+                .bind(now)
                 .bind(ep.id.as_str())
                 .execute(&mut *tx)
                 .await?;
+        }
+        if fifo {
+            promote_heads(&mut tx, &std::collections::BTreeSet::from([ep.id.to_string()]), now).await?;
+        } else {
+            // A queue left by FIFO ordering goes out at once.
+            sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = ? WHERE endpoint_id = ? AND status IN (1, 3) \
+                 AND next_attempt_at IS NULL",
+            )
+            .bind(now)
+            .bind(ep.id.as_str())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -342,6 +364,7 @@ impl Store for SqliteStore {
 
     async fn publish_to(&self, msg: &Message, endpoint: &EndpointId) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
+        let fifo = lock_queue(&mut tx, endpoint.as_str()).await?;
         insert_message(&mut tx, msg).await?;
         let now = ms(msg.created_at);
         insert_delivery(
@@ -351,8 +374,10 @@ impl Store for SqliteStore {
             TriggerType::Manual,
             now,
             DeliveryStatus::Pending,
+            !fifo.is_empty(),
         )
         .await?;
+        promote_heads(&mut tx, &fifo, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -419,6 +444,7 @@ impl Store for SqliteStore {
             .complete(Completion {
                 delivery_id: job.delivery_id.clone(),
                 app_id: job.app_id.clone(),
+                endpoint_id: job.endpoint.id.clone(),
                 lease_token: job.lease_token,
                 attempt: attempt.clone(),
                 next,
@@ -478,6 +504,7 @@ impl Store for SqliteStore {
 
     async fn resend(&self, msg: &Message, endpoint: &Endpoint, now: DateTime<Utc>) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
+        let fifo = lock_queue(&mut tx, endpoint.id.as_str()).await?;
         insert_delivery(
             &mut tx,
             msg,
@@ -485,14 +512,19 @@ impl Store for SqliteStore {
             TriggerType::Manual,
             ms(now),
             DeliveryStatus::Pending,
+            !fifo.is_empty(),
         )
         .await?;
+        promote_heads(&mut tx, &fifo, ms(now)).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn resend_many(&self, endpoint: &Endpoint, msgs: &[MessageId], now: DateTime<Utc>) -> StoreResult<u64> {
         let mut tx = self.writer.begin().await?;
+        let fifo = lock_queue(&mut tx, endpoint.id.as_str()).await?;
+        // Behind a FIFO endpoint's queue, in the order given.
+        let due = fifo.is_empty().then_some(ms(now));
         let mut scheduled = 0;
         for msg in msgs {
             let done = sqlx::query(
@@ -502,7 +534,7 @@ impl Store for SqliteStore {
             )
             .bind(DeliveryId::generate().as_str())
             .bind(endpoint.id.as_str())
-            .bind(ms(now))
+            .bind(due)
             .bind(ms(now))
             .bind(ms(now))
             .bind(msg.as_str())
@@ -511,6 +543,7 @@ impl Store for SqliteStore {
             .await?;
             scheduled += done.rows_affected();
         }
+        promote_heads(&mut tx, &fifo, ms(now)).await?;
         tx.commit().await?;
         Ok(scheduled)
     }
@@ -537,6 +570,15 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         };
         Ok(activity_rows(qb.build_query_as().fetch_all(&self.reader).await?))
+    }
+
+    async fn waiting_behind_head(&self, endpoint: &EndpointId) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE endpoint_id = ? AND status IN (1, 3) AND next_attempt_at IS NULL",
+        )
+        .bind(endpoint.as_str())
+        .fetch_one(&self.reader)
+        .await?)
     }
 
     async fn endpoint_stats(&self, endpoint: &EndpointId, window: &Window) -> StoreResult<DeliveryCounts> {
@@ -572,6 +614,15 @@ impl Store for SqliteStore {
         if found.is_none() {
             return Ok(false);
         }
+        // A FIFO head dropped here lets the next one go.
+        let endpoints: std::collections::BTreeSet<String> =
+            sqlx::query_scalar("SELECT endpoint_id FROM deliveries WHERE msg_id = ? AND status IN (1, 4)")
+                .bind(msg.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+        let fifo = lock_fifo(&mut tx, &endpoints).await?;
         clear_payload(&mut tx, msg.as_str(), ms(now)).await?;
         sqlx::query(
             "UPDATE deliveries SET status = 5, next_attempt_at = NULL, lease_token = NULL, updated_at = ? \
@@ -581,6 +632,7 @@ impl Store for SqliteStore {
         .bind(msg.as_str())
         .execute(&mut *tx)
         .await?;
+        promote_heads(&mut tx, &fifo, ms(now)).await?;
         tx.commit().await?;
         Ok(true)
     }

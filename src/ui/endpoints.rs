@@ -145,6 +145,7 @@ pub async fn new_form(State(state): State<AppState>, viewer: Viewer, Path(app): 
         secret_mode: "generate".into(),
         format: "raw".into(),
         while_disabled: "drop".into(),
+        ordering: "parallel".into(),
         ..Default::default()
     };
     form_page(&state, &viewer, StatusCode::OK, &app, None, &form, BTreeMap::new()).await
@@ -245,6 +246,7 @@ impl From<&EndpointOut> for EndpointForm {
             while_disabled: ep.while_disabled.clone(),
             tls_switch: String::new(),
             skip_tls_verify: if ep.tls_verify { "" } else { "on" }.into(),
+            ordering: ep.ordering.clone(),
         }
     }
 }

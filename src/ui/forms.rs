@@ -75,6 +75,8 @@ pub struct EndpointForm {
     pub tls_switch: String,
     /// `on` to skip checking the endpoint's certificate.
     pub skip_tls_verify: String,
+    /// `parallel` or `fifo`.
+    pub ordering: String,
 }
 
 impl EndpointForm {
@@ -127,6 +129,9 @@ impl EndpointForm {
         }
         if self.tls_switch == "shown" {
             body.insert("tlsVerify".into(), json!(self.skip_tls_verify != "on"));
+        }
+        if let Some(o) = text(&self.ordering) {
+            body.insert("ordering".into(), o);
         }
         if !patch && self.secret_mode == "own" {
             body.insert("secret".into(), json!(self.secret.trim()));

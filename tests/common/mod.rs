@@ -4,6 +4,7 @@
 
 pub mod brokers;
 pub mod browser;
+pub mod ordered;
 pub mod pg;
 pub mod process;
 pub mod proxy;
