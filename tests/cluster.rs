@@ -331,25 +331,13 @@ async fn two_nodes_keep_a_fifo_endpoint_in_order_one_request_at_a_time() {
     .await;
     let nodes = [Node::start(&db, &[]), Node::start(&db, &[])];
     let http = reqwest::Client::new();
-    let app: serde_json::Value = http
-        .post(format!("{}/api/v1/app", nodes[0].base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "Acme"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let app_id = app["id"].as_str().unwrap().to_owned();
-    let ep = http
-        .post(format!("{}/api/v1/app/{app_id}/endpoint", nodes[0].base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"url": receiver.url, "ordering": "fifo"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ep.status(), StatusCode::CREATED);
+    let app_id = common::create_app_and_endpoint_with(
+        &http,
+        &nodes[0].base,
+        json!({"name": "Acme"}),
+        json!({"url": receiver.url, "ordering": "fifo"}),
+    )
+    .await;
 
     // Published one after the other, through either node in turn.
     const TOTAL: u64 = 40;

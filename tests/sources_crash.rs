@@ -22,22 +22,8 @@ fn envelope(n: usize) -> Vec<u8> {
 }
 
 async fn subscribe(http: &reqwest::Client, base: &str, receiver: &Receiver) {
-    let app = http
-        .post(format!("{base}/api/v1/app"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "Acme", "uid": APP}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(app.status(), reqwest::StatusCode::CREATED);
-    let ep = http
-        .post(format!("{base}/api/v1/app/{APP}/endpoint"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"url": receiver.url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ep.status(), reqwest::StatusCode::CREATED);
+    let app = json!({"name": "Acme", "uid": APP});
+    common::create_app_and_endpoint_with(http, base, app, json!({"url": receiver.url})).await;
 }
 
 /// The eventIds of every stored message, through the API's list.

@@ -338,21 +338,25 @@ pub fn signature_entries_valid(secret: &str, id: &str, ts: &str, body: &[u8], he
 /// Over plain HTTP (for nodes run as processes): an application with one
 /// endpoint pointing at `receiver`. Answers the application id.
 pub async fn create_app_and_endpoint(http: &reqwest::Client, base: &str, receiver: &Receiver) -> String {
-    let app: serde_json::Value = http
+    create_app_and_endpoint_with(http, base, json!({"name": "Acme"}), json!({"url": receiver.url})).await
+}
+
+/// As `create_app_and_endpoint`, with the application and endpoint bodies given.
+pub async fn create_app_and_endpoint_with(http: &reqwest::Client, base: &str, app: Value, endpoint: Value) -> String {
+    let app = http
         .post(format!("{base}/api/v1/app"))
         .bearer_auth(TOKEN)
-        .json(&json!({"name": "Acme"}))
+        .json(&app)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    assert_eq!(app.status(), StatusCode::CREATED);
+    let app: Value = app.json().await.unwrap();
     let app_id = app["id"].as_str().unwrap().to_owned();
     let ep = http
         .post(format!("{base}/api/v1/app/{app_id}/endpoint"))
         .bearer_auth(TOKEN)
-        .json(&json!({"url": receiver.url}))
+        .json(&endpoint)
         .send()
         .await
         .unwrap();
