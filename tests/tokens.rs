@@ -142,6 +142,20 @@ fn body_for(method: &Method, template: &str, receiver_url: &str) -> Option<Value
     )
 }
 
+/// Values for every path parameter of the API: these objects, and ids of a
+/// task and a token that do not exist.
+fn path_params<'a>(app: &'a str, endpoint: &'a str, msg: &'a str, attempt: &'a str) -> [(&'a str, &'a str); 7] {
+    [
+        ("app_id", app),
+        ("endpoint_id", endpoint),
+        ("msg_id", msg),
+        ("attempt_id", attempt),
+        ("task_id", "qtask_01J00000000000000000000000"),
+        ("token_id", "tok_01J00000000000000000000000"),
+        ("event_type_name", "ticket.created"),
+    ]
+}
+
 /// Calls every route with `token`, its path filled from `params`. Every
 /// refusal must be 403 or 404; answers the routes that succeeded.
 async fn walk_routes(app: &TestApp, token: &str, params: &[(&str, &str)]) -> BTreeSet<String> {
@@ -169,15 +183,7 @@ async fn an_application_token_reaches_nothing_outside_its_application(backend: B
     let w = world(&app).await;
     let tok = token(&app, json!({"name": "tenant A service", "appId": w.app_a})).await;
     // Every route, pointed at the other application's objects.
-    let foreign = [
-        ("app_id", w.app_b.as_str()),
-        ("endpoint_id", w.ep_b.as_str()),
-        ("msg_id", w.msg_b.as_str()),
-        ("attempt_id", w.attempt_b.as_str()),
-        ("task_id", "qtask_01J00000000000000000000000"),
-        ("token_id", "tok_01J00000000000000000000000"),
-        ("event_type_name", "ticket.created"),
-    ];
+    let foreign = path_params(&w.app_b, &w.ep_b, &w.msg_b, &w.attempt_b);
     // Only reads of its own list and the shared event catalog succeed.
     let allowed = walk_routes(&app, &tok, &foreign).await;
     let expected = [
@@ -244,15 +250,7 @@ async fn an_owner_token_reaches_only_its_owners_endpoints(backend: Backend) {
     )
     .await;
     // Every route, pointed at the other owner's objects in the same application.
-    let other_owner = [
-        ("app_id", w.app_a.as_str()),
-        ("endpoint_id", w.ep_globex.as_str()),
-        ("msg_id", w.msg_globex.as_str()),
-        ("attempt_id", w.attempt_globex.as_str()),
-        ("task_id", "qtask_01J00000000000000000000000"),
-        ("token_id", "tok_01J00000000000000000000000"),
-        ("event_type_name", "ticket.created"),
-    ];
+    let other_owner = path_params(&w.app_a, &w.ep_globex, &w.msg_globex, &w.attempt_globex);
     // What succeeds is narrowed to acme; each is checked below.
     let allowed = walk_routes(&app, &tok, &other_owner).await;
     let expected = [
