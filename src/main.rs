@@ -1,6 +1,7 @@
 //! The `herald` command: a thin shell around the library.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -89,8 +90,26 @@ struct Args {
     settings: Settings,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    match run_command(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A refusal is for a person: the message and its causes, never a backtrace
+/// (anyhow's `Debug` adds one whenever `RUST_BACKTRACE` is set).
+fn report(error: &anyhow::Error) {
+    eprintln!("Error: {error}");
+    for cause in error.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
     let (args, migrate_only) = match cli.command {
         Command::Bench(bench) => return run_bench(bench),
         Command::Token(command) => return run_token(command),

@@ -511,3 +511,24 @@ async fn the_token_command_makes_and_revokes_tokens() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A command refused for a reason a person can fix says that reason and
+/// stops there: no backtrace, even with `RUST_BACKTRACE` set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_command_ends_at_its_message() {
+    let backend = Backend::Sqlite;
+    let app = common::restart_with(&backend, tempfile::tempdir().unwrap(), |_| {}).await;
+    // Answering means the server holds the file.
+    assert_eq!(app.get("/health").await.status, StatusCode::OK);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["token", "list"])
+        .env("HERALD_DATABASE_URL", backend.database_url(app.data.path()))
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("herald runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the server holds the file: {stderr}");
+    assert!(stderr.contains("another Herald process is using"), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+    app.stop().await;
+}
