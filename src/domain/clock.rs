@@ -48,7 +48,10 @@ impl Clock {
             Source::System => Utc::now(),
             Source::Tokio(anchor) => {
                 let elapsed = TimeDelta::from_std(anchor.instant.elapsed()).unwrap_or(TimeDelta::MAX);
-                anchor.wall.checked_add_signed(elapsed).unwrap_or(DateTime::<Utc>::MAX_UTC)
+                anchor
+                    .wall
+                    .checked_add_signed(elapsed)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC)
             }
         };
         now.trunc_subsecs(3)

@@ -8,6 +8,7 @@ pub mod filter;
 pub mod format;
 pub mod headers;
 pub mod ids;
+pub mod model;
 pub mod profile;
 pub mod rate;
 pub mod retry;
