@@ -645,7 +645,7 @@ fn email_settings(
                 return Err(invalid(to_key, "names no address"));
             }
             // Checked now, so a typo stops the start instead of the first email.
-            crate::ops::email::Mailer::new(&settings.smtp_url, &settings.from, &settings.to)
+            crate::telemetry::email::Mailer::new(&settings.smtp_url, &settings.from, &settings.to)
                 .map_err(|e| invalid(url_key, e.to_string()))?;
             Ok(Some(settings))
         }

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod ops;
 pub mod sources;
 pub mod store;
+pub mod telemetry;
 pub mod ui;
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub enum RunError {
     #[error("the HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
     #[error(transparent)]
-    Notify(#[from] ops::notify::NotifyError),
+    Notify(#[from] telemetry::notify::NotifyError),
 }
 
 /// Serves the API on `listener` and delivers messages until `shutdown` is
@@ -57,8 +58,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     if let Some(proxy) = &config.outbound_proxy {
         tracing::info!(%proxy, "deliveries and endpoint checks go through the outbound proxy");
     }
-    let notifier = ops::notify::Notifier::start(store.clone(), &config).await?;
-    let metrics = ops::metrics::Metrics::new();
+    let notifier = telemetry::notify::Notifier::start(store.clone(), &config).await?;
+    let metrics = telemetry::metrics::Metrics::new();
     let dispatcher = Dispatcher::new(
         store.clone(),
         config.clone(),

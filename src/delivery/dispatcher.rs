@@ -21,9 +21,9 @@ use crate::domain::ids::AttemptId;
 use crate::domain::profile::DEFAULT_PROFILE;
 use crate::domain::retry::Verdict;
 use crate::domain::status::{DeliveryStatus, WhileDisabled};
-use crate::ops::metrics::{Metrics, Outcome};
-use crate::ops::notify::{AttemptEvent, DisableTrigger, Notifier};
 use crate::store::{Attempt, DROPPED_WHILE_DISABLED, DeliveryJob, NextStep, Store};
+use crate::telemetry::metrics::{Metrics, Outcome};
+use crate::telemetry::notify::{AttemptEvent, DisableTrigger, Notifier};
 
 /// Longest nap between checks when nothing is due: a safety net, not the
 /// mechanism (wake-ups are).
