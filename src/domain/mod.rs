@@ -11,6 +11,7 @@ pub mod ids;
 pub mod model;
 pub mod profile;
 pub mod rate;
+pub mod redacted;
 pub mod retry;
 pub mod sealing;
 pub mod secret;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::SourceConfig;
+use crate::config::source::SourceConfig;
 use crate::telemetry::metrics::{Metrics, SourceOutcome};
 
 /// The connection state of a source.

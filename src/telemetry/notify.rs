@@ -97,7 +97,7 @@ impl Notifier {
             None => None,
         };
         let mailer = match &config.email {
-            Some(e) => Some(Mailer::new(&e.smtp_url, &e.from, &e.to)?),
+            Some(e) => Some(Mailer::from_settings(e)?),
             None => None,
         };
         if operational_app.is_none() && mailer.is_none() {
