@@ -1,30 +1,45 @@
 //! One `Config`, loaded once: defaults, then the TOML file, then `HERALD_*`
 //! variables and command-line flags. A bad value stops the start with the key
-//! and the reason.
+//! and the reason. Every value is parsed here, into the type the server
+//! uses, so nothing downstream parses configuration text again.
+
+pub mod email;
+pub mod outbound;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::delivery::client::{OutboundProxy, TrustAnchors};
+use self::email::EmailSettings;
+use self::outbound::{OutboundProxy, TrustAnchors};
+use self::source::{SourceConfig, SourceSpec};
 use crate::domain::profile::{ProfileSpec, Profiles, ServerDefaults, parse_timeout};
+use crate::domain::redacted::Redacted;
 use crate::domain::retry::{RetrySchedule, parse_duration};
 use crate::domain::sealing::SecretKey;
+use crate::domain::secret::{EndpointSecret, SecretKind};
 use crate::domain::target::TargetPolicy;
 
-/// Every setting, as text, from flags or the environment (clap fills both).
-/// The same keys, in snake_case, may appear in the TOML file.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Every setting, as text, from flags or the environment (clap fills both)
+/// or from the TOML file (serde fills it, under the field's name). Each
+/// setting is named here once: its flag, its variable and its file key all
+/// come from the field. No `Debug`: several of them are secrets.
+#[derive(Clone, Default, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address the HTTP API listens on [default: 127.0.0.1:8080]
     #[arg(long, env = "HERALD_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
 
     /// Where Herald keeps its data [default: sqlite://./herald-data/herald.db]
-    #[arg(long, env = "HERALD_DATABASE_URL", value_name = "URL")]
+    #[arg(long, env = "HERALD_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Bearer token of the admin API. Unset: the first start generates one,
@@ -180,12 +195,13 @@ pub struct Settings {
     pub log: Option<String>,
 }
 
-/// The configuration the server runs with.
+/// The configuration the server runs with. Secrets are `Redacted` (or types
+/// whose `Debug` hides them), so `{:?}` of a `Config` never shows one.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub database: DatabaseUrl,
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Redacted<String>>,
     /// Where the key that seals secrets at rest comes from.
     pub secret_key: SecretKeySource,
     /// Requests per second per API token; `None`: no limit.
@@ -220,59 +236,24 @@ pub struct Config {
     /// Delivery profiles from the file's `[profiles.NAME]` tables, plus `default`.
     pub profiles: Profiles,
     /// Broker queues and streams Herald publishes from: the file's `[[sources]]`.
-    pub sources: Vec<crate::sources::SourceConfig>,
+    pub sources: Vec<SourceConfig>,
 }
 
 /// The key that seals secrets at rest: given, or kept in a file.
 #[derive(Debug, Clone)]
 pub enum SecretKeySource {
+    /// `SecretKey`'s `Debug` shows no byte of it.
     Key(SecretKey),
     /// Read at start; created with a fresh key when missing.
     File(PathBuf),
 }
 
-fn secret_key_source(
-    key: Option<(String, String)>,
-    file: Option<(String, String)>,
-    database: &DatabaseUrl,
-) -> Result<SecretKeySource, ConfigError> {
-    match (key, file) {
-        (Some((key, _)), Some((file_key, _))) => Err(invalid(key, format!("set either it or {file_key}, not both"))),
-        (Some((key, text)), None) => SecretKey::parse(&text)
-            .map(SecretKeySource::Key)
-            .map_err(|e| invalid(key, e.to_string())),
-        (None, Some((key, path))) if path.trim().is_empty() => Err(invalid(key, "must name a file")),
-        (None, Some((_, path))) => Ok(SecretKeySource::File(PathBuf::from(path))),
-        (None, None) => Ok(SecretKeySource::File(match database {
-            DatabaseUrl::Sqlite(db) => db.with_file_name("secret.key"),
-            DatabaseUrl::Postgres(_) => PathBuf::from("./herald-data/secret.key"),
-        })),
-    }
-}
-
-/// Where operational webhooks go, and the secret that signs them.
+/// Where operational webhooks go, and the secret that signs them
+/// (`EndpointSecret`'s `Debug` shows no byte of it).
 #[derive(Debug, Clone)]
 pub struct OperationalWebhook {
     pub url: url::Url,
-    pub secret: Option<crate::domain::secret::EndpointSecret>,
-}
-
-/// How operator emails are sent.
-#[derive(Clone)]
-pub struct EmailSettings {
-    pub smtp_url: String,
-    pub from: String,
-    pub to: Vec<String>,
-}
-
-impl std::fmt::Debug for EmailSettings {
-    /// The SMTP URL may carry a password.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmailSettings")
-            .field("from", &self.from)
-            .field("to", &self.to)
-            .finish_non_exhaustive()
-    }
+    pub secret: Option<EndpointSecret>,
 }
 
 /// Which parts of Herald a node runs.
@@ -291,12 +272,38 @@ impl Role {
     pub fn delivers(self) -> bool {
         matches!(self, Self::All | Self::Worker)
     }
+
+    fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Self::All),
+            "api" => Ok(Self::Api),
+            "worker" => Ok(Self::Worker),
+            _ => Err(format!("'{s}' is not one of all, api, worker")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
-    Postgres(String),
+    /// The URL may carry the database password.
+    Postgres(Redacted<String>),
+}
+
+impl DatabaseUrl {
+    fn parse(s: &str) -> Result<Self, String> {
+        if let Some(rest) = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")) {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err("names no file; use sqlite://path/to/herald.db".to_owned());
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(Self::Postgres(Redacted::new(s.to_owned())));
+        }
+        Err("is neither sqlite://FILE nor postgres://…".to_owned())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -309,17 +316,28 @@ pub enum ConfigError {
 
 const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
+/// How much longer than a request timeout a lease lasts by default.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
+
+/// One setting as given: the key to name in an error (the variable, or the
+/// file key and the file) and its text.
+type Given = Option<(String, String)>;
+
 impl Config {
     /// Defaults suited to a developer's machine: loopback, a local SQLite file.
     pub fn load(cli: &Settings, file: Option<&Path>) -> Result<Self, ConfigError> {
-        let (from_file, profiles, sources) = match file {
+        let FileContents {
+            settings: from_file,
+            profiles,
+            sources,
+        } = match file {
             Some(path) => read_file(path)?,
-            None => Default::default(),
+            None => FileContents::default(),
         };
         let file_label = file.map(|p| p.display().to_string());
         let mut config = Self::from_layers(cli, &from_file, file_label.as_deref())?;
         config.add_profiles(profiles, file_label.as_deref())?;
-        config.sources = crate::sources::build(sources).map_err(|e| {
+        config.sources = source::build(sources).map_err(|e| {
             invalid(
                 format!(
                     "sources.{}.{} in {}",
@@ -373,170 +391,101 @@ impl Config {
     fn from_layers(top: &Settings, file: &Settings, file_label: Option<&str>) -> Result<Self, ConfigError> {
         // The value wins from the flags/environment, else from the file; errors
         // name whichever source the bad value came from.
-        let pick = |env_key: &'static str, file_key: &'static str, a: &Option<String>, b: &Option<String>| match (a, b)
-        {
-            (Some(v), _) => Some((env_key.to_owned(), v.clone())),
+        let pick = |name: &str, a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(v), _) => Some((env_name(name), v.clone())),
             (None, Some(v)) => Some((
-                format!("{file_key} in {}", file_label.unwrap_or("the config file")),
+                format!("{name} in {}", file_label.unwrap_or("the config file")),
                 v.clone(),
             )),
             (None, None) => None,
         };
         macro_rules! get {
-            ($field:ident, $env:literal) => {
-                pick($env, stringify!($field), &top.$field, &file.$field)
+            ($field:ident) => {
+                pick(stringify!($field), &top.$field, &file.$field)
             };
         }
 
-        let listen = parse_or(get!(listen, "HERALD_LISTEN"), "127.0.0.1:8080", |s| {
+        let listen = parse_or(get!(listen), "127.0.0.1:8080", |s| {
             s.parse::<SocketAddr>()
                 .map_err(|_| format!("'{s}' is not an address such as 127.0.0.1:8080"))
         })?;
         let database = parse_or(
-            get!(database_url, "HERALD_DATABASE_URL"),
+            get!(database_url),
             "sqlite://./herald-data/herald.db",
-            parse_database_url,
+            DatabaseUrl::parse,
         )?;
-        let admin_token = match get!(admin_token, "HERALD_ADMIN_TOKEN") {
-            None => None,
+        // Taken as written, spaces and all: it is compared byte for byte.
+        let admin_token = match get!(admin_token) {
             Some((key, v)) if v.len() < MIN_ADMIN_TOKEN_LEN => {
                 return Err(invalid(
                     key,
                     format!("must be at least {MIN_ADMIN_TOKEN_LEN} characters long"),
                 ));
             }
-            Some((_, v)) => Some(v),
+            given => given.map(|(_, v)| Redacted::new(v)),
         };
-        let secret_key = secret_key_source(
-            get!(secret_key, "HERALD_SECRET_KEY"),
-            get!(secret_key_file, "HERALD_SECRET_KEY_FILE"),
-            &database,
-        )?;
-        let api_rate_limit = parse_or(get!(api_rate_limit, "HERALD_API_RATE_LIMIT"), "5000", |s| {
-            match s.parse::<u32>() {
-                Ok(0) => Ok(None),
-                Ok(n) if n <= 1_000_000 => Ok(Some(n)),
-                _ => Err(format!("'{s}' is not a number between 0 (no limit) and 1000000")),
-            }
+        let secret_key = secret_key_source(get!(secret_key), get!(secret_key_file), &database)?;
+        let api_rate_limit = parse_or(get!(api_rate_limit), "5000", |s| match s.parse::<u32>() {
+            Ok(0) => Ok(None),
+            Ok(n) if n <= 1_000_000 => Ok(Some(n)),
+            _ => Err(format!("'{s}' is not a number between 0 (no limit) and 1000000")),
         })?;
-        let retry_schedule = parse_or(
-            get!(retry_schedule, "HERALD_RETRY_SCHEDULE"),
-            "5s,5m,30m,2h,5h,10h,10h",
-            |s| RetrySchedule::parse(s).map_err(|e| e.to_string()),
-        )?;
-        let request_timeout = parse_or(get!(request_timeout, "HERALD_REQUEST_TIMEOUT"), "15s", parse_timeout)?;
-        let allow_http = parse_or(get!(allow_http, "HERALD_ALLOW_HTTP"), "false", parse_bool)?;
-        let allowed_networks = parse_or(
-            get!(allowed_target_networks, "HERALD_ALLOWED_TARGET_NETWORKS"),
-            "",
-            parse_networks,
-        )?;
-        let extra_roots = get!(ca_file, "HERALD_CA_FILE")
-            .map(|(key, path)| TrustAnchors::load(Path::new(path.trim())).map_err(|reason| invalid(key, reason)))
-            .transpose()?;
-        let allow_insecure_tls = parse_or(
-            get!(allow_insecure_tls, "HERALD_ALLOW_INSECURE_TLS"),
-            "false",
-            parse_bool,
-        )?;
-        let outbound_proxy = get!(outbound_proxy, "HERALD_OUTBOUND_PROXY")
-            .map(|(key, text)| OutboundProxy::parse(text.trim()).map_err(|reason| invalid(key, reason)))
-            .transpose()?;
-        let max_concurrent_deliveries = parse_or(
-            get!(max_concurrent_deliveries, "HERALD_MAX_CONCURRENT_DELIVERIES"),
-            "256",
-            |s| match s.parse::<usize>() {
-                Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-                _ => Err(format!("'{s}' is not a number between 1 and 100000")),
-            },
-        )?;
-        let max_in_flight_per_endpoint = parse_or(
-            get!(max_in_flight_per_endpoint, "HERALD_MAX_IN_FLIGHT_PER_ENDPOINT"),
-            "64",
-            |s| match s.parse::<usize>() {
-                Ok(n) if (1..=100_000).contains(&n) => Ok(n),
-                _ => Err(format!("'{s}' is not a number between 1 and 100000")),
-            },
-        )?;
-        let shutdown_grace = parse_or(get!(shutdown_grace, "HERALD_SHUTDOWN_GRACE"), "30s", |s| {
-            parse_duration(s).map_err(|e| e.to_string())
-        })?;
-        let log = get!(log, "HERALD_LOG").map_or_else(|| "info".to_owned(), |(_, v)| v);
-        let role_source = get!(role, "HERALD_ROLE");
-        let role_key = role_source.as_ref().map(|(k, _)| k.clone());
-        let role = parse_or(role_source, "all", |s| match s {
-            "all" => Ok(Role::All),
-            "api" => Ok(Role::Api),
-            "worker" => Ok(Role::Worker),
-            _ => Err(format!("'{s}' is not one of all, api, worker")),
-        })?;
+        let retry_schedule = parse(get!(retry_schedule), |s| {
+            RetrySchedule::parse(s).map_err(|e| e.to_string())
+        })?
+        .unwrap_or_default();
+        let request_timeout = parse_or(get!(request_timeout), "15s", parse_timeout)?;
+        let allow_http = parse_or(get!(allow_http), "false", parse_bool)?;
+        let allowed_networks = parse_or(get!(allowed_target_networks), "", parse_networks)?;
+        let extra_roots = parse(get!(ca_file), |path| TrustAnchors::load(Path::new(path)))?;
+        let allow_insecure_tls = parse_or(get!(allow_insecure_tls), "false", parse_bool)?;
+        let outbound_proxy = parse(get!(outbound_proxy), OutboundProxy::parse)?;
+        let max_concurrent_deliveries = parse_or(get!(max_concurrent_deliveries), "256", number_in(1..=100_000))?;
+        let max_in_flight_per_endpoint = parse_or(get!(max_in_flight_per_endpoint), "64", number_in(1..=100_000))?;
+        let shutdown_grace = parse_or(get!(shutdown_grace), "30s", duration_at_least(Duration::ZERO))?;
+        let log = get!(log).map_or_else(|| "info".to_owned(), |(_, v)| v);
+        let role_given = get!(role);
+        let role_key = role_given.as_ref().map(|(k, _)| k.clone());
+        let role = parse_or(role_given, "all", Role::parse)?;
         if role != Role::All && matches!(database, DatabaseUrl::Sqlite(_)) {
             return Err(invalid(
                 role_key.unwrap_or_default(),
                 "api and worker roles need a shared PostgreSQL database; on SQLite one process runs everything",
             ));
         }
-        let db_pool_size = parse_or(get!(db_pool_size, "HERALD_DB_POOL_SIZE"), "10", |s| {
-            match s.parse::<u32>() {
-                Ok(n) if (1..=1000).contains(&n) => Ok(n),
-                _ => Err(format!("'{s}' is not a number between 1 and 1000")),
-            }
-        })?;
-        let db_statement_timeout =
-            parse_or(
-                get!(db_statement_timeout, "HERALD_DB_STATEMENT_TIMEOUT"),
-                "30s",
-                |s| match parse_duration(s).map_err(|e| e.to_string())? {
-                    d if d < Duration::from_millis(1) => Err("must be at least 1ms".to_owned()),
-                    d => Ok(d),
-                },
-            )?;
-        let default_lease = humantime::format_duration(request_timeout + LEASE_MARGIN).to_string();
-        let lease_source = get!(lease_duration, "HERALD_LEASE_DURATION");
-        let lease_explicit = lease_source.is_some();
-        let lease_duration = parse_or(lease_source, &default_lease, |s| {
+        let db_pool_size = parse_or(get!(db_pool_size), "10", number_in(1..=1000))?;
+        let db_statement_timeout = parse_or(
+            get!(db_statement_timeout),
+            "30s",
+            duration_at_least(Duration::from_millis(1)),
+        )?;
+        let lease_given = get!(lease_duration);
+        let lease_explicit = lease_given.is_some();
+        let lease_duration = parse(lease_given, |s| match parse_duration(s).map_err(|e| e.to_string())? {
+            d if d <= request_timeout => Err(format!(
+                "must be longer than the request timeout ({}), or a slow attempt would be sent twice",
+                humantime::format_duration(request_timeout)
+            )),
+            d => Ok(d),
+        })?
+        .unwrap_or(request_timeout + LEASE_MARGIN);
+        let disable_after = parse_or(get!(disable_after), "5d", duration_at_least(Duration::ZERO))?;
+        let operational_webhook = operational_webhook(get!(operational_webhook_url), get!(operational_webhook_secret))?;
+        let email = email_settings(get!(smtp_url), get!(notify_email), get!(notify_from))?;
+        let public_url = parse(get!(public_url), parse_public_url)?;
+        let validate_payloads = parse_or(get!(validate_payloads), "false", parse_bool)?;
+        let payload_retention = parse_or(get!(payload_retention), "90d", |s| {
             match parse_duration(s).map_err(|e| e.to_string())? {
-                d if d <= request_timeout => Err(format!(
-                    "must be longer than the request timeout ({}), or a slow attempt would be sent twice",
-                    humantime::format_duration(request_timeout)
-                )),
+                d if d.is_zero() => Err("must be longer than 0s".to_owned()),
                 d => Ok(d),
             }
         })?;
-
-        let disable_after = parse_or(get!(disable_after, "HERALD_DISABLE_AFTER"), "5d", |s| {
-            parse_duration(s).map_err(|e| e.to_string())
-        })?;
-        let operational_webhook = operational_webhook(
-            get!(operational_webhook_url, "HERALD_OPERATIONAL_WEBHOOK_URL"),
-            get!(operational_webhook_secret, "HERALD_OPERATIONAL_WEBHOOK_SECRET"),
+        let retain_payloads = parse_or(get!(retain_payloads), "true", parse_bool)?;
+        let cleanup_interval = parse_or(
+            get!(cleanup_interval),
+            "1m",
+            duration_at_least(Duration::from_millis(10)),
         )?;
-        let email = email_settings(
-            get!(smtp_url, "HERALD_SMTP_URL"),
-            get!(notify_email, "HERALD_NOTIFY_EMAIL"),
-            get!(notify_from, "HERALD_NOTIFY_FROM"),
-        )?;
-        let public_url = public_url(get!(public_url, "HERALD_PUBLIC_URL"))?;
-        let validate_payloads = parse_or(get!(validate_payloads, "HERALD_VALIDATE_PAYLOADS"), "false", parse_bool)?;
-        let payload_retention =
-            parse_or(
-                get!(payload_retention, "HERALD_PAYLOAD_RETENTION"),
-                "90d",
-                |s| match parse_duration(s).map_err(|e| e.to_string())? {
-                    d if d.is_zero() => Err("must be longer than 0s".to_owned()),
-                    d => Ok(d),
-                },
-            )?;
-        let retain_payloads = parse_or(get!(retain_payloads, "HERALD_RETAIN_PAYLOADS"), "true", parse_bool)?;
-        let cleanup_interval =
-            parse_or(
-                get!(cleanup_interval, "HERALD_CLEANUP_INTERVAL"),
-                "1m",
-                |s| match parse_duration(s).map_err(|e| e.to_string())? {
-                    d if d < Duration::from_millis(10) => Err("must be at least 10ms".to_owned()),
-                    d => Ok(d),
-                },
-            )?;
         let profiles = Profiles::build(
             BTreeMap::new(),
             &ServerDefaults {
@@ -583,77 +532,91 @@ impl Config {
     }
 }
 
+/// The variable clap reads a setting from, as declared on `Settings`.
+fn env_name(setting: &str) -> String {
+    settings_table()
+        .iter()
+        .find(|(name, _)| name == setting)
+        .map_or_else(|| setting.to_owned(), |(_, env)| env.clone())
+}
+
+/// Every setting's name and variable, read once from `Settings`' clap
+/// declaration, so neither is written a second time.
+fn settings_table() -> &'static [(String, String)] {
+    static TABLE: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let command = <Settings as clap::Args>::augment_args(clap::Command::new("herald"));
+        command
+            .get_arguments()
+            .filter_map(|arg| {
+                let env = arg.get_env()?.to_string_lossy().into_owned();
+                Some((arg.get_id().as_str().to_owned(), env))
+            })
+            .collect()
+    })
+}
+
+fn secret_key_source(key: Given, file: Given, database: &DatabaseUrl) -> Result<SecretKeySource, ConfigError> {
+    match (key, file) {
+        (Some((key, _)), Some((file_key, _))) => Err(invalid(key, format!("set either it or {file_key}, not both"))),
+        (Some((key, text)), None) => SecretKey::parse(&text)
+            .map(SecretKeySource::Key)
+            .map_err(|e| invalid(key, e.to_string())),
+        (None, Some((key, path))) if path.trim().is_empty() => Err(invalid(key, "must name a file")),
+        (None, Some((_, path))) => Ok(SecretKeySource::File(PathBuf::from(path))),
+        (None, None) => Ok(SecretKeySource::File(match database {
+            DatabaseUrl::Sqlite(db) => db.with_file_name("secret.key"),
+            DatabaseUrl::Postgres(_) => PathBuf::from("./herald-data/secret.key"),
+        })),
+    }
+}
+
 /// An http(s) base address without a query; a trailing slash is dropped.
-fn public_url(setting: Option<(String, String)>) -> Result<Option<url::Url>, ConfigError> {
-    let Some((key, text)) = setting else {
-        return Ok(None);
-    };
-    let trimmed = text.trim().trim_end_matches('/');
-    match url::Url::parse(trimmed) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() && u.has_host() => Ok(Some(u)),
-        _ => Err(invalid(
-            key,
-            format!("'{text}' is not an http(s) address such as https://herald.example.com"),
+fn parse_public_url(text: &str) -> Result<url::Url, String> {
+    match url::Url::parse(text.trim_end_matches('/')) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() && u.has_host() => Ok(u),
+        _ => Err(format!(
+            "'{text}' is not an http(s) address such as https://herald.example.com"
         )),
     }
 }
 
-fn operational_webhook(
-    url: Option<(String, String)>,
-    secret: Option<(String, String)>,
-) -> Result<Option<OperationalWebhook>, ConfigError> {
-    let secret = match secret {
-        None => None,
-        Some((key, text)) => match crate::domain::secret::EndpointSecret::parse(text.trim()) {
-            Ok(s) if s.kind() == crate::domain::secret::SecretKind::StandardHmac => Some(s),
-            _ => return Err(invalid(key, "must be a whsec_ secret (base64 of 24 to 64 bytes)")),
-        },
-    };
-    let Some((key, text)) = url else {
-        return Ok(None);
-    };
-    let url = url::Url::parse(text.trim())
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| invalid(key, format!("'{text}' is not an http(s) URL")))?;
-    Ok(Some(OperationalWebhook { url, secret }))
+fn operational_webhook(url: Given, secret: Given) -> Result<Option<OperationalWebhook>, ConfigError> {
+    let secret = parse(secret, |text| match EndpointSecret::parse(text) {
+        Ok(s) if s.kind() == SecretKind::StandardHmac => Ok(s),
+        _ => Err("must be a whsec_ secret (base64 of 24 to 64 bytes)".to_owned()),
+    })?;
+    let url = parse(url, |text| {
+        url::Url::parse(text)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| format!("'{text}' is not an http(s) URL"))
+    })?;
+    Ok(url.map(|url| OperationalWebhook { url, secret }))
 }
 
-fn email_settings(
-    smtp_url: Option<(String, String)>,
-    to: Option<(String, String)>,
-    from: Option<(String, String)>,
-) -> Result<Option<EmailSettings>, ConfigError> {
-    let recipients = |text: &str| -> Vec<String> {
-        text.split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
+fn email_settings(smtp_url: Given, to: Given, from: Given) -> Result<Option<EmailSettings>, ConfigError> {
     match (smtp_url, to) {
         (None, None) => Ok(None),
         (Some((key, _)), None) => Err(invalid(key, "needs HERALD_NOTIFY_EMAIL: whom to tell")),
         (None, Some((key, _))) => Err(invalid(key, "needs HERALD_SMTP_URL: how to send")),
         (Some((url_key, url)), Some((to_key, to))) => {
-            let settings = EmailSettings {
-                smtp_url: url.trim().to_owned(),
-                from: from.map_or_else(|| "Herald <herald@localhost>".to_owned(), |(_, f)| f.trim().to_owned()),
-                to: recipients(&to),
-            };
-            if settings.to.is_empty() {
+            let to: Vec<String> = to
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if to.is_empty() {
                 return Err(invalid(to_key, "names no address"));
             }
-            // Checked now, so a typo stops the start instead of the first email.
-            crate::ops::email::Mailer::new(&settings.smtp_url, &settings.from, &settings.to)
-                .map_err(|e| invalid(url_key, e.to_string()))?;
-            Ok(Some(settings))
+            let from = from.map_or_else(|| "Herald <herald@localhost>".to_owned(), |(_, f)| f.trim().to_owned());
+            EmailSettings::parse(url.trim(), &from, &to)
+                .map(Some)
+                .map_err(|e| invalid(url_key, e.to_string()))
         }
     }
 }
-
-/// How much longer than a request timeout a lease lasts by default.
-const LEASE_MARGIN: Duration = Duration::from_secs(15);
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -662,11 +625,15 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn parse_or<T>(
-    value: Option<(String, String)>,
-    default: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<T, ConfigError> {
+/// The given value, parsed (trimmed first); `None` when not given.
+fn parse<T>(value: Given, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, ConfigError> {
+    value
+        .map(|(key, v)| parse(v.trim()).map_err(|reason| invalid(key, reason)))
+        .transpose()
+}
+
+/// The given value, else the documented default, parsed alike.
+fn parse_or<T>(value: Given, default: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ConfigError> {
     match value {
         Some((key, v)) => parse(v.trim()).map_err(|reason| invalid(key, reason)),
         None => parse(default).map_err(|reason| invalid("default", reason)),
@@ -678,6 +645,27 @@ fn parse_bool(s: &str) -> Result<bool, String> {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" | "" => Ok(false),
         _ => Err(format!("'{s}' is not true or false")),
+    }
+}
+
+fn number_in<T>(range: RangeInclusive<T>) -> impl Fn(&str) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + std::fmt::Display,
+{
+    move |s| match s.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a number between {} and {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+fn duration_at_least(min: Duration) -> impl Fn(&str) -> Result<Duration, String> {
+    move |s| match parse_duration(s).map_err(|e| e.to_string())? {
+        d if d < min => Err(format!("must be at least {}", humantime::format_duration(min))),
+        d => Ok(d),
     }
 }
 
@@ -693,97 +681,54 @@ fn parse_networks(s: &str) -> Result<Vec<IpNet>, String> {
         .collect()
 }
 
-fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
-    if let Some(rest) = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")) {
-        let path = rest.split('?').next().unwrap_or_default();
-        if path.is_empty() {
-            return Err("names no file; use sqlite://path/to/herald.db".to_owned());
-        }
-        return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
-    }
-    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-        return Ok(DatabaseUrl::Postgres(s.to_owned()));
-    }
-    Err(format!("'{s}' is neither sqlite://FILE nor postgres://…"))
+/// What the file holds: text settings like the flags', profiles and sources.
+#[derive(Default)]
+struct FileContents {
+    settings: Settings,
+    profiles: BTreeMap<String, ProfileSpec>,
+    sources: Vec<SourceSpec>,
 }
 
-/// What the file holds: text settings like the flags', profiles and sources.
-type FileContents = (Settings, BTreeMap<String, ProfileSpec>, Vec<crate::sources::SourceSpec>);
-
-/// Reads the TOML file into the same text settings the flags produce, and
-/// its `[profiles.NAME]` tables.
+/// Reads the TOML file: its `[profiles.NAME]` and `[[sources]]` tables, and
+/// every other key into the same text settings the flags produce. A key
+/// `Settings` does not declare is refused, named with the file.
 fn read_file(path: &Path) -> Result<FileContents, ConfigError> {
     let file_err = |reason: String| ConfigError::File {
         path: path.to_owned(),
         reason,
     };
+    let in_file = |key: &str| format!("{key} in {}", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
-    let mut s = Settings::default();
-    let mut profiles = BTreeMap::new();
-    let mut sources = Vec::new();
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    let profiles = table
+        .remove("profiles")
+        .map(toml::Value::try_into::<BTreeMap<String, ProfileSpec>>)
+        .transpose()
+        .map_err(|e: toml::de::Error| invalid(in_file("profiles"), e.message()))?
+        .unwrap_or_default();
+    let sources = table
+        .remove("sources")
+        .map(toml::Value::try_into::<Vec<SourceSpec>>)
+        .transpose()
+        .map_err(|e: toml::de::Error| invalid(in_file("sources"), e.message()))?
+        .unwrap_or_default();
+    let mut texts = toml::Table::new();
     for (key, value) in table {
-        if key == "profiles" {
-            profiles = value.try_into().map_err(|e: toml::de::Error| {
-                invalid(format!("profiles in {}", path.display()), e.message().to_owned())
-            })?;
-            continue;
+        if !settings_table().iter().any(|(name, _)| *name == key) {
+            return Err(invalid(in_file(&key), "is not a known setting"));
         }
-        if key == "sources" {
-            sources = value.try_into().map_err(|e: toml::de::Error| {
-                invalid(format!("sources in {}", path.display()), e.message().to_owned())
-            })?;
-            continue;
-        }
-        let text = toml_to_text(&value).ok_or_else(|| {
-            invalid(
-                format!("{key} in {}", path.display()),
-                "must be a string, number, boolean or list",
-            )
-        })?;
-        let slot = match key.as_str() {
-            "listen" => &mut s.listen,
-            "database_url" => &mut s.database_url,
-            "admin_token" => &mut s.admin_token,
-            "api_rate_limit" => &mut s.api_rate_limit,
-            "secret_key" => &mut s.secret_key,
-            "secret_key_file" => &mut s.secret_key_file,
-            "retry_schedule" => &mut s.retry_schedule,
-            "request_timeout" => &mut s.request_timeout,
-            "allow_http" => &mut s.allow_http,
-            "allowed_target_networks" => &mut s.allowed_target_networks,
-            "ca_file" => &mut s.ca_file,
-            "allow_insecure_tls" => &mut s.allow_insecure_tls,
-            "outbound_proxy" => &mut s.outbound_proxy,
-            "max_concurrent_deliveries" => &mut s.max_concurrent_deliveries,
-            "max_in_flight_per_endpoint" => &mut s.max_in_flight_per_endpoint,
-            "shutdown_grace" => &mut s.shutdown_grace,
-            "log" => &mut s.log,
-            "role" => &mut s.role,
-            "db_pool_size" => &mut s.db_pool_size,
-            "db_statement_timeout" => &mut s.db_statement_timeout,
-            "lease_duration" => &mut s.lease_duration,
-            "disable_after" => &mut s.disable_after,
-            "operational_webhook_url" => &mut s.operational_webhook_url,
-            "operational_webhook_secret" => &mut s.operational_webhook_secret,
-            "smtp_url" => &mut s.smtp_url,
-            "notify_email" => &mut s.notify_email,
-            "notify_from" => &mut s.notify_from,
-            "public_url" => &mut s.public_url,
-            "validate_payloads" => &mut s.validate_payloads,
-            "payload_retention" => &mut s.payload_retention,
-            "retain_payloads" => &mut s.retain_payloads,
-            "cleanup_interval" => &mut s.cleanup_interval,
-            _ => {
-                return Err(invalid(
-                    format!("{key} in {}", path.display()),
-                    "is not a known setting",
-                ));
-            }
-        };
-        *slot = Some(text);
+        let text =
+            toml_to_text(&value).ok_or_else(|| invalid(in_file(&key), "must be a string, number, boolean or list"))?;
+        texts.insert(key, toml::Value::String(text));
     }
-    Ok((s, profiles, sources))
+    let settings = toml::Value::Table(texts)
+        .try_into::<Settings>()
+        .map_err(|e: toml::de::Error| file_err(e.message().to_owned()))?;
+    Ok(FileContents {
+        settings,
+        profiles,
+        sources,
+    })
 }
 
 fn toml_to_text(v: &toml::Value) -> Option<String> {
@@ -998,5 +943,36 @@ mod tests {
         std::fs::write(&path, "colour = \"blue\"\n").unwrap();
         let e = Config::load(&Settings::default(), Some(&path)).unwrap_err().to_string();
         assert!(e.contains("colour") && e.contains("not a known setting"), "{e}");
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let key = SecretKey::generate().to_base64();
+        let webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let settings = Settings {
+            admin_token: Some("admin-token-4f1c9e2ab7d3".into()),
+            database_url: Some("postgres://herald:db-pass-91c2@127.0.0.1:5432/herald".into()),
+            secret_key: Some(key.clone()),
+            smtp_url: Some("smtps://mailer:smtp-pass-77ab@mail.example.test".into()),
+            notify_email: Some("ops@example.test".into()),
+            outbound_proxy: Some("http://proxy-user:proxy-pass-3e8d@proxy.internal:3128".into()),
+            operational_webhook_url: Some("https://ops.example.test/hook".into()),
+            operational_webhook_secret: Some(webhook_secret.into()),
+            ..Default::default()
+        };
+        let config = Config::from_layers(&settings, &Settings::default(), None).unwrap();
+        let shown = format!("{config:?}");
+        for secret in [
+            "admin-token-4f1c9e2ab7d3",
+            "db-pass-91c2",
+            key.as_str(),
+            "smtp-pass-77ab",
+            "proxy-pass-3e8d",
+            "proxy-user",
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        assert!(shown.contains("ops.example.test"), "{shown}");
     }
 }

@@ -11,11 +11,11 @@ pub mod domain;
 pub mod ops;
 pub mod sources;
 pub mod store;
+pub mod telemetry;
 pub mod ui;
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,6 +24,7 @@ pub use config::Config;
 
 use crate::api::AppState;
 use crate::delivery::Dispatcher;
+use crate::domain::clock::Clock;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +36,7 @@ pub enum RunError {
     #[error("the HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
     #[error(transparent)]
-    Notify(#[from] ops::notify::NotifyError),
+    Notify(#[from] telemetry::notify::NotifyError),
 }
 
 /// Serves the API on `listener` and delivers messages until `shutdown` is
@@ -43,11 +44,23 @@ pub enum RunError {
 /// `config.shutdown_grace` to finish. Anything unfinished is delivered after
 /// the next start.
 pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    run_with_clock(listener, config, Clock::system(), shutdown).await
+}
+
+/// `run` on the given clock: stories on tokio's paused time pass
+/// `Clock::following_tokio`, so retries and leases come due as time is
+/// advanced instead of slept through.
+pub async fn run_with_clock(
+    listener: TcpListener,
+    config: Config,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let config = Arc::new(config);
     let Some(store) = store::open_when_reachable(&config, &shutdown).await? else {
         return Ok(());
     };
-    let released = store.release_orphaned_leases(Utc::now()).await?;
+    let released = store.release_orphaned_leases(clock.now()).await?;
     if released > 0 {
         tracing::info!(released, "deliveries in flight at the last stop will be sent again");
     }
@@ -57,18 +70,20 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     if let Some(proxy) = &config.outbound_proxy {
         tracing::info!(%proxy, "deliveries and endpoint checks go through the outbound proxy");
     }
-    let notifier = ops::notify::Notifier::start(store.clone(), &config).await?;
-    let metrics = ops::metrics::Metrics::new();
+    let attempts = TaskTracker::new();
+    let background = TaskTracker::new();
+    let notifier =
+        telemetry::notify::Notifier::start(store.clone(), &config, clock.clone(), background.clone()).await?;
+    let metrics = telemetry::metrics::Metrics::new(clock.clone());
     let dispatcher = Dispatcher::new(
         store.clone(),
         config.clone(),
         outbound.clone(),
         notifier.clone(),
         metrics.clone(),
+        clock.clone(),
     );
 
-    let attempts = TaskTracker::new();
-    let background = TaskTracker::new();
     warn_about_unknown_profiles(store.as_ref(), &config).await;
     if config.role.delivers() {
         background.spawn(dispatcher.clone().run(shutdown.clone(), attempts.clone()));
@@ -76,6 +91,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
             store.clone(),
             config.clone(),
             outbound.clone(),
+            clock.clone(),
             shutdown.clone(),
         ));
         background.spawn(ops::retention::run_cleaner(

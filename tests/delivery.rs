@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Receiver, signature_entries_valid, spawn_app, spawn_app_with};
+use common::{Backend, Receiver, signature_entries_valid, spawn_app, spawn_app_on_clock, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -307,3 +307,54 @@ on_both_backends!(
     disabled_endpoints_receive_nothing,
     a_target_that_resolves_to_a_private_address_is_refused_at_connect_time,
 );
+
+/// Herald reads time from the clock `run_with_clock` is given: on a clock
+/// that follows tokio's, a retry an hour away is made as soon as tokio's
+/// time is moved on, with no hour slept.
+async fn a_retry_comes_due_when_the_injected_clock_moves(backend: Backend) {
+    let clock = herald::domain::clock::Clock::following_tokio(chrono::Utc::now());
+    let app = spawn_app_on_clock(&backend, clock.clone(), |s| s.retry_schedule = Some("1h".into())).await;
+    let receiver = Receiver::scripted(&[500]).await;
+    let app_id = app.create_app("Acme").await;
+    let ep = app.create_endpoint(&app_id, &receiver.url, json!({})).await;
+    app.publish(&app_id, "ticket.created", json!({"id": 1})).await;
+    let ep_id = ep["id"].as_str().unwrap();
+    let attempts = format!("/api/v1/app/{app_id}/attempt/endpoint/{ep_id}");
+    app.wait_for_attempts(&attempts, |a| a.len() == 1).await;
+    assert_eq!(receiver.wait_for(1, WAIT).await.len(), 1);
+
+    // Up to 10% jitter: the retry is due within 66 minutes.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(2 * 3600)).await;
+    tokio::time::resume();
+
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(got.len(), 2);
+    let codes: Vec<i64> = app
+        .wait_for_attempts(&attempts, |a| a.len() == 2)
+        .await
+        .iter()
+        .map(|a| a["responseStatusCode"].as_i64().unwrap())
+        .collect();
+    assert_eq!(codes, vec![200, 500]);
+}
+
+/// Pausing tokio's time needs the single-threaded runtime.
+mod paused_time {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite() {
+        a_retry_comes_due_when_the_injected_clock_moves(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        if let Some(backend) = Backend::postgres().await {
+            a_retry_comes_due_when_the_injected_clock_moves(backend.clone()).await;
+            if let Backend::Postgres(url) = backend {
+                common::pg::drop_database(&url).await;
+            }
+        }
+    }
+}

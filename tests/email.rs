@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use herald::ops::email::Mailer;
+use herald::telemetry::email::Mailer;
 
 #[tokio::test]
 async fn an_alert_reaches_every_recipient_intact() {

@@ -25,8 +25,8 @@ use crate::domain::secret::{EndpointSecret, SecretKind};
 use crate::domain::signature::SignatureStyle;
 use crate::domain::status::{DeliveryOrder, WhileDisabled};
 use crate::domain::validate::{Problems, check_channels, check_name, check_subscriptions, check_uid};
-use crate::ops::notify::{DisableTrigger, EndpointEvent};
 use crate::store::{Application, Endpoint, Metadata, Order};
+use crate::telemetry::notify::{DisableTrigger, EndpointEvent};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -38,9 +38,9 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     /// The guarded outbound clients, for endpoint checks.
     pub outbound: crate::delivery::client::Outbound,
-    pub notifier: crate::ops::notify::Notifier,
+    pub notifier: crate::telemetry::notify::Notifier,
     pub schemas: message::SchemaCache,
-    pub metrics: Arc<crate::ops::metrics::Metrics>,
+    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
     pub admin_token_hash: auth::TokenHash,
     /// Signs portal links and dashboard sessions.
     pub signer: portal::Signer,

@@ -17,13 +17,14 @@ use super::client::Outbound;
 use super::lanes::{Admission, Lanes};
 use super::sender;
 use crate::config::Config;
+use crate::domain::clock::Clock;
 use crate::domain::ids::AttemptId;
 use crate::domain::profile::DEFAULT_PROFILE;
 use crate::domain::retry::Verdict;
 use crate::domain::status::{DeliveryStatus, WhileDisabled};
-use crate::ops::metrics::{Metrics, Outcome};
-use crate::ops::notify::{AttemptEvent, DisableTrigger, Notifier};
 use crate::store::{Attempt, DROPPED_WHILE_DISABLED, DeliveryJob, NextStep, Store};
+use crate::telemetry::metrics::{Metrics, Outcome};
+use crate::telemetry::notify::{AttemptEvent, DisableTrigger, Notifier};
 
 /// Longest nap between checks when nothing is due: a safety net, not the
 /// mechanism (wake-ups are).
@@ -51,6 +52,7 @@ struct Inner {
     notifier: Notifier,
     metrics: Arc<Metrics>,
     lanes: Lanes,
+    clock: Clock,
 }
 
 impl Dispatcher {
@@ -60,6 +62,7 @@ impl Dispatcher {
         outbound: Outbound,
         notifier: Notifier,
         metrics: Arc<Metrics>,
+        clock: Clock,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(config.max_concurrent_deliveries));
         let lanes = Lanes::new(config.max_in_flight_per_endpoint);
@@ -73,6 +76,7 @@ impl Dispatcher {
                 notifier,
                 metrics,
                 lanes,
+                clock,
             }),
         }
     }
@@ -80,6 +84,11 @@ impl Dispatcher {
     /// Tells the dispatcher that new work may be due now.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// The time every delivery is judged by.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
     }
 
     /// For sources of wake-ups outside this process (other nodes).
@@ -101,7 +110,11 @@ impl Dispatcher {
             match self
                 .inner
                 .store
-                .claim_due(Utc::now(), permits.len() as u32, self.inner.config.lease_duration)
+                .claim_due(
+                    self.inner.clock.now(),
+                    permits.len() as u32,
+                    self.inner.config.lease_duration,
+                )
                 .await
             {
                 Ok(jobs) if jobs.is_empty() => {
@@ -143,7 +156,10 @@ impl Dispatcher {
 
     async fn sleep_until_due(&self, shutdown: &CancellationToken) {
         let nap = match self.inner.store.next_due_at().await {
-            Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(IDLE_CHECK),
+            Ok(Some(at)) => (at - self.inner.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(IDLE_CHECK),
             Ok(None) => IDLE_CHECK,
             Err(e) => {
                 tracing::error!(error = %e, "reading the next due time failed");
@@ -175,7 +191,7 @@ impl Dispatcher {
                 return self.defer(&job, wait).await;
             }
         };
-        let started_at = Utc::now();
+        let started_at = self.inner.clock.now();
         let profiles = &inner.config.profiles;
         let profile = profiles.resolve(job.endpoint.profile.as_deref(), job.app_profile.as_deref());
         let result = match profile {
@@ -187,7 +203,7 @@ impl Dispatcher {
                     .or(job.app_profile.as_deref())
                     .unwrap_or_default()
             )),
-            Some(profile) => sender::send(&inner.outbound, &job, profile, started_at).await,
+            Some(profile) => sender::send(&inner.outbound, &job, profile, &inner.clock, started_at).await,
         };
         // The endpoint's slot covers the request only. The global slot is
         // held until the attempt is recorded: what a crash can send twice
@@ -209,7 +225,7 @@ impl Dispatcher {
         };
         let next = match verdict {
             Verdict::Delivered => NextStep::Succeeded,
-            Verdict::RetryIn(delay) => NextStep::RetryAt(Utc::now() + delay),
+            Verdict::RetryIn(delay) => NextStep::RetryAt(self.inner.clock.now() + delay),
             Verdict::GiveUp | Verdict::Gone => NextStep::Exhausted,
         };
         let succeeded = verdict == Verdict::Delivered;
@@ -232,7 +248,10 @@ impl Dispatcher {
         self.record(&job, &attempt, next).await;
         if succeeded
             && !inner.config.retain_payloads
-            && let Err(e) = inner.store.remove_payload_if_delivered(&job.msg_id, Utc::now()).await
+            && let Err(e) = inner
+                .store
+                .remove_payload_if_delivered(&job.msg_id, self.inner.clock.now())
+                .await
         {
             tracing::warn!(error = %e, msg_id = %job.msg_id, "removing a delivered payload failed");
         }
@@ -251,8 +270,9 @@ impl Dispatcher {
     /// cannot be recorded, its lease expires and it comes back then.
     async fn defer(&self, job: &DeliveryJob, wait: Duration) {
         // Rounded up to the store's millisecond, so it never comes due early.
-        let until =
-            Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default() + chrono::Duration::milliseconds(1);
+        let until = self.inner.clock.now()
+            + chrono::Duration::from_std(wait).unwrap_or_default()
+            + chrono::Duration::milliseconds(1);
         if let Err(e) = self.inner.store.defer(job, until).await {
             tracing::warn!(error = %e, msg_id = %job.msg_id, "deferring a delivery failed; it comes back when its lease ends");
         }
@@ -266,7 +286,7 @@ impl Dispatcher {
     async fn while_disabled(&self, job: DeliveryJob) {
         let store = &self.inner.store;
         match job.endpoint.while_disabled {
-            WhileDisabled::Hold => match store.hold_delivery(&job, Utc::now()).await {
+            WhileDisabled::Hold => match store.hold_delivery(&job, self.inner.clock.now()).await {
                 Ok(true) => {}
                 // Enabled meanwhile: it is due again now.
                 Ok(false) => self.wake(),
@@ -275,7 +295,7 @@ impl Dispatcher {
             },
             WhileDisabled::Drop => {
                 let result = sender::AttemptResult::recorded_as(DROPPED_WHILE_DISABLED.to_owned());
-                let attempt = attempt_record(&job, result, false, Utc::now());
+                let attempt = attempt_record(&job, result, false, self.inner.clock.now());
                 self.record(&job, &attempt, NextStep::Dropped).await;
                 self.inner.metrics.attempt(Outcome::Dropped, None);
             }
@@ -323,7 +343,7 @@ impl Dispatcher {
     async fn track_health(&self, job: &DeliveryJob, verdict: Verdict) {
         let store = &self.inner.store;
         let id = &job.endpoint.id;
-        let now = Utc::now();
+        let now = self.inner.clock.now();
         let result = match (verdict, job.endpoint.failing_since) {
             (Verdict::Delivered, Some(_)) => {
                 tracing::info!(endpoint_id = %id, "endpoint delivered again; it is healthy");
@@ -365,7 +385,7 @@ impl Dispatcher {
         match self
             .inner
             .store
-            .disable_endpoint(&job.endpoint.id, &reason, Utc::now())
+            .disable_endpoint(&job.endpoint.id, &reason, self.inner.clock.now())
             .await
         {
             Ok(()) => self.report_disabled(job, &reason).await,

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
 
 use super::client::{Outbound, TLS_VERIFY_IGNORED};
+use crate::domain::clock::Clock;
 use crate::domain::format::EventInfo;
 use crate::domain::headers::is_sensitive;
 use crate::domain::profile::Profile;
@@ -63,7 +64,15 @@ struct Prepared {
     recorded: Headers,
 }
 
-pub async fn send(outbound: &Outbound, job: &DeliveryJob, profile: &Profile, now: DateTime<Utc>) -> AttemptResult {
+/// `now` is when the attempt started (its signature's timestamp); `clock`
+/// reads the time a `Retry-After` date is measured from.
+pub async fn send(
+    outbound: &Outbound,
+    job: &DeliveryJob,
+    profile: &Profile,
+    clock: &Clock,
+    now: DateTime<Utc>,
+) -> AttemptResult {
     let target = match outbound
         .policy()
         .check_url(&job.endpoint.url)
@@ -81,7 +90,7 @@ pub async fn send(outbound: &Outbound, job: &DeliveryJob, profile: &Profile, now
     let request_body = (prepared.body != *job.payload).then(|| prepared.body.clone());
     let route = outbound.route(&job.endpoint);
     let started = Instant::now();
-    let outcome = post(route.client, &job.endpoint.url, prepared, profile.timeout)
+    let outcome = post(route.client, &job.endpoint.url, prepared, profile.timeout, clock)
         .await
         .map_err(|reason| overruled(reason, route.tls_verify_ignored));
     let duration = started.elapsed();
@@ -189,7 +198,13 @@ struct Answered {
     headers: Headers,
 }
 
-async fn post(client: &reqwest::Client, url: &str, prepared: Prepared, timeout: Duration) -> Result<Answered, String> {
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    prepared: Prepared,
+    timeout: Duration,
+    clock: &Clock,
+) -> Result<Answered, String> {
     let request = client
         .post(url)
         .headers(prepared.headers)
@@ -202,7 +217,7 @@ async fn post(client: &reqwest::Client, url: &str, prepared: Prepared, timeout: 
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, Utc::now()));
+            .and_then(|v| parse_retry_after(v, clock.now()));
         let headers = response_headers(response.headers());
         let body = read_bounded(response, MAX_RESPONSE_BYTES).await;
         Ok(Answered {

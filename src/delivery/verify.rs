@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::distributions::{Alphanumeric, DistString};
 use reqwest::Method;
 use reqwest::header::ALLOW;
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::Outbound;
 use super::sender::{describe_send_error, overruled, read_bounded};
 use crate::config::Config;
+use crate::domain::clock::Clock;
 use crate::domain::profile::{Profile, VerifyMethod};
 use crate::store::{Endpoint, Store};
 
@@ -122,6 +123,7 @@ pub async fn run_reverifier(
     store: Arc<dyn Store>,
     config: Arc<Config>,
     outbound: Outbound,
+    clock: Clock,
     shutdown: CancellationToken,
 ) {
     let Some(shortest) = config.profiles.iter().filter_map(|p| p.reverify_every).min() else {
@@ -130,7 +132,7 @@ pub async fn run_reverifier(
     let tick = shortest.clamp(Duration::from_secs(1), REVERIFY_TICK);
     tracing::info!(every = ?tick, "repeating endpoint checks");
     while !shutdown.is_cancelled() {
-        if let Err(e) = reverify_due(store.as_ref(), &config, &outbound).await {
+        if let Err(e) = reverify_due(store.as_ref(), &config, &outbound, &clock).await {
             tracing::error!(error = %e, "repeating endpoint checks failed; trying again later");
         }
         tokio::select! {
@@ -140,8 +142,13 @@ pub async fn run_reverifier(
     }
 }
 
-async fn reverify_due(store: &dyn Store, config: &Config, outbound: &Outbound) -> crate::store::StoreResult<()> {
-    let now = Utc::now();
+async fn reverify_due(
+    store: &dyn Store,
+    config: &Config,
+    outbound: &Outbound,
+    clock: &Clock,
+) -> crate::store::StoreResult<()> {
+    let now = clock.now();
     for (endpoint, app_profile) in store.endpoints_to_reverify(now, REVERIFY_BATCH).await? {
         let Some(due) = endpoint.reverify_at else { continue };
         let profile = config
@@ -158,14 +165,18 @@ async fn reverify_due(store: &dyn Store, config: &Config, outbound: &Outbound) -
             continue; // the profile no longer repeats its check
         };
         if let Err(reason) = check(outbound, profile, &endpoint).await {
-            disable(store, &endpoint, &reason).await?;
+            disable(store, &endpoint, &reason, clock.now()).await?;
         }
     }
     Ok(())
 }
 
-async fn disable(store: &dyn Store, endpoint: &Endpoint, reason: &str) -> crate::store::StoreResult<()> {
-    let now = Utc::now();
+async fn disable(
+    store: &dyn Store,
+    endpoint: &Endpoint,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> crate::store::StoreResult<()> {
     tracing::warn!(endpoint_id = %endpoint.id, %reason, "repeated endpoint check failed; disabling the endpoint");
     let reason = format!(
         "the repeated endpoint check failed at {}: {reason}",

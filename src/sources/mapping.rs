@@ -4,123 +4,10 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::api::message::MessageIn;
-
-/// Where one text value of a broker message is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Locator {
-    /// A message header (AMQP header table, NATS header), by name, any case.
-    Header(String),
-    /// A member of the JSON body, by a dotted path such as `meta.type`.
-    Field(Vec<String>),
-    /// The same text for every message (e.g. one queue per application).
-    Value(String),
-}
-
-/// Where the payload is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PayloadLocator {
-    /// The whole body, byte for byte.
-    Body,
-    /// A member of the JSON body, byte for byte as it is written there.
-    Field(Vec<String>),
-}
-
-/// How a source reads its messages. The default reads a JSON envelope:
-/// `{"app", "eventType", "payload", "eventId", "channels"}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapping {
-    pub app: Locator,
-    pub event_type: Locator,
-    pub payload: PayloadLocator,
-    /// Optional in the message: a message without it has no eventId.
-    pub event_id: Locator,
-    /// Optional in the message: a message without it has no channels.
-    pub channels: Locator,
-}
-
-impl Default for Mapping {
-    fn default() -> Self {
-        let field = |name: &str| Locator::Field(vec![name.to_owned()]);
-        Self {
-            app: field("app"),
-            event_type: field("eventType"),
-            payload: PayloadLocator::Field(vec!["payload".to_owned()]),
-            event_id: field("eventId"),
-            channels: field("channels"),
-        }
-    }
-}
-
-/// The mapping as written in the file's `[sources.map]` table.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MappingSpec {
-    app: Option<String>,
-    event_type: Option<String>,
-    payload: Option<String>,
-    event_id: Option<String>,
-    channels: Option<String>,
-}
-
-impl MappingSpec {
-    /// The mapping, or the key (`app`, `payload`…) and what is wrong with it.
-    pub fn build(self) -> Result<Mapping, (&'static str, String)> {
-        let mut m = Mapping::default();
-        let set = |slot: &mut Locator, key: &'static str, text: Option<String>| {
-            if let Some(text) = text {
-                *slot = Locator::parse(&text).map_err(|reason| (key, reason))?;
-            }
-            Ok::<(), (&'static str, String)>(())
-        };
-        set(&mut m.app, "app", self.app)?;
-        set(&mut m.event_type, "event_type", self.event_type)?;
-        set(&mut m.event_id, "event_id", self.event_id)?;
-        set(&mut m.channels, "channels", self.channels)?;
-        if let Some(text) = self.payload {
-            m.payload = PayloadLocator::parse(&text).map_err(|reason| ("payload", reason))?;
-        }
-        Ok(m)
-    }
-}
-
-impl Locator {
-    /// `header:NAME`, `field:a.b` or `value:TEXT`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("'{text}' is not one of header:NAME, field:PATH, value:TEXT");
-        let (kind, rest) = text.split_once(':').ok_or_else(bad)?;
-        match kind {
-            "header" if !rest.trim().is_empty() => Ok(Self::Header(rest.trim().to_owned())),
-            "field" => parse_path(rest).map(Self::Field),
-            "value" if !rest.is_empty() => Ok(Self::Value(rest.to_owned())),
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl PayloadLocator {
-    /// `body` or `field:a.b`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        if text == "body" {
-            return Ok(Self::Body);
-        }
-        match text.split_once(':') {
-            Some(("field", rest)) => parse_path(rest).map(Self::Field),
-            _ => Err(format!("'{text}' is neither body nor field:PATH")),
-        }
-    }
-}
-
-fn parse_path(text: &str) -> Result<Vec<String>, String> {
-    let parts: Vec<String> = text.split('.').map(str::to_owned).collect();
-    if parts.iter().any(String::is_empty) {
-        return Err(format!("'{text}' is not a dotted path such as data.type"));
-    }
-    Ok(parts)
-}
+use crate::config::source::{Locator, Mapping, PayloadLocator};
 
 /// A message as a broker handed it over.
 pub struct Incoming<'a> {
@@ -269,6 +156,7 @@ fn missing(what: &'static str, place: &str) -> Malformed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::source::MappingSpec;
 
     fn incoming<'a>(headers: &[(&str, &str)], body: &'a str) -> Incoming<'a> {
         Incoming {
@@ -349,31 +237,5 @@ mod tests {
             .apply(&incoming(&[], r#"{"eventType":"t","payload":{}}"#))
             .unwrap_err();
         assert_eq!(e.to_string(), "app: header 'x-app' is missing");
-    }
-
-    #[test]
-    fn bad_mappings_name_the_key() {
-        let e = MappingSpec {
-            app: Some("somewhere".into()),
-            ..Default::default()
-        }
-        .build()
-        .unwrap_err();
-        assert_eq!(e.0, "app");
-        assert!(e.1.contains("header:NAME"), "{}", e.1);
-        let e = MappingSpec {
-            payload: Some("field:a..b".into()),
-            ..Default::default()
-        }
-        .build()
-        .unwrap_err();
-        assert_eq!(e.0, "payload");
-        let e = MappingSpec {
-            payload: Some("header:x".into()),
-            ..Default::default()
-        }
-        .build()
-        .unwrap_err();
-        assert_eq!(e.0, "payload");
     }
 }

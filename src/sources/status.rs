@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::SourceConfig;
-use crate::ops::metrics::{Metrics, SourceOutcome};
+use crate::config::source::SourceConfig;
+use crate::telemetry::metrics::{Metrics, SourceOutcome};
 
 /// The connection state of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]

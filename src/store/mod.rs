@@ -3,7 +3,6 @@
 
 mod batch;
 pub mod keys;
-mod models;
 mod pg_batch;
 pub mod postgres;
 mod rows;
@@ -17,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-pub use models::*;
+pub use crate::domain::model::*;
 
 use crate::config::{Config, DatabaseUrl};
 use crate::domain::ids::{AppId, AttemptId, EndpointId, MessageId, TaskId, TokenId};

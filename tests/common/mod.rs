@@ -16,6 +16,7 @@ pub mod tls;
 use std::time::Duration;
 
 use herald::config::{Config, Settings};
+use herald::domain::clock::Clock;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -154,14 +155,34 @@ pub async fn spawn_app_with_file_and(backend: &Backend, toml: &str, adjust: impl
     start(data, settings, Some(file)).await
 }
 
+/// Starts Herald with the test settings on `clock` (for stories on tokio's
+/// paused time).
+pub async fn spawn_app_on_clock(backend: &Backend, clock: Clock, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(backend, data.path());
+    adjust(&mut settings);
+    start_on(data, settings, None, clock).await
+}
+
 async fn start(data: tempfile::TempDir, settings: Settings, file: Option<std::path::PathBuf>) -> TestApp {
+    start_on(data, settings, file, Clock::system()).await
+}
+
+async fn start_on(
+    data: tempfile::TempDir,
+    settings: Settings,
+    file: Option<std::path::PathBuf>,
+    clock: Clock,
+) -> TestApp {
     let config = Config::load(&settings, file.as_deref()).expect("valid test config");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let server = tokio::spawn(async move {
-        herald::run(listener, config, token).await.expect("server runs");
+        herald::run_with_clock(listener, config, clock, token)
+            .await
+            .expect("server runs");
     });
     TestApp {
         base,

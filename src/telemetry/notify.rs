@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+use tokio_util::task::TaskTracker;
 
 use super::email::{EmailError, Mailer};
 use crate::config::Config;
+use crate::domain::clock::Clock;
 use crate::domain::ids::{AppId, MessageId};
 use crate::domain::secret::{EndpointSecret, SecretKind};
 use crate::store::{Application, Attempt, DeliveryJob, Endpoint, Message, Store, StoreError};
@@ -82,6 +84,9 @@ pub struct Notifier {
 
 struct Inner {
     store: Arc<dyn Store>,
+    clock: Clock,
+    /// Where operator emails are sent from, so shutdown waits for them.
+    tasks: TaskTracker,
     /// Where operational webhooks are published, when configured.
     operational_app: Option<AppId>,
     mailer: Option<Mailer>,
@@ -90,14 +95,19 @@ struct Inner {
 impl Notifier {
     /// Prepares what the configuration asks for: the operational
     /// application and its endpoint (created, or brought up to date), and
-    /// the mailer.
-    pub async fn start(store: Arc<dyn Store>, config: &Config) -> Result<Self, NotifyError> {
+    /// the mailer. Emails are sent on `tasks`.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        config: &Config,
+        clock: Clock,
+        tasks: TaskTracker,
+    ) -> Result<Self, NotifyError> {
         let operational_app = match &config.operational_webhook {
-            Some(hook) => Some(prepare_operational_app(store.as_ref(), hook).await?),
+            Some(hook) => Some(prepare_operational_app(store.as_ref(), hook, clock.now()).await?),
             None => None,
         };
         let mailer = match &config.email {
-            Some(e) => Some(Mailer::new(&e.smtp_url, &e.from, &e.to)?),
+            Some(e) => Some(Mailer::from_settings(e)?),
             None => None,
         };
         if operational_app.is_none() && mailer.is_none() {
@@ -106,6 +116,8 @@ impl Notifier {
         Ok(Self {
             inner: Some(Arc::new(Inner {
                 store,
+                clock,
+                tasks,
                 operational_app,
                 mailer,
             })),
@@ -214,7 +226,7 @@ impl Notifier {
         if about == ops_app {
             return;
         }
-        let now = crate::store::now();
+        let now = inner.clock.now();
         let payload = json!({ "type": event_type, "timestamp": rfc3339(now), "data": data });
         let msg = Message {
             id: MessageId::generate(),
@@ -240,7 +252,7 @@ impl Notifier {
         if inner.operational_app.as_ref() == Some(about) {
             return;
         }
-        tokio::spawn(async move {
+        inner.tasks.spawn(async move {
             match mailer.send(&subject, &body).await {
                 Ok(()) => tracing::info!(%subject, "operator email sent"),
                 Err(e) => tracing::warn!(error = %e, %subject, "sending the operator email failed"),
@@ -268,8 +280,8 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 async fn prepare_operational_app(
     store: &dyn Store,
     hook: &crate::config::OperationalWebhook,
+    now: DateTime<Utc>,
 ) -> Result<AppId, StoreError> {
-    let now = crate::store::now();
     let app = match store.get_app(OPERATIONAL_APP_UID).await? {
         Some(app) => app,
         None => {

@@ -1,4 +1,5 @@
-//! What the store keeps, in domain types.
+//! The entities Herald keeps (applications, endpoints, messages, attempts,
+//! tokens) and the records the store hands out, as plain values.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

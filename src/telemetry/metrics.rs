@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::domain::clock::Clock;
 use crate::store::{Store, StoreResult};
 
 type Labels = [(&'static str, &'static str); 1];
@@ -74,10 +75,12 @@ pub struct Metrics {
     source_messages: Family<SourceLabels, Counter>,
     source_connected: Family<SourceLabels, Gauge>,
     source_reconnects: Family<SourceLabels, Counter>,
+    /// What the queue's lag is measured against.
+    clock: Clock,
 }
 
 impl Metrics {
-    pub fn new() -> Arc<Self> {
+    pub fn new(clock: Clock) -> Arc<Self> {
         let mut registry = Registry::with_prefix("herald");
         let published = Counter::default();
         registry.register("messages_published", "Messages accepted by the API", published.clone());
@@ -141,6 +144,7 @@ impl Metrics {
             queue_depth,
             queue_lag_seconds,
             endpoints,
+            clock,
         })
     }
 
@@ -178,7 +182,7 @@ impl Metrics {
 
     /// The text exposition, with the store's gauges read now.
     pub async fn render(&self, store: &dyn Store) -> StoreResult<String> {
-        let now = crate::store::now();
+        let now = self.clock.now();
         let g = store.gauges().await?;
         self.queue_depth.set(g.queued);
         let lag = g
