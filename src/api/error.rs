@@ -11,6 +11,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::domain::validate::{FieldError, Problems};
+use crate::service::ServiceError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,23 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(what) => Self::Conflict(what),
             e if e.is_unavailable() => Self::Unavailable,
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Each workflow error answers as the API always has.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Validation(errors) => Self::Validation(errors),
+            ServiceError::Malformed(why) => Self::BadRequest(why),
+            ServiceError::Forbidden(why) => Self::Forbidden(why),
+            ServiceError::NotFound(what) => Self::NotFound(what),
+            ServiceError::Conflict(why) => Self::Conflict(why),
+            ServiceError::TooLarge(why) => Self::PayloadTooLarge(why),
+            ServiceError::RateLimited(wait) => Self::TooManyRequests(wait),
+            ServiceError::Unavailable => Self::Unavailable,
+            ServiceError::Internal(cause) => Self::Internal(cause),
         }
     }
 }

@@ -1,8 +1,5 @@
-//! Operator workflows: notifications, metrics, recovery tasks, retention.
+//! Operator telemetry: notifications, metrics and email.
 
 pub mod email;
 pub mod metrics;
 pub mod notify;
-pub mod recovery;
-pub mod retention;
-pub mod tokens;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::api::message::MessageIn;
+use crate::service::message::MessageIn;
 
 /// Where one text value of a broker message is read.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,10 +10,10 @@ use super::endpoints::app_page_with;
 use super::render::{self, Layout};
 use super::session::{Submitted, Viewer};
 use super::{UiError, UiResult};
-use crate::api::AppState;
 use crate::api::app::{ApplicationOut, get_app, list_apps};
 use crate::api::auth::Caller;
 use crate::api::extract::QueryParams;
+use crate::service::AppState;
 
 const PAGE_SIZE: &str = "50";
 

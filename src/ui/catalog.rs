@@ -10,10 +10,10 @@ use serde::Serialize;
 use super::UiResult;
 use super::render::{self, Layout};
 use super::session::Viewer;
-use crate::api::AppState;
 use crate::api::event_type::{EventTypeOut, list_event_types};
 use crate::api::extract::QueryParams;
 use crate::domain::catalog::{group_of, latest_schema};
+use crate::service::AppState;
 
 /// Event types of one group, for the catalog and the subscription tree.
 #[derive(Serialize)]

@@ -19,7 +19,6 @@ use super::forms::{EndpointForm, describe, field_errors};
 use super::render::{self, Layout};
 use super::session::{Submitted, Viewer};
 use super::{UiError, UiResult};
-use crate::api::AppState;
 use crate::api::app::ApplicationOut;
 use crate::api::auth::Caller;
 use crate::api::endpoint::{self as api, EndpointOut};
@@ -27,6 +26,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, QueryParams, parse_json};
 use crate::api::recovery::{EventExampleIn, send_example, stats};
 use crate::domain::ids::EndpointId;
+use crate::service::AppState;
 
 /// The endpoint at `ep` of application `app`, if the viewer may see it.
 pub async fn open_endpoint(

@@ -11,13 +11,13 @@ use super::forms::{describe, utc_time};
 use super::render::{self, Layout};
 use super::session::{Submitted, Viewer};
 use super::{UiError, UiResult};
-use crate::api::AppState;
 use crate::api::attempt::{get_attempt, list_by_endpoint};
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::extract::{ApiJson, QueryParams};
 use crate::api::message::get_message;
 use crate::api::recovery::{BulkResendIn, resend_many};
+use crate::service::AppState;
 
 const PAGE_SIZE: &str = "50";
 

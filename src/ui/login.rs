@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::UiError;
 use super::render::{self, Layout};
 use super::session::{self, Scope, Submitted, Viewer};
-use crate::api::AppState;
+use crate::service::AppState;
 
 /// The first page of a viewer: operators see the applications, a customer
 /// their application.

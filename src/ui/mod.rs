@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::api::AppState;
 use crate::api::error::ApiError;
+use crate::service::AppState;
 use render::Layout;
 
 /// Why a page could not be shown.

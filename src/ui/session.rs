@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::UiError;
-use crate::api::AppState;
-use crate::api::auth::hash_token;
-use crate::api::portal::{PORTAL_TOKEN_PREFIX, Signer};
+use crate::service::AppState;
+use crate::service::auth::hash_token;
+use crate::service::portal::{PORTAL_TOKEN_PREFIX, Signer};
 
 pub const COOKIE: &str = "herald_session";
 const PURPOSE: &str = "session";

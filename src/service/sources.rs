@@ -1,4 +1,5 @@
-//! What each source is doing, for `/health` and the metrics.
+//! What each broker source is doing, for `/health` and the metrics; kept
+//! here so the server's state can hold it without knowing the brokers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,7 +8,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::SourceConfig;
 use crate::ops::metrics::{Metrics, SourceOutcome};
 
 /// The connection state of a source.
@@ -62,10 +62,10 @@ pub struct SourceHealth {
 }
 
 impl SourceStatus {
-    fn new(source: &SourceConfig) -> Self {
+    fn new(name: String, kind: &'static str) -> Self {
         Self {
-            name: source.name.clone(),
-            kind: source.broker.kind(),
+            name,
+            kind,
             inner: Mutex::new(Inner {
                 state: ConnectionState::Connecting,
                 last_error: None,
@@ -154,8 +154,14 @@ impl SourceStatus {
 pub struct Statuses(Arc<[Arc<SourceStatus>]>);
 
 impl Statuses {
-    pub fn new(sources: &[SourceConfig]) -> Self {
-        Self(sources.iter().map(|s| Arc::new(SourceStatus::new(s))).collect())
+    /// One status per source, from each one's name and broker kind.
+    pub fn new(sources: impl IntoIterator<Item = (String, &'static str)>) -> Self {
+        Self(
+            sources
+                .into_iter()
+                .map(|(name, kind)| Arc::new(SourceStatus::new(name, kind)))
+                .collect(),
+        )
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<SourceStatus>> {
