@@ -9,7 +9,7 @@ use super::error::ApiResult;
 use super::extract::{ApiJson, QueryParams};
 use super::list::list_response;
 use crate::service::AppState;
-pub use crate::service::app::{self, ApplicationIn, ApplicationOut, ApplicationPatch};
+use crate::service::app::{self, ApplicationIn, ApplicationOut, ApplicationPatch};
 
 list_response!(ListResponseApplicationOut, ApplicationOut);
 

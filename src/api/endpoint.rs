@@ -11,7 +11,7 @@ use super::error::ApiResult;
 use super::extract::{ApiJson, QueryParams};
 use super::list::list_response;
 use crate::service::AppState;
-pub use crate::service::endpoint::{
+use crate::service::endpoint::{
     self, EndpointHeadersIn, EndpointHeadersOut, EndpointHeadersPatchIn, EndpointIn, EndpointOut, EndpointPatch,
     EndpointSecretOut, EndpointSecretRotateIn,
 };

@@ -9,7 +9,7 @@ use super::error::ApiResult;
 use super::extract::{ApiJson, QueryParams};
 use super::list::list_response;
 use crate::service::AppState;
-pub use crate::service::event_type::{self, EventTypeIn, EventTypeOut, EventTypeUpdate};
+use crate::service::event_type::{self, EventTypeIn, EventTypeOut, EventTypeUpdate};
 
 list_response!(ListResponseEventTypeOut, EventTypeOut);
 

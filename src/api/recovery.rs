@@ -13,7 +13,7 @@ use super::list::list_response;
 use crate::domain::status::TaskKind;
 use crate::service::AppState;
 use crate::service::message::MessageOut;
-pub use crate::service::recovery::{
+use crate::service::recovery::{
     self, BackgroundTaskOut, BulkResendIn, BulkResendOut, EndpointStatsOut, EventExampleIn, RecoverIn,
 };
 
