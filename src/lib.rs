@@ -101,7 +101,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     let state = AppState {
         store,
         config: config.clone(),
-        clock,
+        clock: clock.clone(),
         dispatcher,
         outbound,
         notifier,
@@ -110,7 +110,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         admin_token_hash,
         signer,
         throttle: Default::default(),
-        sources: service::sources::Statuses::new(config.sources.iter().map(|s| (s.name.clone(), s.broker.kind()))),
+        sources: service::sources::Statuses::new(
+            config.sources.iter().map(|s| (s.name.clone(), s.broker.kind())),
+            &clock,
+        ),
         background: tasks,
     };
     sources::start(&state, &background, &shutdown);

@@ -5,7 +5,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
-use chrono::Utc;
 use serde::Deserialize;
 
 use super::UiError;
@@ -69,7 +68,7 @@ pub async fn sign_in(
     Form(form): Form<SignIn>,
 ) -> Result<Response, UiError> {
     session::same_origin(&headers)?;
-    let Some((scope, expires_at)) = session::scope_for_token(&state, &form.token, Utc::now()) else {
+    let Some((scope, expires_at)) = session::scope_for_token(&state, &form.token, state.clock.now()) else {
         tracing::info!("a dashboard sign-in was refused");
         return Ok(login_form(
             StatusCode::UNAUTHORIZED,

@@ -136,7 +136,7 @@ impl FromRequestParts<AppState> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let jar = CookieJar::from_headers(&parts.headers);
-        read(&state.signer, &jar, Utc::now()).ok_or_else(|| UiError::SignIn {
+        read(&state.signer, &jar, state.clock.now()).ok_or_else(|| UiError::SignIn {
             next: parts
                 .uri
                 .path_and_query()
