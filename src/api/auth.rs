@@ -15,7 +15,7 @@ use super::error::ApiError;
 use crate::domain::access::{self, Decision, OwnerCheck, Scope};
 use crate::domain::ids::AttemptId;
 use crate::service::AppState;
-pub use crate::service::auth::{TokenHash, hash_token, hex};
+use crate::service::auth::{TokenHash, hash_token, hex};
 
 /// Who made a request; handlers and the idempotency layer read it.
 #[derive(Debug, Clone)]

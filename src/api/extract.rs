@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-pub use crate::service::input::{QueryParams, double_option};
+pub use crate::service::input::QueryParams;
 
 /// A JSON body. Malformed JSON is a 400; a well-formed body of the wrong
 /// shape is a 422 that points at the field.

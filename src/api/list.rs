@@ -1,9 +1,5 @@
-//! Svix-style lists: `{data, iterator, prevIterator, done}`, paged by id.
-//!
-//! `iterator` continues after the last item; `prevIterator` (`-<first id>`)
-//! goes back. Both are plain keys, so pages stay stable while rows arrive.
-
-pub use crate::service::list::{Listed, Paging};
+//! Svix-style list answers, `{data, iterator, prevIterator, done}`, each
+//! named as in the Svix API; the paging itself is `service::list`.
 
 /// Defines a concrete list type per item, named as in the Svix API.
 macro_rules! list_response {

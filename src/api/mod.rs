@@ -26,7 +26,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use crate::service::AppState;
+use crate::service::AppState;
 
 /// Room for a 1 MiB payload plus the message envelope around it; the payload
 /// itself is checked against 1 MiB exactly.
