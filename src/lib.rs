@@ -8,7 +8,7 @@ pub mod bench;
 pub mod config;
 pub mod delivery;
 pub mod domain;
-pub mod ops;
+pub mod service;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
@@ -22,9 +22,9 @@ use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
-use crate::api::AppState;
 use crate::delivery::Dispatcher;
 use crate::domain::clock::Clock;
+use crate::service::{AppState, Background};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,8 +64,8 @@ pub async fn run_with_clock(
     if released > 0 {
         tracing::info!(released, "deliveries in flight at the last stop will be sent again");
     }
-    let admin_token_hash = api::auth::admin_token_hash(store.as_ref(), &config).await?;
-    let signer = api::portal::Signer::load(store.as_ref(), &admin_token_hash).await?;
+    let admin_token_hash = service::auth::admin_token_hash(store.as_ref(), &config).await?;
+    let signer = service::portal::Signer::load(store.as_ref(), &admin_token_hash).await?;
     let outbound = delivery::client::Outbound::new(&config)?;
     if let Some(proxy) = &config.outbound_proxy {
         tracing::info!(%proxy, "deliveries and endpoint checks go through the outbound proxy");
@@ -84,6 +84,7 @@ pub async fn run_with_clock(
         clock.clone(),
     );
 
+    let tasks = Background::new(background.clone(), shutdown.clone());
     warn_about_unknown_profiles(store.as_ref(), &config).await;
     if config.role.delivers() {
         background.spawn(dispatcher.clone().run(shutdown.clone(), attempts.clone()));
@@ -94,12 +95,18 @@ pub async fn run_with_clock(
             clock.clone(),
             shutdown.clone(),
         ));
-        background.spawn(ops::retention::run_cleaner(
+        background.spawn(service::retention::run_cleaner(
             store.clone(),
             config.clone(),
+            clock.clone(),
             shutdown.clone(),
         ));
-        background.spawn(ops::recovery::take_over_orphans(store.clone(), dispatcher.clone()));
+        background.spawn(service::recovery::take_over_orphans(service::recovery::Worker {
+            store: store.clone(),
+            dispatcher: dispatcher.clone(),
+            clock: clock.clone(),
+            background: tasks.clone(),
+        }));
         let (store, wake, shutdown) = (store.clone(), dispatcher.wake_handle(), shutdown.clone());
         background.spawn(async move { store.forward_wakeups(wake, shutdown).await });
     }
@@ -107,6 +114,7 @@ pub async fn run_with_clock(
     let state = AppState {
         store,
         config: config.clone(),
+        clock: clock.clone(),
         dispatcher,
         outbound,
         notifier,
@@ -115,7 +123,11 @@ pub async fn run_with_clock(
         admin_token_hash,
         signer,
         throttle: Default::default(),
-        sources: sources::Statuses::new(&config.sources),
+        sources: service::sources::Statuses::new(
+            config.sources.iter().map(|s| (s.name.clone(), s.broker.kind())),
+            &clock,
+        ),
+        background: tasks,
     };
     sources::start(&state, &background, &shutdown);
     background.close();

@@ -149,13 +149,13 @@ fn run_token(command: TokenCommand) -> anyhow::Result<()> {
     let action = token_action(command)?;
     runtime.block_on(async {
         let store = herald::store::open(&config).await.context("cannot open the database")?;
-        herald::ops::tokens::run(store.as_ref(), action).await?;
+        herald::service::tokens::run(store.as_ref(), action).await?;
         anyhow::Ok(())
     })
 }
 
-fn token_action(command: TokenCommand) -> anyhow::Result<herald::ops::tokens::Action> {
-    use herald::ops::tokens::Action;
+fn token_action(command: TokenCommand) -> anyhow::Result<herald::service::tokens::Action> {
+    use herald::service::tokens::Action;
     Ok(match command {
         TokenCommand::Create {
             name,
@@ -168,7 +168,7 @@ fn token_action(command: TokenCommand) -> anyhow::Result<herald::ops::tokens::Ac
             let expires_in = expires_in
                 .map(|d| herald::domain::retry::parse_duration(&d).context("--expires-in"))
                 .transpose()?;
-            Action::Create(herald::api::token::TokenIn {
+            Action::Create(herald::service::tokens::TokenIn {
                 name,
                 app_id: app,
                 owner_id: owner,

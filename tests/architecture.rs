@@ -14,32 +14,13 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     &["telemetry"],
     &["delivery"],
-    // `ops` holds workflows on their way into `service`.
-    &["service", "ops"],
+    &["service"],
     &["api", "ui", "sources", "cli"],
     &["bench", "lib", "main"],
 ];
 
 /// Adapters that must not import each other.
 const SEPARATE: &[&str] = &["api", "ui", "sources", "cli"];
-
-/// Upward imports that the service-layer and store branches remove: the file
-/// and the layer it still reaches. Empty this once those branches are merged.
-const PENDING_UNTIL_SERVICE_LAYER_MERGES: &[(&str, &str)] = &[
-    ("src/api/health.rs", "sources"),
-    ("src/api/mod.rs", "sources"),
-    ("src/ops/tokens.rs", "api"),
-    ("src/sources/mapping.rs", "api"),
-    ("src/sources/mod.rs", "api"),
-    ("src/ui/apps.rs", "api"),
-    ("src/ui/catalog.rs", "api"),
-    ("src/ui/endpoints.rs", "api"),
-    ("src/ui/forms.rs", "api"),
-    ("src/ui/history.rs", "api"),
-    ("src/ui/login.rs", "api"),
-    ("src/ui/mod.rs", "api"),
-    ("src/ui/session.rs", "api"),
-];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Violation {
@@ -254,27 +235,8 @@ fn no_module_imports_from_a_layer_above_its_own() {
         let source = std::fs::read_to_string(file).expect("read a source file");
         violations.extend(check_source(&relative(root, file), &source, &modules).unwrap_or_else(|e| panic!("{e}")));
     }
-    let pending = |v: &Violation| {
-        PENDING_UNTIL_SERVICE_LAYER_MERGES
-            .iter()
-            .any(|(file, target)| *file == v.file && *target == v.target)
-    };
-    let new: Vec<String> = violations
-        .iter()
-        .filter(|v| !pending(v))
-        .map(ToString::to_string)
-        .collect();
-    assert!(new.is_empty(), "imports from a layer above:\n{}", new.join("\n"));
-    let stale: Vec<String> = PENDING_UNTIL_SERVICE_LAYER_MERGES
-        .iter()
-        .filter(|(file, target)| !violations.iter().any(|v| v.file == *file && v.target == *target))
-        .map(|(file, target)| format!("{file} → {target}"))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "fixed, so remove from PENDING_UNTIL_SERVICE_LAYER_MERGES:\n{}",
-        stale.join("\n")
-    );
+    let found: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    assert!(found.is_empty(), "imports from a layer above:\n{}", found.join("\n"));
 }
 
 fn modules() -> Vec<String> {

@@ -11,6 +11,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::domain::validate::{FieldError, Problems};
+use crate::service::ServiceError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +107,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Each workflow error answers as the API always has.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Validation(errors) => Self::Validation(errors),
+            ServiceError::Malformed(why) => Self::BadRequest(why),
+            ServiceError::Forbidden(why) => Self::Forbidden(why),
+            ServiceError::NotFound(what) => Self::NotFound(what),
+            ServiceError::Conflict(why) => Self::Conflict(why),
+            ServiceError::TooLarge(why) => Self::PayloadTooLarge(why),
+            ServiceError::RateLimited(wait) => Self::TooManyRequests(wait),
+            ServiceError::Unavailable => Self::Unavailable,
+            ServiceError::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
@@ -145,3 +163,39 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn each_workflow_error_answers_with_the_status_the_api_always_gave() {
+        let cases = [
+            (ServiceError::body_field(&["url"], "is not https"), 422),
+            (ServiceError::Malformed("not JSON".into()), 400),
+            (ServiceError::Forbidden("another owner".into()), 403),
+            (ServiceError::NotFound("endpoint"), 404),
+            (ServiceError::Conflict("eventId taken".into()), 409),
+            (ServiceError::TooLarge("2 MiB".into()), 413),
+            (ServiceError::RateLimited(Duration::from_millis(1500)), 429),
+            (ServiceError::Unavailable, 503),
+            (ServiceError::Internal("disk on fire".into()), 500),
+        ];
+        for (e, status) in cases {
+            let shown = e.to_string();
+            let api = ApiError::from(e);
+            assert_eq!(api.status().as_u16(), status, "{shown}");
+            assert_eq!(api.to_string(), shown, "the detail reads the same");
+        }
+    }
+
+    #[test]
+    fn waits_are_told_in_retry_after() {
+        let busy = ApiError::from(ServiceError::Unavailable).into_response();
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "5");
+        let limited = ApiError::from(ServiceError::RateLimited(Duration::from_millis(1500))).into_response();
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "2");
+    }
+}

@@ -1,108 +1,17 @@
-//! The event catalog: the names an application's messages may carry.
+//! The event catalog over HTTP: the names an application's messages may carry.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use super::AppState;
-use super::error::{ApiError, ApiResult};
+use super::app::created_or_ok;
+use super::error::ApiResult;
 use super::extract::{ApiJson, QueryParams};
-use super::list::{Paging, list_response};
-use crate::domain::catalog::{PayloadSchema, group_of};
-use crate::domain::validate::{Problems, check_name};
-use crate::store::{EventType, Order};
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EventTypeIn {
-    pub name: String,
-    pub description: String,
-    pub archived: Option<bool>,
-    pub deprecated: Option<bool>,
-    /// JSON Schemas by version, e.g. `{"1": {...}}`.
-    #[schema(value_type = Option<Object>)]
-    pub schemas: Option<serde_json::Value>,
-    pub group_name: Option<String>,
-    pub feature_flags: Option<Vec<String>>,
-    pub feature_flag: Option<String>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EventTypeUpdate {
-    pub description: String,
-    pub archived: Option<bool>,
-    pub deprecated: Option<bool>,
-    #[schema(value_type = Option<Object>)]
-    pub schemas: Option<serde_json::Value>,
-    pub group_name: Option<String>,
-    pub feature_flags: Option<Vec<String>>,
-    pub feature_flag: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EventTypeOut {
-    pub name: String,
-    pub description: String,
-    pub archived: bool,
-    pub deprecated: bool,
-    #[schema(value_type = Option<Object>)]
-    pub schemas: Option<serde_json::Value>,
-    pub group_name: Option<String>,
-    pub feature_flags: Option<Vec<String>>,
-    pub feature_flag: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
+use super::list::list_response;
+use crate::service::AppState;
+use crate::service::event_type::{self, EventTypeIn, EventTypeOut, EventTypeUpdate};
 
 list_response!(ListResponseEventTypeOut, EventTypeOut);
-
-impl From<EventType> for EventTypeOut {
-    fn from(e: EventType) -> Self {
-        Self {
-            name: e.name,
-            description: e.description,
-            archived: e.archived,
-            deprecated: e.deprecated,
-            schemas: e.schemas,
-            group_name: e.group_name,
-            feature_flag: e.feature_flags.as_ref().and_then(|f| f.first().cloned()),
-            feature_flags: e.feature_flags,
-            created_at: e.created_at,
-            updated_at: e.updated_at,
-        }
-    }
-}
-
-fn check(name: &str, schemas: Option<&serde_json::Value>) -> ApiResult<()> {
-    let mut p = Problems::default();
-    check_name(&mut p, "name", name);
-    match schemas {
-        Some(serde_json::Value::Object(versions)) => {
-            for (version, schema) in versions {
-                if version.parse::<u64>().is_err() {
-                    p.add(&["schemas", version], "versions are numbers, e.g. \"1\"");
-                } else if let Err(e) = PayloadSchema::compile(schema) {
-                    p.add(
-                        &["schemas", version],
-                        format!("is not a valid JSON Schema (draft 7): {e}"),
-                    );
-                }
-            }
-        }
-        Some(_) => p.add(&["schemas"], "must be an object of JSON Schemas keyed by version"),
-        None => {}
-    }
-    p.into_result().map_err(ApiError::Validation)
-}
-
-fn flags(many: Option<Vec<String>>, one: Option<String>) -> Option<Vec<String>> {
-    many.or_else(|| one.map(|f| vec![f]))
-}
 
 #[utoipa::path(get, path = "/api/v1/event-type", tag = "Event Type",
     params(("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query),
@@ -112,13 +21,7 @@ pub async fn list_event_types(
     State(state): State<AppState>,
     q: QueryParams,
 ) -> ApiResult<Json<ListResponseEventTypeOut>> {
-    let paging = Paging::from_query(&q, Order::Ascending)?;
-    let rows = state
-        .store
-        .list_event_types(&paging.page, q.bool("include_archived")?)
-        .await?;
-    let listed = paging.finish(rows.into_iter().map(EventTypeOut::from).collect(), |e| e.name.clone());
-    Ok(Json(listed.into()))
+    Ok(Json(event_type::list_event_types(&state, &q).await?.into()))
 }
 
 #[utoipa::path(post, path = "/api/v1/event-type", tag = "Event Type", request_body = EventTypeIn,
@@ -127,34 +30,15 @@ pub async fn create_event_type(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<EventTypeIn>,
 ) -> ApiResult<(StatusCode, Json<EventTypeOut>)> {
-    check(&input.name, input.schemas.as_ref())?;
-    let group = group_of(&input.name).map(str::to_owned);
-    let now = crate::store::now();
-    let et = EventType {
-        name: input.name,
-        description: input.description,
-        archived: input.archived.unwrap_or(false),
-        deprecated: input.deprecated.unwrap_or(false),
-        schemas: input.schemas,
-        group_name: input.group_name.or(group),
-        feature_flags: flags(input.feature_flags, input.feature_flag),
-        created_at: now,
-        updated_at: now,
-    };
-    state.store.create_event_type(&et).await?;
-    Ok((StatusCode::CREATED, Json(et.into())))
+    let out = event_type::create_event_type(&state, input).await?;
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 #[utoipa::path(get, path = "/api/v1/event-type/{event_type_name}", tag = "Event Type",
     params(("event_type_name" = String, Path)),
     responses((status = 200, body = EventTypeOut), (status = 404, body = super::error::HttpErrorOut)))]
 pub async fn get_event_type(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<EventTypeOut>> {
-    let et = state
-        .store
-        .get_event_type(&name)
-        .await?
-        .ok_or(ApiError::NotFound("event type"))?;
-    Ok(Json(et.into()))
+    Ok(Json(event_type::get_event_type(&state, &name).await?))
 }
 
 /// Updates an event type, creating it when absent.
@@ -166,28 +50,8 @@ pub async fn put_event_type(
     Path(name): Path<String>,
     ApiJson(input): ApiJson<EventTypeUpdate>,
 ) -> ApiResult<(StatusCode, Json<EventTypeOut>)> {
-    check(&name, input.schemas.as_ref())?;
-    let now = crate::store::now();
-    let existing = state.store.get_event_type(&name).await?;
-    let status = if existing.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    let group = group_of(&name).map(str::to_owned);
-    let et = EventType {
-        name,
-        description: input.description,
-        archived: input.archived.unwrap_or(false),
-        deprecated: input.deprecated.unwrap_or(false),
-        schemas: input.schemas,
-        group_name: input.group_name.or(group),
-        feature_flags: flags(input.feature_flags, input.feature_flag),
-        created_at: existing.map_or(now, |e| e.created_at),
-        updated_at: now,
-    };
-    state.store.upsert_event_type(&et).await?;
-    Ok((status, Json(et.into())))
+    let (created, out) = event_type::put_event_type(&state, name, input).await?;
+    Ok((created_or_ok(created), Json(out)))
 }
 
 /// Archives an event type (it stays usable, but leaves the catalog);
@@ -200,17 +64,6 @@ pub async fn delete_event_type(
     Path(name): Path<String>,
     q: QueryParams,
 ) -> ApiResult<StatusCode> {
-    let mut et = state
-        .store
-        .get_event_type(&name)
-        .await?
-        .ok_or(ApiError::NotFound("event type"))?;
-    if q.bool("expunge")? {
-        state.store.delete_event_type(&name).await?;
-    } else {
-        et.archived = true;
-        et.updated_at = crate::store::now();
-        state.store.upsert_event_type(&et).await?;
-    }
+    event_type::delete_event_type(&state, &name, &q).await?;
     Ok(StatusCode::NO_CONTENT)
 }

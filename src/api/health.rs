@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::AppState;
+use crate::service::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthOut {
@@ -17,7 +17,7 @@ pub struct HealthOut {
     pub version: &'static str,
     /// Herald: each broker source's connection state and counts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub sources: Vec<crate::sources::SourceHealth>,
+    pub sources: Vec<crate::service::sources::SourceHealth>,
 }
 
 #[utoipa::path(get, path = "/health", tag = "Health", security(),

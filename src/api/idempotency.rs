@@ -11,12 +11,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
+use crate::service::AppState;
 use crate::store::IdempotencyState;
 
-const TTL: Duration = crate::ops::retention::IDEMPOTENCY_TTL;
+const TTL: Duration = crate::service::retention::IDEMPOTENCY_TTL;
 /// Answers are small JSON documents; anything bigger is not replayed.
 const MAX_STORED_BODY: usize = 1024 * 1024;
 
@@ -51,7 +51,7 @@ fn key_of(req: &Request) -> Option<String> {
 async fn handle(state: &AppState, key: String, req: Request, next: Next) -> Result<Response, Response> {
     let store = &state.store;
     match store
-        .idempotency_begin(&key, crate::store::now(), TTL)
+        .idempotency_begin(&key, state.clock.now(), TTL)
         .await
         .map_err(|e| ApiError::from(e).into_response())?
     {

@@ -1,197 +1,17 @@
-//! Messages: what a product publishes. Accepting one means it is stored,
-//! with its deliveries, before the answer leaves.
-
-use std::sync::Arc;
+//! Messages over HTTP: what a product publishes. Accepting one means it is
+//! stored, with its deliveries, before the answer leaves.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use utoipa::ToSchema;
 
-use super::AppState;
-use super::app::find_app;
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::extract::{ApiJson, QueryParams};
-use super::list::{Paging, list_response};
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use crate::domain::catalog::{PayloadSchema, latest_schema};
-use crate::domain::ids::{AppId, MessageId};
-use crate::domain::validate::{Problems, check_channels, check_name};
-use crate::store::{Application, EventType, Message, MessageFilter, Order};
-
-/// Largest payload accepted, in bytes as published.
-pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MessageIn {
-    pub event_type: String,
-    /// Any JSON object. It is sent byte for byte as published.
-    #[schema(value_type = Object)]
-    pub payload: Box<RawValue>,
-    /// Unique per application: publishing the same eventId twice answers 409.
-    pub event_id: Option<String>,
-    pub channels: Option<Vec<String>>,
-    pub tags: Option<Vec<String>>,
-    /// Herald: the owners who may see this message. An endpoint with an
-    /// `ownerId` receives it only if listed; omit it for everyone.
-    pub audience: Option<Vec<String>>,
-    /// Days the payload is kept (1 to 3650); the server's
-    /// HERALD_PAYLOAD_RETENTION when omitted. Then it reads `{}`.
-    pub payload_retention_period: Option<i64>,
-    /// The same in hours (1 to 87600); wins over the period in days.
-    pub payload_retention_hours: Option<i64>,
-}
-
-#[derive(Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MessageOut {
-    pub id: String,
-    pub event_type: String,
-    pub event_id: Option<String>,
-    #[schema(value_type = Object)]
-    pub payload: Box<RawValue>,
-    pub channels: Option<Vec<String>>,
-    pub tags: Option<Vec<String>>,
-    /// Herald: the owners who may see this message; `null` means everyone.
-    pub audience: Option<Vec<String>>,
-    pub timestamp: DateTime<Utc>,
-    /// Herald: when the payload may be removed.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Herald: when the payload was removed (expired or expunged); `payload` reads `{}` since.
-    pub payload_removed_at: Option<DateTime<Utc>>,
-}
+use super::list::list_response;
+use crate::service::AppState;
+use crate::service::message::{self, MessageIn, MessageOut};
 
 list_response!(ListResponseMessageOut, MessageOut);
-
-impl From<Message> for MessageOut {
-    fn from(m: Message) -> Self {
-        // Stored payloads were validated JSON objects when published.
-        let payload = RawValue::from_string(m.payload.to_string())
-            .unwrap_or_else(|_| RawValue::from_string("{}".to_owned()).expect("literal JSON"));
-        Self {
-            id: m.id.to_string(),
-            event_type: m.event_type,
-            event_id: m.event_id,
-            payload,
-            channels: m.channels,
-            tags: m.tags,
-            audience: m.audience,
-            timestamp: m.created_at,
-            expires_at: m.expires_at,
-            payload_removed_at: m.payload_removed_at,
-        }
-    }
-}
-
-/// Most owners one message may name.
-const MAX_AUDIENCE: usize = 100;
-
-fn check(input: &MessageIn) -> ApiResult<()> {
-    if input.payload.get().len() > MAX_PAYLOAD_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES} (1 MiB)",
-            input.payload.get().len()
-        )));
-    }
-    let mut p = Problems::default();
-    check_name(&mut p, "eventType", &input.event_type);
-    if !input.payload.get().starts_with('{') {
-        p.add(&["payload"], "must be a JSON object");
-    }
-    if let Some(id) = &input.event_id {
-        check_name(&mut p, "eventId", id);
-    }
-    if let Some(channels) = &input.channels {
-        check_channels(&mut p, channels);
-    }
-    if let Some(audience) = &input.audience {
-        if audience.len() > MAX_AUDIENCE {
-            p.add(&["audience"], format!("at most {MAX_AUDIENCE} owners are allowed"));
-        }
-        for owner in audience {
-            check_name(&mut p, "audience", owner);
-        }
-    }
-    if let Some(days) = input.payload_retention_period
-        && !(1..=3650).contains(&days)
-    {
-        p.add(&["payloadRetentionPeriod"], "must be 1 to 3650 days");
-    }
-    if let Some(hours) = input.payload_retention_hours
-        && !(1..=87600).contains(&hours)
-    {
-        p.add(&["payloadRetentionHours"], "must be 1 to 87600 hours");
-    }
-    p.into_result().map_err(ApiError::Validation)
-}
-
-/// When the payload's retention ends.
-fn expires_at(state: &AppState, input: &MessageIn, now: DateTime<Utc>) -> DateTime<Utc> {
-    let kept = match (input.payload_retention_hours, input.payload_retention_period) {
-        (Some(hours), _) => chrono::Duration::hours(hours),
-        (None, Some(days)) => chrono::Duration::days(days),
-        (None, None) => chrono::Duration::from_std(state.config.payload_retention).unwrap_or(chrono::Duration::MAX),
-    };
-    now.checked_add_signed(kept).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-/// Compiled payload schemas by event type, recompiled when the type changes.
-#[derive(Clone, Default)]
-pub struct SchemaCache(Arc<Mutex<HashMap<String, CachedSchema>>>);
-
-/// A compiled schema and the event type version (`updatedAt`) it came from.
-type CachedSchema = (DateTime<Utc>, Arc<PayloadSchema>);
-
-impl SchemaCache {
-    fn get(&self, et: &EventType, schema: &serde_json::Value) -> Result<Arc<PayloadSchema>, String> {
-        let mut cache = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((version, compiled)) = cache.get(&et.name)
-            && *version == et.updated_at
-        {
-            return Ok(compiled.clone());
-        }
-        let compiled = Arc::new(PayloadSchema::compile(schema)?);
-        cache.insert(et.name.clone(), (et.updated_at, compiled.clone()));
-        Ok(compiled)
-    }
-}
-
-/// With validation on, a payload must fit its event type's newest schema.
-/// Event types without a schema, or not in the catalog, are not checked.
-async fn validate_payload(state: &AppState, app: &Application, input: &MessageIn) -> ApiResult<()> {
-    if !app.validate_payloads.unwrap_or(state.config.validate_payloads) {
-        return Ok(());
-    }
-    let Some(et) = state.store.get_event_type(&input.event_type).await? else {
-        return Ok(());
-    };
-    let Some(schema) = et.schemas.as_ref().and_then(latest_schema) else {
-        return Ok(());
-    };
-    let compiled = state.schemas.get(&et, schema).map_err(|e| {
-        ApiError::body_field(
-            &["eventType"],
-            format!("the schema of '{}' is not a valid JSON Schema: {e}", et.name),
-        )
-    })?;
-    let payload: serde_json::Value =
-        serde_json::from_str(input.payload.get()).map_err(|e| ApiError::body_field(&["payload"], e.to_string()))?;
-    compiled.check(&payload).map_err(|problems| {
-        let mut p = Problems::default();
-        for (path, reason) in problems {
-            let mut loc = vec!["payload"];
-            loc.extend(path.iter().map(String::as_str));
-            p.add(&loc, reason);
-        }
-        ApiError::Validation(p.into_errors())
-    })
-}
 
 #[utoipa::path(post, path = "/api/v1/app/{app_id}/msg", tag = "Message",
     params(("app_id" = String, Path)), request_body = MessageIn,
@@ -203,37 +23,8 @@ pub async fn create_message(
     Path(app_id): Path<String>,
     ApiJson(input): ApiJson<MessageIn>,
 ) -> ApiResult<(StatusCode, Json<MessageOut>)> {
-    let msg = accept_message(&state, &app_id, input).await?;
+    let msg = message::accept_message(&state, &app_id, input).await?;
     Ok((StatusCode::ACCEPTED, Json(msg.into())))
-}
-
-/// Checks a message for the application `app_id` (id or uid) and stores it
-/// with its deliveries: what the API and the broker sources both do, so a
-/// message is accepted by the same rules whichever way it came.
-pub async fn accept_message(state: &AppState, app_id: &str, input: MessageIn) -> ApiResult<Message> {
-    check(&input)?;
-    let app = find_app(state, app_id).await?;
-    validate_payload(state, &app, &input).await?;
-    let now = crate::store::now();
-    let msg = Message {
-        id: MessageId::generate(),
-        app_id: app.id,
-        expires_at: Some(expires_at(state, &input, now)),
-        event_type: input.event_type,
-        event_id: input.event_id,
-        payload: Arc::from(input.payload.get()),
-        channels: input.channels,
-        tags: input.tags,
-        audience: input.audience,
-        payload_removed_at: None,
-        created_at: now,
-    };
-    let deliveries = state.store.publish(&msg).await?;
-    state.metrics.published();
-    if deliveries > 0 {
-        state.dispatcher.wake();
-    }
-    Ok(msg)
 }
 
 #[utoipa::path(get, path = "/api/v1/app/{app_id}/msg", tag = "Message",
@@ -247,17 +38,7 @@ pub async fn list_messages(
     Path(app_id): Path<String>,
     q: QueryParams,
 ) -> ApiResult<Json<ListResponseMessageOut>> {
-    let app = find_app(&state, &app_id).await?;
-    let filter = MessageFilter {
-        before: q.time("before")?,
-        after: q.time("after")?,
-        event_types: q.list("event_types"),
-        channel: q.str("channel").map(str::to_owned),
-    };
-    let paging = Paging::from_query(&q, Order::Descending)?;
-    let rows = state.store.list_messages(&app.id, &filter, &paging.page).await?;
-    let listed = paging.finish(rows.into_iter().map(MessageOut::from).collect(), |m| m.id.clone());
-    Ok(Json(listed.into()))
+    Ok(Json(message::list_messages(&state, &app_id, &q).await?.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/app/{app_id}/msg/{msg_id}", tag = "Message",
@@ -267,18 +48,7 @@ pub async fn get_message(
     State(state): State<AppState>,
     Path((app_id, msg_id)): Path<(String, String)>,
 ) -> ApiResult<Json<MessageOut>> {
-    let app = find_app(&state, &app_id).await?;
-    let msg = find_message(&state, &app.id, &msg_id).await?;
-    Ok(Json(msg.into()))
-}
-
-/// Finds a message by id or eventId, or answers 404.
-pub async fn find_message(state: &AppState, app_id: &AppId, id_or_event_id: &str) -> ApiResult<Message> {
-    state
-        .store
-        .get_message(app_id, id_or_event_id)
-        .await?
-        .ok_or(ApiError::NotFound("message"))
+    Ok(Json(message::get_message(&state, &app_id, &msg_id).await?))
 }
 
 /// Removes a message's payload now (for example on a customer's request);
@@ -290,14 +60,6 @@ pub async fn expunge_content(
     State(state): State<AppState>,
     Path((app_id, msg_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let app = find_app(&state, &app_id).await?;
-    let msg = find_message(&state, &app.id, &msg_id).await?;
-    if !state
-        .store
-        .remove_payload(&app.id, &msg.id, crate::store::now())
-        .await?
-    {
-        return Err(ApiError::NotFound("message"));
-    }
+    message::expunge_content(&state, &app_id, &msg_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

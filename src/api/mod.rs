@@ -26,29 +26,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::Config;
-use crate::delivery::Dispatcher;
-use crate::store::Store;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub config: Arc<Config>,
-    pub dispatcher: Dispatcher,
-    /// The guarded outbound clients, for endpoint checks.
-    pub outbound: crate::delivery::client::Outbound,
-    pub notifier: crate::telemetry::notify::Notifier,
-    pub schemas: message::SchemaCache,
-    pub metrics: Arc<crate::telemetry::metrics::Metrics>,
-    pub admin_token_hash: auth::TokenHash,
-    /// Signs portal links and dashboard sessions.
-    pub signer: portal::Signer,
-    /// Per-token API request budgets.
-    pub throttle: Arc<auth::Throttle>,
-    /// The broker sources' states and counts, for `/health`.
-    pub sources: crate::sources::Statuses,
-}
+use crate::service::AppState;
 
 /// Room for a 1 MiB payload plus the message envelope around it; the payload
 /// itself is checked against 1 MiB exactly.

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 
-use crate::api::message::MessageIn;
 use crate::config::source::{Locator, Mapping, PayloadLocator};
+use crate::service::message::MessageIn;
 
 /// A message as a broker handed it over.
 pub struct Incoming<'a> {

@@ -10,19 +10,17 @@
 pub mod mapping;
 mod nats;
 mod rabbitmq;
-mod status;
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::AppState;
-use crate::api::error::ApiError;
-use crate::api::message::accept_message;
 use crate::config::source::{Broker, SourceConfig};
+use crate::service::message::accept_message;
+use crate::service::sources::SourceStatus;
+use crate::service::{AppState, ServiceError};
 pub use mapping::Incoming;
-pub use status::{SourceHealth, SourceStatus, Statuses};
 
 /// Starts one consumer per source on `tasks`; each stops at `shutdown`.
 pub fn start(state: &AppState, tasks: &TaskTracker, shutdown: &CancellationToken) {
@@ -145,13 +143,13 @@ impl Session<'_> {
                 self.status.accepted(&self.state.metrics);
                 Verdict::Stored
             }
-            Err(ApiError::Conflict(_)) => {
+            Err(ServiceError::Conflict(_)) => {
                 self.status.duplicate(&self.state.metrics);
                 Verdict::Stored
             }
-            Err(e @ (ApiError::Unavailable | ApiError::Internal(_))) => {
+            Err(e @ (ServiceError::Unavailable | ServiceError::Internal(_))) => {
                 let reason = match e {
-                    ApiError::Internal(cause) => cause,
+                    ServiceError::Internal(cause) => cause,
                     other => other.to_string(),
                 };
                 self.status.retried(&reason, &self.state.metrics);
@@ -173,11 +171,11 @@ impl Session<'_> {
     }
 }
 
-/// Why the API would have refused it, in one line.
-fn rejection(app: &str, e: ApiError) -> String {
+/// Why it was refused (as the API would have refused it), in one line.
+fn rejection(app: &str, e: ServiceError) -> String {
     match e {
-        ApiError::NotFound(_) => format!("application '{app}' not found"),
-        ApiError::Validation(errors) => errors
+        ServiceError::NotFound(_) => format!("application '{app}' not found"),
+        ServiceError::Validation(errors) => errors
             .into_iter()
             .map(|f| {
                 let field = f.loc.iter().skip(1).cloned().collect::<Vec<_>>().join(".");
@@ -207,10 +205,10 @@ mod tests {
 
     #[test]
     fn rejections_read_like_the_api_error() {
-        let e = ApiError::body_field(&["eventType"], "may contain only letters");
+        let e = ServiceError::body_field(&["eventType"], "may contain only letters");
         assert_eq!(rejection("acme", e), "eventType: may contain only letters");
         assert_eq!(
-            rejection("acme", ApiError::NotFound("application")),
+            rejection("acme", ServiceError::NotFound("application")),
             "application 'acme' not found"
         );
     }

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::State;
 use axum::response::Response;
 use serde::Serialize;
@@ -10,10 +9,10 @@ use serde::Serialize;
 use super::UiResult;
 use super::render::{self, Layout};
 use super::session::Viewer;
-use crate::api::AppState;
-use crate::api::event_type::{EventTypeOut, list_event_types};
-use crate::api::extract::QueryParams;
 use crate::domain::catalog::{group_of, latest_schema};
+use crate::service::AppState;
+use crate::service::event_type::{EventTypeOut, list_event_types};
+use crate::service::input::QueryParams;
 
 /// Event types of one group, for the catalog and the subscription tree.
 #[derive(Serialize)]
@@ -32,9 +31,9 @@ pub struct EventTypeView {
 }
 
 /// Every event type not archived, by group (its `groupName`, else its dot
-/// prefix). The catalog is small: one page of the API's largest size.
+/// prefix). The catalog is small: one page of the largest size.
 pub async fn groups(state: &AppState) -> UiResult<Vec<Group>> {
-    let Json(list) = list_event_types(State(state.clone()), QueryParams::from_pairs([("limit", "250")])).await?;
+    let list = list_event_types(state, &QueryParams::from_pairs([("limit", "250")])).await?;
     let mut by_group: BTreeMap<String, Vec<EventTypeView>> = BTreeMap::new();
     for et in list.data {
         let group = et

@@ -1,32 +1,27 @@
-//! An application's endpoints: the list with health and activity, the
-//! create and edit form, the switch, the secret, test events and deletion.
+//! One endpoint of an application: the create and edit form, its page, the
+//! switch, the secret, test events and deletion.
 
 use std::collections::BTreeMap;
 
-use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use minijinja::Value;
 use serde::Deserialize;
 
 use super::apps::open_app;
 use super::catalog::groups;
-use super::chart::{PERIODS, chart};
+use super::chart::PERIODS;
 use super::forms::{EndpointForm, describe, field_errors};
 use super::render::{self, Layout};
 use super::session::{Submitted, Viewer};
-use super::{UiError, UiResult};
-use crate::api::AppState;
-use crate::api::app::ApplicationOut;
-use crate::api::auth::Caller;
-use crate::api::endpoint::{self as api, EndpointOut};
-use crate::api::error::ApiError;
-use crate::api::extract::{ApiJson, QueryParams, parse_json};
-use crate::api::recovery::{EventExampleIn, send_example, stats};
-use crate::domain::ids::EndpointId;
+use super::{UiError, UiResult, status_of};
+use crate::service::app::ApplicationOut;
+use crate::service::endpoint::{self, EndpointOut, EndpointSecretRotateIn};
+use crate::service::input::{QueryParams, parse_json};
+use crate::service::recovery::{EventExampleIn, send_example, stats};
+use crate::service::{AppState, ServiceError};
 
 /// The endpoint at `ep` of application `app`, if the viewer may see it.
 pub async fn open_endpoint(
@@ -36,7 +31,7 @@ pub async fn open_endpoint(
     ep: &str,
 ) -> UiResult<(ApplicationOut, EndpointOut)> {
     let app = open_app(state, viewer, app).await?;
-    let Json(found) = api::get_endpoint(State(state.clone()), Path((app.id.clone(), ep.to_owned()))).await?;
+    let found = endpoint::get_endpoint(state, &app.id, ep).await?;
     if viewer.may_see_endpoint(found.owner_id.as_deref()) {
         Ok((app, found))
     } else {
@@ -48,69 +43,6 @@ pub async fn open_endpoint(
 #[serde(default)]
 pub struct Notice {
     notice: String,
-    iterator: String,
-}
-
-pub async fn app_page(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path(app): Path<String>,
-    Query(q): Query<Notice>,
-) -> UiResult<Response> {
-    app_page_with(
-        &state,
-        &viewer,
-        &app,
-        &q.iterator,
-        minijinja::context! { notice => q.notice },
-    )
-    .await
-}
-
-/// Most endpoints listed on one page.
-const ENDPOINT_PAGE: &str = "100";
-
-/// The application's page from endpoint `iterator` on, with `extra` values
-/// (a notice, a new portal link) for its template.
-pub async fn app_page_with(
-    state: &AppState,
-    viewer: &Viewer,
-    app: &str,
-    iterator: &str,
-    extra: Value,
-) -> UiResult<Response> {
-    let app = open_app(state, viewer, app).await?;
-    let params = QueryParams::from_pairs([
-        ("limit", ENDPOINT_PAGE),
-        ("iterator", iterator),
-        ("owner_id", viewer.owner().unwrap_or_default()),
-    ]);
-    let caller = Caller(viewer.scope.clone());
-    let Json(page) = api::list_endpoints(State(state.clone()), caller, Path(app.id.clone()), params).await?;
-    let endpoints = page.data;
-    let ids: Vec<EndpointId> = endpoints
-        .iter()
-        .map(|e| EndpointId::from_trusted(e.id.clone()))
-        .collect();
-    let since = Utc::now() - Duration::hours(PERIODS);
-    let activity = state
-        .store
-        .endpoint_activity(&ids, since, std::time::Duration::from_secs(3600))
-        .await
-        .map_err(ApiError::from)?;
-    let charts: BTreeMap<&str, _> = endpoints
-        .iter()
-        .map(|e| {
-            let mine: Vec<_> = activity.iter().filter(|b| b.endpoint_id.as_str() == e.id).collect();
-            (e.id.as_str(), chart(&mine))
-        })
-        .collect();
-    let next = (!page.done).then_some(page.iterator).flatten();
-    Ok(render::ok(
-        "app.html",
-        Layout::for_viewer(viewer, app.name.clone()),
-        minijinja::context! { app, endpoints, charts, next, allow_insecure_tls => state.config.allow_insecure_tls, ..extra },
-    ))
 }
 
 /// The create and edit form, with the catalog as a tree to subscribe from.
@@ -159,13 +91,12 @@ pub async fn create(
     let app = open_app(&state, &viewer, &app).await?;
     let created = async {
         let input = parse_json(&serde_json::to_vec(&form.to_json(&viewer, false)?).unwrap_or_default())?;
-        let caller = Caller(viewer.scope.clone());
-        api::create_endpoint(State(state.clone()), caller, Path(app.id.clone()), ApiJson(input)).await
+        endpoint::create_endpoint(&state, &viewer.scope, &app.id, input).await
     }
     .await;
     match created {
-        Ok((_, Json(ep))) => Ok(secret_page(&viewer, &app, &ep, ep.secret.clone(), "created")),
-        Err(e) => form_page(&state, &viewer, e.status(), &app, None, &form, field_errors(&e)).await,
+        Ok(ep) => Ok(secret_page(&viewer, &app, &ep, ep.secret.clone(), "created")),
+        Err(e) => form_page(&state, &viewer, status_of(&e), &app, None, &form, field_errors(&e)).await,
     }
 }
 
@@ -188,13 +119,8 @@ pub async fn show(
 
 async fn show_with(state: &AppState, viewer: &Viewer, app: &str, ep: &str, extra: Value) -> UiResult<Response> {
     let (app, ep) = open_endpoint(state, viewer, app, ep).await?;
-    let since = (Utc::now() - Duration::hours(PERIODS)).to_rfc3339();
-    let Json(counts) = stats(
-        State(state.clone()),
-        Path((app.id.clone(), ep.id.clone())),
-        QueryParams::from_pairs([("since", since)]),
-    )
-    .await?;
+    let since = (state.clock.now() - Duration::hours(PERIODS)).to_rfc3339();
+    let counts = stats(state, &app.id, &ep.id, &QueryParams::from_pairs([("since", since)])).await?;
     // A test event can be any type the endpoint receives.
     let mut groups = groups(state).await?;
     if let Some(wanted) = &ep.filter_types {
@@ -260,7 +186,7 @@ pub async fn save(
     let saved = patch(&state, &viewer, &app, &ep, form.to_json(&viewer, true)).await;
     match saved {
         Ok(_) => Ok(Redirect::to(&format!("/ui/app/{}/endpoint/{}?notice=saved", app.id, ep.id)).into_response()),
-        Err(e) => form_page(&state, &viewer, e.status(), &app, Some(&ep), &form, field_errors(&e)).await,
+        Err(e) => form_page(&state, &viewer, status_of(&e), &app, Some(&ep), &form, field_errors(&e)).await,
     }
 }
 
@@ -269,17 +195,10 @@ async fn patch(
     viewer: &Viewer,
     app: &ApplicationOut,
     ep: &EndpointOut,
-    body: Result<serde_json::Value, ApiError>,
-) -> Result<EndpointOut, ApiError> {
+    body: Result<serde_json::Value, ServiceError>,
+) -> Result<EndpointOut, ServiceError> {
     let input = parse_json(&serde_json::to_vec(&body?).unwrap_or_default())?;
-    let Json(out) = api::patch_endpoint(
-        State(state.clone()),
-        Caller(viewer.scope.clone()),
-        Path((app.id.clone(), ep.id.clone())),
-        ApiJson(input),
-    )
-    .await?;
-    Ok(out)
+    endpoint::patch_endpoint(state, &viewer.scope, &app.id, &ep.id, input).await
 }
 
 #[derive(Deserialize, Default)]
@@ -317,7 +236,7 @@ async fn after_action(
     viewer: &Viewer,
     app: &ApplicationOut,
     ep: &EndpointOut,
-    outcome: Result<String, ApiError>,
+    outcome: Result<String, ServiceError>,
 ) -> UiResult<Response> {
     match outcome {
         Ok(target) => Ok(Redirect::to(&target).into_response()),
@@ -353,7 +272,7 @@ pub async fn delete(
     Submitted { viewer, .. }: Submitted<serde::de::IgnoredAny>,
 ) -> UiResult<Response> {
     let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
-    api::delete_endpoint(State(state.clone()), Path((app.id.clone(), ep.id.clone()))).await?;
+    endpoint::delete_endpoint(&state, &app.id, &ep.id).await?;
     Ok(Redirect::to(&format!("/ui/app/{}?notice=deleted", app.id)).into_response())
 }
 
@@ -364,9 +283,9 @@ pub async fn reveal_secret(
     Path((app, ep)): Path<(String, String)>,
 ) -> UiResult<Response> {
     let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
-    match api::get_secret(State(state.clone()), Path((app.id.clone(), ep.id.clone()))).await {
-        Ok(Json(s)) => Ok(secret_page(&viewer, &app, &ep, Some(s.key), "revealed")),
-        Err(ApiError::Forbidden(why)) => Ok(render::ok(
+    match endpoint::get_secret(&state, &app.id, &ep.id).await {
+        Ok(s) => Ok(secret_page(&viewer, &app, &ep, Some(s.key), "revealed")),
+        Err(ServiceError::Forbidden(why)) => Ok(render::ok(
             "secret.html",
             Layout::for_viewer(&viewer, "Signing secret"),
             minijinja::context! { app, endpoint => ep, refused => why },
@@ -381,12 +300,7 @@ pub async fn rotate_secret(
     Submitted { viewer, .. }: Submitted<serde::de::IgnoredAny>,
 ) -> UiResult<Response> {
     let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
-    let Json(s) = api::rotate_secret(
-        State(state.clone()),
-        Path((app.id.clone(), ep.id.clone())),
-        Bytes::new(),
-    )
-    .await?;
+    let s = endpoint::rotate_secret(&state, &app.id, &ep.id, EndpointSecretRotateIn::default()).await?;
     Ok(secret_page(&viewer, &app, &ep, Some(s.key), "rotated"))
 }
 
@@ -407,13 +321,7 @@ pub async fn send_test(
         event_type: form.event_type,
         example_index: None,
     };
-    let outcome = send_example(
-        State(state.clone()),
-        Path((app.id.clone(), ep.id.clone())),
-        ApiJson(input),
-    )
-    .await
-    .map(|(_, Json(msg))| {
+    let outcome = send_example(&state, &app.id, &ep.id, input).await.map(|msg| {
         format!(
             "/ui/app/{}/endpoint/{}/history?notice=test-sent&msg={}",
             app.id, ep.id, msg.id

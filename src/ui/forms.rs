@@ -1,4 +1,4 @@
-//! Turning forms into the API's inputs, and the API's errors into messages
+//! Turning forms into the workflows' inputs, and their errors into messages
 //! next to the fields they are about.
 
 use std::collections::BTreeMap;
@@ -8,12 +8,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::session::Viewer;
-use crate::api::error::ApiError;
+use crate::service::ServiceError;
 
 /// A person-readable account of an error.
-pub fn describe(e: &ApiError) -> String {
+pub fn describe(e: &ServiceError) -> String {
     match e {
-        ApiError::Validation(errors) => errors
+        ServiceError::Validation(errors) => errors
             .iter()
             .map(|f| format!("{}: {}", field_name(&f.loc), f.msg))
             .collect::<Vec<_>>()
@@ -29,10 +29,10 @@ fn field_name(loc: &[String]) -> String {
 }
 
 /// A validation failure as messages per form field; other errors under `""`.
-pub fn field_errors(e: &ApiError) -> BTreeMap<String, String> {
+pub fn field_errors(e: &ServiceError) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     match e {
-        ApiError::Validation(errors) => {
+        ServiceError::Validation(errors) => {
             for f in errors {
                 out.entry(field_name(&f.loc))
                     .and_modify(|m: &mut String| {
@@ -83,7 +83,7 @@ impl EndpointForm {
     /// The API's `EndpointIn` (on create) or `EndpointPatch` (on save): on a
     /// patch a cleared field is `null`, on create it is left out. A portal
     /// viewer's endpoints always belong to their owner.
-    pub fn to_json(&self, viewer: &Viewer, patch: bool) -> Result<Value, ApiError> {
+    pub fn to_json(&self, viewer: &Viewer, patch: bool) -> Result<Value, ServiceError> {
         let mut body = Map::new();
         let mut set = |key: &str, value: Option<Value>| match value {
             Some(v) => {
@@ -117,7 +117,7 @@ impl EndpointForm {
         let rate = match self.rate_limit.trim() {
             "" => None,
             r => Some(json!(r.parse::<i64>().map_err(|_| {
-                ApiError::body_field(&["rateLimit"], "must be a whole number of messages per second")
+                ServiceError::body_field(&["rateLimit"], "must be a whole number of messages per second")
             })?)),
         };
         set("rateLimit", rate);
@@ -141,7 +141,7 @@ impl EndpointForm {
 }
 
 /// A `datetime-local` value (read as UTC) as RFC 3339; empty stays empty.
-pub fn utc_time(field: &str, value: &str) -> Result<Option<String>, ApiError> {
+pub fn utc_time(field: &str, value: &str) -> Result<Option<String>, ServiceError> {
     let value = value.trim();
     if value.is_empty() {
         return Ok(None);
@@ -150,7 +150,7 @@ pub fn utc_time(field: &str, value: &str) -> Result<Option<String>, ApiError> {
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(value, f).ok())
         .map(|t| Some(Utc.from_utc_datetime(&t).to_rfc3339()))
-        .ok_or_else(|| ApiError::field(&["query", field], format!("'{value}' is not a date and time")))
+        .ok_or_else(|| ServiceError::field(&["query", field], format!("'{value}' is not a date and time")))
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! An endpoint's delivery history: filters, selection and bulk retry, and
 //! each attempt in full.
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
@@ -11,13 +10,11 @@ use super::forms::{describe, utc_time};
 use super::render::{self, Layout};
 use super::session::{Submitted, Viewer};
 use super::{UiError, UiResult};
-use crate::api::AppState;
-use crate::api::attempt::{get_attempt, list_by_endpoint};
-use crate::api::auth::Caller;
-use crate::api::error::ApiError;
-use crate::api::extract::{ApiJson, QueryParams};
-use crate::api::message::get_message;
-use crate::api::recovery::{BulkResendIn, resend_many};
+use crate::service::attempt::{get_attempt, list_by_endpoint};
+use crate::service::input::QueryParams;
+use crate::service::message::get_message;
+use crate::service::recovery::{BulkResendIn, resend_many};
+use crate::service::{AppState, ServiceError};
 
 const PAGE_SIZE: &str = "50";
 
@@ -35,7 +32,7 @@ pub struct Filters {
 }
 
 impl Filters {
-    fn to_params(&self) -> Result<QueryParams, ApiError> {
+    fn to_params(&self) -> Result<QueryParams, ServiceError> {
         let mut pairs = vec![
             ("limit".to_owned(), PAGE_SIZE.to_owned()),
             ("status_code_class".to_owned(), self.class.clone()),
@@ -88,9 +85,7 @@ pub async fn list(
 ) -> UiResult<Response> {
     let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
     let listed = match filters.to_params() {
-        Ok(params) => list_by_endpoint(State(state.clone()), Path((app.id.clone(), ep.id.clone())), params)
-            .await
-            .map(|Json(page)| page),
+        Ok(params) => list_by_endpoint(&state, &app.id, &ep.id, &params).await,
         Err(e) => Err(e),
     };
     let (attempts, next, prev, error) = match listed {
@@ -105,7 +100,7 @@ pub async fn list(
             (page.data, next, prev, None)
         }
         // A bad filter is shown above the table, not as an error page.
-        Err(e @ ApiError::Validation(_)) => (Vec::new(), None, None, Some(describe(&e))),
+        Err(e @ ServiceError::Validation(_)) => (Vec::new(), None, None, Some(describe(&e))),
         Err(e) => return Err(e.into()),
     };
     let groups = super::catalog::groups(&state).await?;
@@ -152,9 +147,7 @@ pub async fn retry(
     // An owner's session resends only what its endpoint was sent before
     // (the API's rule); the rest come back as skipped.
     let input = BulkResendIn { msg_ids };
-    let path = Path((app.id.clone(), ep.id.clone()));
-    let caller = Caller(viewer.scope.clone());
-    let (_, Json(out)) = resend_many(State(state.clone()), caller, path, ApiJson(input)).await?;
+    let out = resend_many(&state, &viewer.scope, &app.id, &ep.id, input).await?;
     let mut q = url::form_urlencoded::Serializer::new(back.query(None));
     q.append_pair("notice", "retried");
     q.append_pair("scheduled", &out.scheduled.to_string());
@@ -169,7 +162,7 @@ pub async fn attempt(
     Path((app, ep, msg, attempt)): Path<(String, String, String, String)>,
 ) -> UiResult<Response> {
     let (app, ep) = open_endpoint(&state, &viewer, &app, &ep).await?;
-    let Json(attempt) = get_attempt(State(state.clone()), Path((app.id.clone(), msg.clone(), attempt))).await?;
+    let attempt = get_attempt(&state, &app.id, &msg, &attempt).await?;
     if attempt.endpoint_id != ep.id {
         return Err(UiError::NotFound);
     }
@@ -177,7 +170,7 @@ pub async fn attempt(
     let request_body = match &attempt.request_body {
         Some(body) => pretty(body),
         None => {
-            let Json(m) = get_message(State(state.clone()), Path((app.id.clone(), attempt.msg_id.clone()))).await?;
+            let m = get_message(&state, &app.id, &attempt.msg_id).await?;
             pretty(m.payload.get())
         }
     };

@@ -5,13 +5,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
-use chrono::Utc;
 use serde::Deserialize;
 
 use super::UiError;
 use super::render::{self, Layout};
 use super::session::{self, Scope, Submitted, Viewer};
-use crate::api::AppState;
+use crate::service::AppState;
 
 /// The first page of a viewer: operators see the applications, a customer
 /// their application.
@@ -69,7 +68,7 @@ pub async fn sign_in(
     Form(form): Form<SignIn>,
 ) -> Result<Response, UiError> {
     session::same_origin(&headers)?;
-    let Some((scope, expires_at)) = session::scope_for_token(&state, &form.token, Utc::now()) else {
+    let Some((scope, expires_at)) = session::scope_for_token(&state, &form.token, state.clock.now()) else {
         tracing::info!("a dashboard sign-in was refused");
         return Ok(login_form(
             StatusCode::UNAUTHORIZED,

@@ -1,6 +1,6 @@
 //! The dashboard under `/ui`: server-rendered pages for operators (with the
 //! admin token) and for customers (with a portal link), built on the same
-//! handlers as the API so both enforce the same rules.
+//! workflows as the API (`service`) so both enforce the same rules.
 
 mod apps;
 mod catalog;
@@ -18,8 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::api::AppState;
-use crate::api::error::ApiError;
+use crate::service::{AppState, ServiceError};
 use render::Layout;
 
 /// Why a page could not be shown.
@@ -34,7 +33,7 @@ pub enum UiError {
     #[error("the form could not be read: {0}")]
     BadForm(String),
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Service(#[from] ServiceError),
 }
 
 pub type UiResult<T> = Result<T, UiError>;
@@ -58,17 +57,33 @@ impl IntoResponse for UiError {
             ),
             Self::Forbidden(why) => (StatusCode::FORBIDDEN, why.clone()),
             Self::BadForm(why) => (StatusCode::BAD_REQUEST, format!("The form could not be read: {why}")),
-            Self::Api(ApiError::NotFound(_)) => (
+            Self::Service(ServiceError::NotFound(_)) => (
                 StatusCode::NOT_FOUND,
                 "There is nothing here, or it is not yours to see.".to_owned(),
             ),
-            Self::Api(e) => (e.status(), forms::describe(e)),
+            Self::Service(e) => (status_of(e), forms::describe(e)),
         };
         let layout = Layout {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             ..Layout::default()
         };
         render::page(status, "error.html", layout, minijinja::context! { message })
+    }
+}
+
+/// The status a page answers with when a workflow refused: the one the API
+/// answers for the same refusal, so a page and its route agree.
+pub fn status_of(e: &ServiceError) -> StatusCode {
+    match e {
+        ServiceError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ServiceError::Malformed(_) => StatusCode::BAD_REQUEST,
+        ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+        ServiceError::Conflict(_) => StatusCode::CONFLICT,
+        ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ServiceError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -95,7 +110,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/ui/apps", get(apps::list))
         .route("/ui/event-types", get(catalog::list))
-        .route("/ui/app/{app}", get(endpoints::app_page))
+        .route("/ui/app/{app}", get(apps::app_page))
         .route("/ui/app/{app}/portal-link", axum::routing::post(apps::portal_link))
         .route(
             "/ui/app/{app}/endpoint/new",

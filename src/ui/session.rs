@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::UiError;
-use crate::api::AppState;
-use crate::api::auth::hash_token;
-use crate::api::portal::{PORTAL_TOKEN_PREFIX, Signer};
+use crate::service::AppState;
+use crate::service::auth::hash_token;
+use crate::service::portal::{PORTAL_TOKEN_PREFIX, Signer};
 
 pub const COOKIE: &str = "herald_session";
 const PURPOSE: &str = "session";
@@ -136,7 +136,7 @@ impl FromRequestParts<AppState> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let jar = CookieJar::from_headers(&parts.headers);
-        read(&state.signer, &jar, Utc::now()).ok_or_else(|| UiError::SignIn {
+        read(&state.signer, &jar, state.clock.now()).ok_or_else(|| UiError::SignIn {
             next: parts
                 .uri
                 .path_and_query()

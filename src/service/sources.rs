@@ -1,4 +1,5 @@
-//! What each source is doing, for `/health` and the metrics.
+//! What each broker source is doing, for `/health` and the metrics; kept
+//! here so the server's state can hold it without knowing the brokers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::config::source::SourceConfig;
+use crate::domain::clock::Clock;
 use crate::telemetry::metrics::{Metrics, SourceOutcome};
 
 /// The connection state of a source.
@@ -23,6 +24,8 @@ pub enum ConnectionState {
 /// One source's state and counts, shared by its consumer and the API.
 pub struct SourceStatus {
     name: String,
+    /// When a last error happened is read here.
+    clock: Clock,
     kind: &'static str,
     inner: Mutex<Inner>,
     accepted: AtomicU64,
@@ -62,10 +65,11 @@ pub struct SourceHealth {
 }
 
 impl SourceStatus {
-    fn new(source: &SourceConfig) -> Self {
+    fn new(name: String, kind: &'static str, clock: Clock) -> Self {
         Self {
-            name: source.name.clone(),
-            kind: source.broker.kind(),
+            name,
+            clock,
+            kind,
             inner: Mutex::new(Inner {
                 state: ConnectionState::Connecting,
                 last_error: None,
@@ -97,7 +101,7 @@ impl SourceStatus {
             metrics.source_reconnect(&self.name);
         }
         inner.state = ConnectionState::Reconnecting;
-        inner.last_error = Some((error.to_string(), Utc::now()));
+        inner.last_error = Some((error.to_string(), self.clock.now()));
         metrics.source_connected(&self.name, false);
         was_up
     }
@@ -124,7 +128,7 @@ impl SourceStatus {
 
     pub fn retried(&self, reason: &str, metrics: &Metrics) {
         self.retried.fetch_add(1, Ordering::Relaxed);
-        self.lock().last_error = Some((reason.to_owned(), Utc::now()));
+        self.lock().last_error = Some((reason.to_owned(), self.clock.now()));
         metrics.source_message(&self.name, SourceOutcome::Retried);
     }
 
@@ -154,8 +158,14 @@ impl SourceStatus {
 pub struct Statuses(Arc<[Arc<SourceStatus>]>);
 
 impl Statuses {
-    pub fn new(sources: &[SourceConfig]) -> Self {
-        Self(sources.iter().map(|s| Arc::new(SourceStatus::new(s))).collect())
+    /// One status per source, from each one's name and broker kind.
+    pub fn new(sources: impl IntoIterator<Item = (String, &'static str)>, clock: &Clock) -> Self {
+        Self(
+            sources
+                .into_iter()
+                .map(|(name, kind)| Arc::new(SourceStatus::new(name, kind, clock.clone())))
+                .collect(),
+        )
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<SourceStatus>> {
