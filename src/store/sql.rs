@@ -9,13 +9,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
-use sqlx::{ColumnIndex, Pool, QueryBuilder};
+use sqlx::{ColumnIndex, FromRow, Pool, QueryBuilder};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batcher, Completion, Deferral};
 use super::dialect::{
-    Column, Dialect, QUEUED, RowLock, RowOf, RowsAffected, UNFINISHED, UNSENT, execute, rows_as, state,
+    Column, Connection, Dialect, QUEUED, RowLock, RowOf, RowsAffected, UNFINISHED, UNSENT, execute, rows_as, state,
 };
 use super::queue::Queue;
 use super::rows::*;
@@ -61,6 +61,35 @@ impl<D: Dialect> SqlStore<D> {
     async fn write(&self) -> StoreResult<PoolConnection<D::Db>> {
         Ok(self.writer.acquire().await?)
     }
+}
+
+/// Keeps the rows whose JSON array in `column` holds `channel`, if one is given.
+fn push_channel<D>(qb: &mut QueryBuilder<'_, D::Db>, column: &str, channel: Option<&String>)
+where
+    D: Dialect,
+    String: Column<D::Db>,
+{
+    if let Some(channel) = channel {
+        qb.push(" AND ")
+            .push(D::json_array_holds(column))
+            .push_bind(channel.clone())
+            .push(")");
+    }
+}
+
+/// The row `sql` finds by `key` (bound as `$1`), as a model.
+async fn find<D, R, T>(conn: &mut Connection<D>, sql: &str, key: &str) -> StoreResult<Option<T>>
+where
+    D: Dialect,
+    String: Column<D::Db>,
+    R: for<'r> FromRow<'r, RowOf<D::Db>> + Send + Unpin,
+    T: TryFrom<R, Error = StoreError>,
+{
+    let row: Option<R> = sqlx::query_as(sql)
+        .bind(key.to_owned())
+        .fetch_optional(D::exec(conn))
+        .await?;
+    row.map(T::try_from).transpose()
 }
 
 #[async_trait]
@@ -135,11 +164,8 @@ where
     }
 
     async fn get_app(&self, id_or_uid: &str) -> StoreResult<Option<Application>> {
-        let row: Option<AppRow> = sqlx::query_as("SELECT * FROM applications WHERE id = $1 OR uid = $1")
-            .bind(id_or_uid.to_owned())
-            .fetch_optional(D::exec(&mut *self.read().await?))
-            .await?;
-        row.map(Application::try_from).transpose()
+        let sql = "SELECT * FROM applications WHERE id = $1 OR uid = $1";
+        find::<D, AppRow, _>(&mut *self.read().await?, sql, id_or_uid).await
     }
 
     async fn list_apps(&self, page: &Page, search: Option<&str>) -> StoreResult<Vec<Application>> {
@@ -350,11 +376,8 @@ where
     }
 
     async fn get_event_type(&self, name: &str) -> StoreResult<Option<EventType>> {
-        let row: Option<EventTypeRow> = sqlx::query_as("SELECT * FROM event_types WHERE name = $1")
-            .bind(name.to_owned())
-            .fetch_optional(D::exec(&mut *self.read().await?))
-            .await?;
-        row.map(EventType::try_from).transpose()
+        let sql = "SELECT * FROM event_types WHERE name = $1";
+        find::<D, EventTypeRow, _>(&mut *self.read().await?, sql, name).await
     }
 
     async fn list_event_types(&self, page: &Page, include_archived: bool) -> StoreResult<Vec<EventType>> {
@@ -431,12 +454,7 @@ where
             qb.push(" AND created_at > ").push_bind(ms(after));
         }
         push_in(&mut qb, "event_type", &filter.event_types);
-        if let Some(channel) = &filter.channel {
-            qb.push(" AND ")
-                .push(D::json_array_holds("messages.channels"))
-                .push_bind(channel.clone())
-                .push(")");
-        }
+        push_channel::<D>(&mut qb, "messages.channels", filter.channel.as_ref());
         push_page(&mut qb, "id", page);
         collect(
             rows_as::<D, MessageRow>(&mut qb)
@@ -778,11 +796,8 @@ where
     }
 
     async fn get_task(&self, id: &TaskId) -> StoreResult<Option<BackgroundTask>> {
-        let row: Option<TaskRow> = sqlx::query_as("SELECT * FROM background_tasks WHERE id = $1")
-            .bind(id.as_str().to_owned())
-            .fetch_optional(D::exec(&mut *self.read().await?))
-            .await?;
-        row.map(BackgroundTask::try_from).transpose()
+        let sql = "SELECT * FROM background_tasks WHERE id = $1";
+        find::<D, TaskRow, _>(&mut *self.read().await?, sql, id.as_str()).await
     }
 
     async fn list_tasks(&self, page: &Page) -> StoreResult<Vec<BackgroundTask>> {
@@ -825,12 +840,7 @@ where
         ));
         qb.push_bind(app.as_str().to_owned());
         push_attempt_filter(&mut qb, filter);
-        if let Some(channel) = &filter.channel {
-            qb.push(" AND ")
-                .push(D::json_array_holds("m.channels"))
-                .push_bind(channel.clone())
-                .push(")");
-        }
+        push_channel::<D>(&mut qb, "m.channels", filter.channel.as_ref());
         push_page(&mut qb, "a.id", page);
         collect(
             rows_as::<D, AttemptRow>(&mut qb)
