@@ -4,6 +4,7 @@
 pub mod access;
 pub mod catalog;
 pub mod clock;
+pub mod fanout;
 pub mod filter;
 pub mod format;
 pub mod headers;

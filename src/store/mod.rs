@@ -2,12 +2,13 @@
 //! second backend is one more implementation, tested by the same suite.
 
 mod batch;
+mod dialect;
 pub mod keys;
-mod pg_batch;
 pub mod postgres;
+mod queue;
 mod rows;
+mod sql;
 pub mod sqlite;
-mod sqlite_batch;
 
 use std::sync::Arc;
 use std::time::Duration;

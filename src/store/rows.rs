@@ -6,9 +6,11 @@
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::{FromRow, QueryBuilder};
 
+use super::dialect::{QUEUED, UNFINISHED, state};
 use super::*;
 use crate::domain::access::Scope;
-use crate::domain::filter::{Publication, Subscription, matches};
+use crate::domain::fanout::Target;
+use crate::domain::filter::Publication;
 use crate::domain::format::PayloadFormat;
 use crate::domain::ids::{AttemptId, DeliveryId, TaskId, TokenId};
 use crate::domain::sealing::{Sealer, is_sealed};
@@ -433,7 +435,7 @@ pub(super) fn idempotency_state(row: Option<(Option<i64>, Option<Vec<u8>>)>) -> 
 }
 
 /// An endpoint's subscription, as read inside the publish transaction.
-#[derive(FromRow, Clone)]
+#[derive(FromRow)]
 pub(super) struct TargetRow {
     id: String,
     url: String,
@@ -446,75 +448,32 @@ pub(super) struct TargetRow {
 }
 
 impl TargetRow {
-    /// Whether the endpoint delivers in FIFO order, as read with the targets.
-    pub(super) fn is_fifo(&self) -> bool {
-        self.ordering == DeliveryOrder::Fifo.name()
+    /// The endpoint as the fan-out sees it. An unknown `whileDisabled` or
+    /// ordering reads as the default (drop, parallel), as it always has.
+    pub(super) fn into_target(self) -> StoreResult<Target> {
+        Ok(Target {
+            filter_types: parse_opt_json("endpoint filterTypes", self.filter_types)?,
+            channels: parse_opt_json("endpoint channels", self.channels)?,
+            while_disabled: WhileDisabled::parse(&self.while_disabled).unwrap_or_default(),
+            ordering: DeliveryOrder::parse(&self.ordering).unwrap_or_default(),
+            id: self.id,
+            url: self.url,
+            owner_id: self.owner_id,
+            disabled: self.disabled,
+        })
     }
 }
 
-/// The columns of a [`TargetRow`], in both backends' publish queries.
+/// The columns of a [`TargetRow`], in the publish queries.
 pub(super) const TARGET_COLUMNS: &str = "id, url, filter_types, channels, owner_id, disabled, while_disabled, ordering";
 
-/// A matching endpoint, and what the publish does for it.
-pub(super) struct Target {
-    pub(super) id: String,
-    pub(super) url: String,
-    pub(super) disposition: Disposition,
-    /// Queued behind the endpoint's FIFO head, as read with the targets.
-    pub(super) fifo: bool,
-}
-
-/// What a publish does for one matching endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Disposition {
-    Deliver,
-    Hold,
-    Drop,
-}
-
-impl Disposition {
-    /// The state a new delivery starts in, and whether it is due at once.
-    pub(super) fn initial_status(self) -> DeliveryStatus {
-        match self {
-            Self::Deliver => DeliveryStatus::Pending,
-            Self::Hold => DeliveryStatus::Held,
-            Self::Drop => DeliveryStatus::Dropped,
-        }
-    }
-}
-
-/// The endpoints, among `targets`, that receive `msg`, and what each does with it.
-pub(super) fn matching_endpoints(msg: &Message, targets: Vec<TargetRow>) -> StoreResult<Vec<Target>> {
-    let publication = Publication {
+/// What the fan-out reads of a message.
+pub(super) fn publication(msg: &Message) -> Publication<'_> {
+    Publication {
         event_type: &msg.event_type,
         channels: msg.channels.as_deref(),
         audience: msg.audience.as_deref(),
-    };
-    let mut matched = Vec::new();
-    for t in targets {
-        let fifo = t.is_fifo();
-        let types: Option<Vec<String>> = parse_opt_json("endpoint filterTypes", t.filter_types)?;
-        let channels: Option<Vec<String>> = parse_opt_json("endpoint channels", t.channels)?;
-        let sub = Subscription {
-            event_types: types.as_deref(),
-            channels: channels.as_deref(),
-            owner: t.owner_id.as_deref(),
-        };
-        if matches(&sub, &publication) {
-            let disposition = match (t.disabled, WhileDisabled::parse(&t.while_disabled)) {
-                (false, _) => Disposition::Deliver,
-                (true, Some(WhileDisabled::Hold)) => Disposition::Hold,
-                (true, _) => Disposition::Drop,
-            };
-            matched.push(Target {
-                id: t.id,
-                url: t.url,
-                disposition,
-                fifo,
-            });
-        }
     }
-    Ok(matched)
 }
 
 /// The delivery's next state and due time after an attempt.
@@ -608,16 +567,26 @@ where
     let id = endpoint.as_str().to_owned();
     match kind {
         Recovery::Failed => {
-            qb.push(" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status = 2 AND d.endpoint_id = ")
-                .push_bind(id.clone())
-                .push(") AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN (0, 1, 3, 4) AND d.endpoint_id = ")
-                .push_bind(id)
-                .push(")");
+            qb.push(format_args!(
+                " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status = {} AND d.endpoint_id = ",
+                state(DeliveryStatus::Fail)
+            ))
+            .push_bind(id.clone())
+            .push(format_args!(
+                ") AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN ({}, {UNFINISHED}) \
+                 AND d.endpoint_id = ",
+                state(DeliveryStatus::Success)
+            ))
+            .push_bind(id)
+            .push(")");
         }
         Recovery::Missing => {
-            qb.push(" AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status <> 5 AND d.endpoint_id = ")
-                .push_bind(id)
-                .push(")");
+            qb.push(format_args!(
+                " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status <> {} AND d.endpoint_id = ",
+                state(DeliveryStatus::Dropped)
+            ))
+            .push_bind(id)
+            .push(")");
         }
     }
 }
@@ -734,7 +703,10 @@ where
     let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX).max(1);
     let mut qb = QueryBuilder::new("SELECT endpoint_id, (created_at - ");
     qb.push_bind(ms(since)).push(") / ").push_bind(period_ms);
-    qb.push(" AS period, SUM(CASE WHEN status = 0 THEN 1 ELSE 0 END), COUNT(*) FROM attempts WHERE endpoint_id IN (");
+    qb.push(format_args!(
+        " AS period, SUM(CASE WHEN status = {} THEN 1 ELSE 0 END), COUNT(*) FROM attempts WHERE endpoint_id IN (",
+        state(DeliveryStatus::Success)
+    ));
     let mut list = qb.separated(", ");
     for id in endpoints {
         list.push_bind(id.as_str().to_owned());
@@ -793,7 +765,9 @@ where
 }
 
 /// Queue depth and the most overdue due time, over the partial due index.
-pub(super) const QUEUE_GAUGES: &str = "SELECT COUNT(*), MIN(next_attempt_at) FROM deliveries WHERE status IN (1, 3)";
+pub(super) fn queue_gauges() -> String {
+    format!("SELECT COUNT(*), MIN(next_attempt_at) FROM deliveries WHERE status IN ({QUEUED})")
+}
 
 /// Endpoints by state: healthy, failing, disabled.
 pub(super) const ENDPOINT_GAUGES: &str = "SELECT \
@@ -959,5 +933,39 @@ where
         .push_bind(name.to_owned())
         .push(" AND value = ")
         .push_bind(old.to_owned());
+    qb
+}
+
+/// Inserts an event type; with `replace`, over the one of the same name.
+pub(super) fn insert_event_type_query<'a, DB>(et: &EventType, replace: bool) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO event_types (name, description, archived, deprecated, schemas, group_name, feature_flags, \
+         created_at, updated_at) ",
+    );
+    qb.push_values([et], |mut row, et| {
+        row.push_bind(et.name.clone())
+            .push_bind(et.description.clone())
+            .push_bind(et.archived)
+            .push_bind(et.deprecated)
+            .push_bind(opt_json(&et.schemas))
+            .push_bind(et.group_name.clone())
+            .push_bind(opt_json(&et.feature_flags))
+            .push_bind(ms(et.created_at))
+            .push_bind(ms(et.updated_at));
+    });
+    if replace {
+        qb.push(
+            " ON CONFLICT (name) DO UPDATE SET description = excluded.description, archived = excluded.archived, \
+             deprecated = excluded.deprecated, schemas = excluded.schemas, group_name = excluded.group_name, \
+             feature_flags = excluded.feature_flags, updated_at = excluded.updated_at",
+        );
+    }
     qb
 }

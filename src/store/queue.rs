@@ -1,0 +1,538 @@
+//! The statements that write the delivery queue, over any [`Dialect`]: the
+//! group commit's batch in one transaction, and the single writes (a
+//! delivery, a message, a FIFO head) the store shares with it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use sqlx::{ColumnIndex, Pool, QueryBuilder, Transaction};
+
+use super::batch::{Batch, Batcher, Completion, Deferral, Written};
+use super::dialect::{Column, Connection, Dialect, QUEUED, RowLock, RowOf, execute, rows_as, state};
+use super::rows::*;
+use super::*;
+use crate::domain::fanout::{Disposition, Target, matching_endpoints};
+use crate::domain::ids::DeliveryId;
+use crate::domain::status::{DeliveryStatus, TriggerType};
+
+/// Rows per multi-row statement: well under either backend's bound-parameter limit.
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// The endpoints of each application a batch publishes to, read once.
+type TargetCache = HashMap<AppId, Vec<Target>>;
+
+/// The queue's statements for dialect `D`.
+pub struct Queue<D>(PhantomData<D>);
+
+/// A delivery row to insert.
+struct NewDelivery<'m> {
+    msg: &'m Message,
+    endpoint_id: String,
+    status: DeliveryStatus,
+    /// Waits behind its FIFO endpoint's head, not due until promoted.
+    queued: bool,
+}
+
+/// An attempt with the delivery and application it belongs to.
+type AttemptOf<'a> = (&'a DeliveryId, &'a AppId, &'a Attempt);
+
+impl<D: Dialect> Queue<D>
+where
+    i64: Column<D::Db>,
+    String: Column<D::Db>,
+    bool: Column<D::Db>,
+    Option<i64>: Column<D::Db>,
+    Option<String>: Column<D::Db>,
+    usize: ColumnIndex<RowOf<D::Db>>,
+    for<'s> &'s str: ColumnIndex<RowOf<D::Db>>,
+{
+    /// Starts the group-commit writer on `pool`.
+    pub fn start_writer(pool: Pool<D::Db>) -> Batcher {
+        Batcher::start(move |batch| Self::commit(pool.clone(), batch))
+    }
+
+    /// Reserves up to `limit` due deliveries for `lease`, marking them
+    /// sending, in one transaction on `conn`; answers them read to be sent.
+    pub async fn claim(
+        conn: &mut Connection<D>,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<JobRow>> {
+        let lease_until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let token: i64 = rand::thread_rng().gen_range(1..i64::MAX);
+        let mut tx = sqlx::Connection::begin(conn).await?;
+        // Claim: on a shared database, nodes claiming at once each get
+        // different rows, without waiting. RETURNING: the claimed rows are
+        // then read by id, not found by their token.
+        let sql = format!(
+            "UPDATE deliveries SET status = {}, next_attempt_at = $1, lease_token = $2, updated_at = $3 \
+             WHERE id IN (SELECT id FROM deliveries WHERE status IN ({QUEUED}) AND next_attempt_at <= $3 \
+                          ORDER BY next_attempt_at LIMIT $4{}) RETURNING id",
+            state(DeliveryStatus::Sending),
+            D::lock(RowLock::Claim),
+        );
+        let claimed: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(lease_until)
+            .bind(token)
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(D::exec(&mut *tx))
+            .await?;
+        if claimed.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let rows: Vec<JobRow> = rows_as::<D, _>(&mut claimed_jobs_query(&claimed))
+            .fetch_all(D::exec(&mut *tx))
+            .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Removes a message's payload and every body rendered from it.
+    pub async fn clear_payload(tx: &mut Transaction<'_, D::Db>, msg: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE messages SET payload = '{}', payload_removed_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(msg.to_owned())
+            .execute(D::exec(&mut **tx))
+            .await?;
+        sqlx::query("UPDATE attempts SET request_body = '' WHERE msg_id = $1 AND request_body IS NOT NULL")
+            .bind(msg.to_owned())
+            .execute(D::exec(&mut **tx))
+            .await?;
+        Ok(())
+    }
+
+    /// Writes a batch in one transaction and answers every caller in it.
+    pub async fn commit(pool: Pool<D::Db>, batch: Batch) {
+        let mut tx = match pool.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return batch.fail_all(&e.to_string()),
+        };
+        let mut targets = TargetCache::new();
+        // FIFO queues first, locked before anything is queued in them.
+        let fifo = match Self::fifo_queues_of(&mut tx, &batch, &mut targets).await {
+            Ok(fifo) => fifo,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return batch.fail_all(&e.to_string());
+            }
+        };
+        let Batch {
+            keyed,
+            plain,
+            completions,
+            deferrals,
+        } = batch;
+        let mut written = Written::default();
+        // Each publish with an eventId in a savepoint: a duplicate fails alone.
+        for (msg, answer) in keyed {
+            let result = match Self::savepoint(&mut tx).await {
+                Ok(()) => Self::publish_one(&mut tx, &msg, &mut targets, &fifo).await,
+                Err(e) => Err(e),
+            };
+            match Self::end_savepoint(&mut tx, result).await {
+                Ok(n) => written.published.push((answer, n)),
+                Err(e) => drop(answer.send(Err(e))),
+            }
+        }
+        // Everything else in a few multi-row statements; a failure there
+        // fails the whole batch.
+        let keyed_created: usize = written.published.iter().map(|(_, n)| *n).sum();
+        let bulk = async {
+            let counts = Self::publish_many(&mut tx, plain.iter().map(|(m, _)| m), &mut targets, &fifo).await?;
+            Self::complete_many(&mut tx, completions.iter().map(|(c, _)| c)).await?;
+            for (d, _) in &deferrals {
+                Self::defer_one(&mut tx, d).await?;
+            }
+            Self::promote_heads(&mut tx, &fifo, ms(Utc::now())).await?;
+            if keyed_created + counts.iter().sum::<usize>() > 0 {
+                D::wake_others(&mut tx).await?;
+            }
+            Ok::<_, StoreError>(counts)
+        }
+        .await;
+        let counts = match bulk {
+            Ok(counts) => counts,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                let reason = e.to_string();
+                written.answer(Err(reason.clone()));
+                let rest = Batch {
+                    plain,
+                    completions,
+                    deferrals,
+                    ..Batch::default()
+                };
+                return rest.fail_all(&reason);
+            }
+        };
+        written.published.extend(plain.into_iter().map(|(_, a)| a).zip(counts));
+        written.done.extend(completions.into_iter().map(|(_, a)| a));
+        written.done.extend(deferrals.into_iter().map(|(_, a)| a));
+        written.answer(tx.commit().await.map_err(|e| e.to_string()));
+    }
+
+    /// The FIFO endpoints this batch queues into or finishes a delivery of,
+    /// locked. Publishes count only endpoints read as FIFO with their targets;
+    /// completions count every endpoint, so a switch to FIFO while deliveries
+    /// were in flight still moves the queue on when they finish.
+    async fn fifo_queues_of(
+        tx: &mut Transaction<'_, D::Db>,
+        batch: &Batch,
+        cache: &mut TargetCache,
+    ) -> StoreResult<BTreeSet<String>> {
+        let mut candidates: BTreeSet<String> = batch
+            .completions
+            .iter()
+            .map(|(c, _)| c.endpoint_id.as_str().to_owned())
+            .collect();
+        for (msg, _) in batch.keyed.iter().chain(&batch.plain) {
+            let targets = Self::targets_of(tx, &msg.app_id, cache).await?;
+            if !targets.iter().any(Target::is_fifo) {
+                continue;
+            }
+            let publication = publication(msg);
+            let matched = matching_endpoints(&publication, targets);
+            candidates.extend(matched.filter(|(t, _)| t.is_fifo()).map(|(t, _)| t.id.clone()));
+        }
+        Self::lock_fifo(tx, &candidates).await
+    }
+
+    /// The endpoints among `candidates` that are FIFO now. On a shared
+    /// database their rows stay locked until the transaction ends, so no
+    /// other node queues into or moves on their queues meanwhile; locked in
+    /// id order, so two transactions never wait on each other in a circle.
+    pub async fn lock_fifo(
+        tx: &mut Transaction<'_, D::Db>,
+        candidates: &BTreeSet<String>,
+    ) -> StoreResult<BTreeSet<String>> {
+        let mut fifo = BTreeSet::new();
+        let ids: Vec<&String> = candidates.iter().collect();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::new("SELECT id FROM endpoints WHERE ordering = 'fifo' AND id IN (");
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind((*id).clone());
+            }
+            qb.push(") ORDER BY id");
+            qb.push(D::lock(RowLock::Queue));
+            let found: Vec<(String,)> = rows_as::<D, _>(&mut qb).fetch_all(D::exec(&mut **tx)).await?;
+            fifo.extend(found.into_iter().map(|(id,)| id));
+        }
+        Ok(fifo)
+    }
+
+    /// Locks one endpoint's queue if it is FIFO: answers it alone, or nothing.
+    pub async fn lock_queue(tx: &mut Transaction<'_, D::Db>, endpoint: &str) -> StoreResult<BTreeSet<String>> {
+        Self::lock_fifo(tx, &BTreeSet::from([endpoint.to_owned()])).await
+    }
+
+    /// Makes each FIFO endpoint's oldest unfinished delivery due at `now` if
+    /// it is waiting: the head moves on only once the one before it is
+    /// finished. Needs the endpoints locked ([`Self::lock_fifo`]).
+    pub async fn promote_heads(tx: &mut Transaction<'_, D::Db>, fifo: &BTreeSet<String>, now: i64) -> StoreResult<u64> {
+        let mut promoted = 0;
+        for endpoint in fifo {
+            let mut qb = QueryBuilder::new("UPDATE deliveries SET next_attempt_at = ");
+            qb.push_bind(now)
+                .push(" WHERE id = (SELECT id FROM deliveries WHERE endpoint_id = ")
+                .push_bind(endpoint.clone())
+                .push(format_args!(
+                    " AND status IN ({QUEUED}) ORDER BY {} LIMIT 1) AND status = {} AND next_attempt_at IS NULL",
+                    D::QUEUE_ORDER,
+                    state(DeliveryStatus::Pending),
+                ));
+            promoted += execute::<D>(&mut qb, &mut **tx).await?;
+        }
+        Ok(promoted)
+    }
+
+    /// Sends a claimed delivery back to wait until `until`, if the lease is still ours.
+    async fn defer_one(tx: &mut Transaction<'_, D::Db>, d: &Deferral) -> StoreResult<()> {
+        let mut qb = QueryBuilder::new(format!(
+            "UPDATE deliveries SET status = {}, next_attempt_at = ",
+            state(DeliveryStatus::Pending)
+        ));
+        qb.push_bind(d.until)
+            .push(", lease_token = NULL WHERE id = ")
+            .push_bind(d.delivery_id.as_str().to_owned())
+            .push(" AND lease_token = ")
+            .push_bind(d.lease_token);
+        execute::<D>(&mut qb, &mut **tx).await?;
+        Ok(())
+    }
+
+    /// Opens a savepoint, so the next operation can be undone alone.
+    async fn savepoint(tx: &mut Transaction<'_, D::Db>) -> StoreResult<()> {
+        sqlx::query("SAVEPOINT op").execute(D::exec(&mut **tx)).await?;
+        Ok(())
+    }
+
+    /// Keeps the operation since the savepoint, or undoes it if it failed.
+    async fn end_savepoint<T>(tx: &mut Transaction<'_, D::Db>, result: StoreResult<T>) -> StoreResult<T> {
+        if result.is_err() {
+            sqlx::query("ROLLBACK TO op").execute(D::exec(&mut **tx)).await?;
+        }
+        sqlx::query("RELEASE op").execute(D::exec(&mut **tx)).await?;
+        result
+    }
+
+    /// The endpoints of `app`, read once per batch: they cannot change inside
+    /// this transaction, as every write goes through it.
+    async fn targets_of<'m>(
+        tx: &mut Transaction<'_, D::Db>,
+        app: &AppId,
+        cache: &'m mut TargetCache,
+    ) -> StoreResult<&'m [Target]> {
+        if !cache.contains_key(app) {
+            let mut qb = QueryBuilder::new(format!("SELECT {TARGET_COLUMNS} FROM endpoints WHERE app_id = "));
+            qb.push_bind(app.as_str().to_owned());
+            let rows: Vec<TargetRow> = rows_as::<D, _>(&mut qb).fetch_all(D::exec(&mut **tx)).await?;
+            let targets = rows
+                .into_iter()
+                .map(TargetRow::into_target)
+                .collect::<StoreResult<_>>()?;
+            cache.insert(app.clone(), targets);
+        }
+        Ok(cache.get(app).map(Vec::as_slice).unwrap_or_default())
+    }
+
+    async fn publish_one(
+        tx: &mut Transaction<'_, D::Db>,
+        msg: &Message,
+        cache: &mut TargetCache,
+        fifo: &BTreeSet<String>,
+    ) -> StoreResult<usize> {
+        Self::insert_message(tx, msg).await?;
+        let now = ms(msg.created_at);
+        let publication = publication(msg);
+        let mut created = 0;
+        for (target, disposition) in matching_endpoints(&publication, Self::targets_of(tx, &msg.app_id, cache).await?) {
+            let status = disposition.initial_status();
+            let queued = fifo.contains(&target.id);
+            let delivery =
+                Self::insert_delivery(tx, msg, &target.id, TriggerType::Scheduled, now, status, queued).await?;
+            if disposition == Disposition::Drop {
+                let attempt = Attempt::not_sent(msg, &target.id, &target.url, DROPPED_WHILE_DISABLED);
+                Self::insert_attempt(tx, &delivery, &msg.app_id, &attempt).await?;
+            } else {
+                created += 1;
+            }
+        }
+        Ok(created)
+    }
+
+    /// Writes messages without an eventId, and their deliveries, in a few
+    /// statements. Answers how many deliveries each message got.
+    async fn publish_many<'m>(
+        tx: &mut Transaction<'_, D::Db>,
+        msgs: impl Iterator<Item = &'m Message>,
+        cache: &mut TargetCache,
+        fifo: &BTreeSet<String>,
+    ) -> StoreResult<Vec<usize>> {
+        let msgs: Vec<&Message> = msgs.collect();
+        for chunk in msgs.chunks(ROWS_PER_STATEMENT) {
+            Self::insert_messages(tx, chunk).await?;
+        }
+        let mut counts = Vec::with_capacity(msgs.len());
+        let mut deliveries = Vec::new();
+        let mut dropped = Vec::new();
+        for msg in &msgs {
+            let publication = publication(msg);
+            let mut created = 0;
+            for (target, disposition) in
+                matching_endpoints(&publication, Self::targets_of(tx, &msg.app_id, cache).await?)
+            {
+                if disposition == Disposition::Drop {
+                    dropped.push((*msg, target.id.clone(), target.url.clone()));
+                } else {
+                    created += 1;
+                }
+                deliveries.push(NewDelivery {
+                    msg,
+                    queued: fifo.contains(&target.id),
+                    endpoint_id: target.id.clone(),
+                    status: disposition.initial_status(),
+                });
+            }
+            counts.push(created);
+        }
+        let mut drop_ids = HashMap::new();
+        for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, \
+                 next_attempt_at, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut row, d| {
+                let id = DeliveryId::generate();
+                let now = ms(d.msg.created_at);
+                if d.status == DeliveryStatus::Dropped {
+                    drop_ids.insert((d.msg.id.as_str().to_owned(), d.endpoint_id.clone()), id.clone());
+                }
+                row.push_bind(id.as_str().to_owned())
+                    .push_bind(d.msg.id.as_str().to_owned())
+                    .push_bind(d.endpoint_id.clone())
+                    .push_bind(d.msg.app_id.as_str().to_owned())
+                    .push_bind(d.status.code())
+                    .push_bind(TriggerType::Scheduled.code())
+                    .push_bind(0_i64)
+                    .push_bind((d.status == DeliveryStatus::Pending && !d.queued).then_some(now))
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            execute::<D>(&mut qb, &mut **tx).await?;
+        }
+        for (msg, endpoint_id, url) in dropped {
+            if let Some(delivery) = drop_ids.get(&(msg.id.as_str().to_owned(), endpoint_id.clone())) {
+                let attempt = Attempt::not_sent(msg, &endpoint_id, &url, DROPPED_WHILE_DISABLED);
+                Self::insert_attempt(tx, delivery, &msg.app_id, &attempt).await?;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Records attempts and moves their deliveries on, in a few statements.
+    /// As one at a time would: an attempt whose delivery was deleted meanwhile
+    /// is not recorded, and only the lease holder moves a delivery on.
+    async fn complete_many<'c>(
+        tx: &mut Transaction<'_, D::Db>,
+        completions: impl Iterator<Item = &'c Completion>,
+    ) -> StoreResult<()> {
+        let completions: Vec<&Completion> = completions.collect();
+        for chunk in completions.chunks(ROWS_PER_STATEMENT / 2) {
+            let rows: Vec<AttemptOf<'_>> = chunk.iter().map(|c| (&c.delivery_id, &c.app_id, &c.attempt)).collect();
+            Self::insert_attempts(tx, &rows).await?;
+
+            let mut qb = QueryBuilder::new("WITH v (id, status, next_at, updated_at, token) AS (");
+            qb.push_values(chunk, |mut row, c| {
+                let (status, next_at) = delivery_state(c.next);
+                row.push_bind(c.delivery_id.as_str().to_owned())
+                    .push_bind(status.code())
+                    .push_bind(next_at)
+                    .push_bind(ms(c.attempt.created_at))
+                    .push_bind(c.lease_token);
+            });
+            qb.push(
+                ") UPDATE deliveries SET status = v.status, next_attempt_at = v.next_at, attempts = attempts + 1, \
+                 lease_token = NULL, updated_at = v.updated_at FROM v \
+                 WHERE deliveries.id = v.id AND deliveries.lease_token = v.token",
+            );
+            execute::<D>(&mut qb, &mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Records attempts in one statement; those whose delivery was deleted
+    /// meanwhile are left out.
+    async fn insert_attempts(tx: &mut Transaction<'_, D::Db>, rows: &[AttemptOf<'_>]) -> StoreResult<()> {
+        let mut qb = QueryBuilder::new(
+            "WITH v (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, response, \
+             response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
+             status_class) AS (",
+        );
+        qb.push_values(rows, |mut row, (delivery, app, a)| {
+            row.push_bind(a.id.as_str().to_owned())
+                .push_bind(delivery.as_str().to_owned())
+                .push_bind(a.msg_id.as_str().to_owned())
+                .push_bind(a.endpoint_id.as_str().to_owned())
+                .push_bind(app.as_str().to_owned())
+                .push_bind(a.url.clone())
+                .push_bind(a.status.code())
+                .push_bind(a.response_status_code)
+                .push_bind(a.response.clone())
+                .push_bind(a.response_duration_ms)
+                .push_bind(a.trigger_type.code())
+                .push_bind(ms(a.created_at))
+                .push_bind(opt_json(&a.request_headers))
+                .push_bind(a.request_body.clone())
+                .push_bind(opt_json(&a.response_headers))
+                .push_bind(a.status_class());
+        });
+        qb.push(
+            ") INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
+             response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
+             status_class) SELECT * FROM v WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = v.delivery_id)",
+        );
+        execute::<D>(&mut qb, &mut **tx).await?;
+        Ok(())
+    }
+
+    /// Writes messages in one statement: the batch's without an eventId, or
+    /// one; a duplicate eventId is a conflict.
+    async fn insert_messages(tx: &mut Transaction<'_, D::Db>, msgs: &[&Message]) -> StoreResult<()> {
+        let mut qb = QueryBuilder::new(
+            "INSERT INTO messages (id, app_id, event_type, event_id, payload, channels, tags, created_at, audience, \
+             expires_at) ",
+        );
+        qb.push_values(msgs, |mut row, msg| {
+            row.push_bind(msg.id.as_str().to_owned())
+                .push_bind(msg.app_id.as_str().to_owned())
+                .push_bind(msg.event_type.clone())
+                .push_bind(msg.event_id.clone())
+                .push_bind(msg.payload.to_string())
+                .push_bind(opt_json(&msg.channels))
+                .push_bind(opt_json(&msg.tags))
+                .push_bind(ms(msg.created_at))
+                .push_bind(opt_json(&msg.audience))
+                .push_bind(msg.expires_at.map(ms));
+        });
+        execute::<D>(&mut qb, &mut **tx)
+            .await
+            .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
+        Ok(())
+    }
+
+    /// Writes one message; a duplicate eventId is a conflict.
+    pub async fn insert_message(tx: &mut Transaction<'_, D::Db>, msg: &Message) -> StoreResult<()> {
+        Self::insert_messages(tx, &[msg]).await
+    }
+
+    /// Writes one delivery of `msg` to an endpoint; due now only when pending
+    /// and not `queued` behind its FIFO endpoint's head.
+    pub async fn insert_delivery(
+        tx: &mut Transaction<'_, D::Db>,
+        msg: &Message,
+        endpoint_id: &str,
+        trigger: TriggerType,
+        now: i64,
+        status: DeliveryStatus,
+        queued: bool,
+    ) -> StoreResult<DeliveryId> {
+        let id = DeliveryId::generate();
+        let mut qb = QueryBuilder::new(
+            "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, \
+             next_attempt_at, created_at, updated_at) ",
+        );
+        qb.push_values([()], |mut row, ()| {
+            row.push_bind(id.as_str().to_owned())
+                .push_bind(msg.id.as_str().to_owned())
+                .push_bind(endpoint_id.to_owned())
+                .push_bind(msg.app_id.as_str().to_owned())
+                .push_bind(status.code())
+                .push_bind(trigger.code())
+                .push_bind(0_i64)
+                .push_bind((status == DeliveryStatus::Pending && !queued).then_some(now))
+                .push_bind(now)
+                .push_bind(now);
+        });
+        execute::<D>(&mut qb, &mut **tx).await?;
+        Ok(id)
+    }
+
+    /// Records one attempt, unless its delivery was deleted meanwhile (with
+    /// its endpoint or message).
+    async fn insert_attempt(
+        tx: &mut Transaction<'_, D::Db>,
+        delivery: &DeliveryId,
+        app: &AppId,
+        attempt: &Attempt,
+    ) -> StoreResult<()> {
+        Self::insert_attempts(tx, &[(delivery, app, attempt)]).await
+    }
+}
