@@ -57,7 +57,7 @@ pub async fn run_with_clock(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let config = Arc::new(config);
-    let Some(store) = store::open_when_reachable(&config, &shutdown).await? else {
+    let Some(store) = store::open_when_reachable(&config, &clock, &shutdown).await? else {
         return Ok(());
     };
     let released = store.release_orphaned_leases(clock.now()).await?;

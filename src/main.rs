@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald::config::{Config, Settings};
+use herald::domain::clock::Clock;
 use tokio_util::sync::CancellationToken;
 
 /// Webhook traffic allocates many short-lived buffers on several threads;
@@ -121,7 +122,9 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         if migrate_only {
-            herald::store::open(&config).await.context("migration failed")?;
+            herald::store::open(&config, &Clock::system())
+                .await
+                .context("migration failed")?;
             tracing::info!("the database schema is up to date");
             Ok(())
         } else {
@@ -148,8 +151,12 @@ fn run_token(command: TokenCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let action = token_action(command)?;
     runtime.block_on(async {
-        let store = herald::store::open(&config).await.context("cannot open the database")?;
-        herald::service::tokens::run(store.as_ref(), action).await?;
+        // The command line is an edge: it reads the system's clock.
+        let clock = Clock::system();
+        let store = herald::store::open(&config, &clock)
+            .await
+            .context("cannot open the database")?;
+        herald::service::tokens::run(store.as_ref(), &clock, action).await?;
         anyhow::Ok(())
     })
 }

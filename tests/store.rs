@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::Backend;
 use herald::config::{Config, Settings};
+use herald::domain::clock::Clock;
 use herald::domain::format::PayloadFormat;
 use herald::domain::ids::{AppId, AttemptId, MessageId};
 use herald::domain::secret::{EndpointSecret, SecretKind};
@@ -27,11 +28,11 @@ async fn open(backend: &Backend) -> (Arc<dyn Store>, tempfile::TempDir) {
         ..Default::default()
     };
     let config = Config::load(&settings, None).unwrap();
-    (herald::store::open(&config).await.unwrap(), dir)
+    (herald::store::open(&config, &Clock::system()).await.unwrap(), dir)
 }
 
 fn app(uid: Option<&str>) -> Application {
-    Application::new("Acme".into(), uid.map(str::to_owned), herald::store::now())
+    Application::new("Acme".into(), uid.map(str::to_owned), Clock::system().now())
 }
 
 fn endpoint(app: &AppId, types: Option<&[&str]>) -> Endpoint {
@@ -40,7 +41,7 @@ fn endpoint(app: &AppId, types: Option<&[&str]>) -> Endpoint {
         app.clone(),
         "https://example.com/hook".into(),
         secret,
-        herald::store::now(),
+        Clock::system().now(),
     );
     ep.filter_types = types.map(|t| t.iter().map(|s| s.to_string()).collect());
     ep
@@ -58,7 +59,7 @@ fn message(app: &AppId, event_type: &str, event_id: Option<&str>) -> Message {
         audience: None,
         expires_at: None,
         payload_removed_at: None,
-        created_at: herald::store::now(),
+        created_at: Clock::system().now(),
     }
 }
 
@@ -77,7 +78,7 @@ fn attempt(job: &DeliveryJob, ok: bool) -> Attempt {
             DeliveryStatus::Fail
         },
         trigger_type: TriggerType::Scheduled,
-        created_at: herald::store::now(),
+        created_at: Clock::system().now(),
         request_headers: None,
         request_body: None,
         response_headers: None,
@@ -343,7 +344,7 @@ async fn a_failed_attempt_comes_due_again_at_its_retry_time(backend: Backend) {
     store.publish(&message(&a.id, "ticket.created", None)).await.unwrap();
     let now = Utc::now();
     let job = store.claim_due(now, 10, LEASE).await.unwrap().remove(0);
-    let retry_at = herald::store::now() + Duration::from_secs(300);
+    let retry_at = Clock::system().now() + Duration::from_secs(300);
     store
         .complete_attempt(&job, &attempt(&job, false), NextStep::RetryAt(retry_at))
         .await
@@ -472,7 +473,7 @@ async fn delivery_settings_round_trip_and_reach_the_claimed_job(backend: Backend
     assert_eq!(names, ["acme", "slack"]);
 
     let mut msg = message(&a.id, "ticket.created", Some("evt-7"));
-    msg.created_at = herald::store::now();
+    msg.created_at = Clock::system().now();
     store.publish(&msg).await.unwrap();
     let jobs = store.claim_due(Utc::now(), 10, LEASE).await.unwrap();
     let job = jobs.iter().find(|j| j.endpoint.id == e.id).unwrap();
@@ -504,7 +505,7 @@ async fn each_repeat_check_is_claimed_once(backend: Backend) {
     let (store, _dir) = open(&backend).await;
     let a = app(None);
     store.create_app(&a).await.unwrap();
-    let now = herald::store::now();
+    let now = Clock::system().now();
     let mut due = endpoint(&a.id, None);
     due.reverify_at = Some(now - chrono::Duration::seconds(5));
     store.create_endpoint(&due).await.unwrap();
@@ -697,7 +698,7 @@ async fn a_fifo_endpoint_offers_only_its_oldest_unfinished_delivery(backend: Bac
     );
 
     // A retry keeps its place: nothing behind it comes due, even at the retry time.
-    let retry_at = herald::store::now() + Duration::from_secs(60);
+    let retry_at = Clock::system().now() + Duration::from_secs(60);
     store
         .complete_attempt(&head, &attempt(&head, false), NextStep::RetryAt(retry_at))
         .await
@@ -766,9 +767,12 @@ async fn a_resend_to_a_fifo_endpoint_queues_behind_what_waits(backend: Backend) 
     let ids = publish_in_order(store.as_ref(), &a.id, 2).await;
     let (head, _) = claim_for(store.as_ref(), &fifo, Utc::now()).await;
     let old = store.get_message(&a.id, ids[0].as_str()).await.unwrap().unwrap();
-    store.resend(&old, &fifo, herald::store::now()).await.unwrap();
+    store.resend(&old, &fifo, Clock::system().now()).await.unwrap();
     assert_eq!(
-        store.resend_many(&fifo, &ids[..1], herald::store::now()).await.unwrap(),
+        store
+            .resend_many(&fifo, &ids[..1], Clock::system().now())
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(store.waiting_behind_head(&fifo.id).await.unwrap(), 3);
@@ -799,7 +803,7 @@ async fn held_deliveries_of_a_fifo_endpoint_come_back_in_order(backend: Backend)
     assert!(claim_for(store.as_ref(), &fifo, Utc::now()).await.0.is_empty(), "held");
 
     fifo.disabled = false;
-    fifo.updated_at = herald::store::now();
+    fifo.updated_at = Clock::system().now();
     store.update_endpoint(&fifo).await.unwrap();
     let (head, _) = claim_for(store.as_ref(), &fifo, Utc::now()).await;
     assert_eq!(head.len(), 1, "released into the queue, not all at once");
@@ -849,7 +853,7 @@ async fn removing_the_payload_of_a_fifo_head_lets_the_next_go(backend: Backend) 
         .unwrap();
     assert!(
         store
-            .remove_payload(&a.id, &ids[0], herald::store::now())
+            .remove_payload(&a.id, &ids[0], Clock::system().now())
             .await
             .unwrap()
     );
@@ -892,7 +896,10 @@ async fn a_second_process_on_the_same_sqlite_file_is_refused() {
         ..Default::default()
     };
     let config = Config::load(&settings, None).unwrap();
-    let err = herald::store::open(&config).await.err().expect("refused");
+    let err = herald::store::open(&config, &Clock::system())
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(err, StoreError::Locked(_)), "{err:?}");
     assert!(err.to_string().contains("another Herald process"), "{err}");
 }

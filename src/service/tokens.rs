@@ -195,9 +195,7 @@ impl From<ServiceError> for TokenError {
 }
 
 /// `herald token …`: runs `action` and prints its outcome on stdout.
-pub async fn run(store: &dyn Store, action: Action) -> Result<(), TokenError> {
-    // The command line is the edge: it reads the system's clock.
-    let clock = Clock::system();
+pub async fn run(store: &dyn Store, clock: &Clock, action: Action) -> Result<(), TokenError> {
     match action {
         Action::Create(input) => {
             let made = make_token(store, input, clock.now()).await?;

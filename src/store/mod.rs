@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::domain::model::*;
 
 use crate::config::{Config, DatabaseUrl};
+use crate::domain::clock::Clock;
 use crate::domain::ids::{AppId, AttemptId, EndpointId, MessageId, TaskId, TokenId};
 use crate::domain::sealing::Sealer;
 
@@ -319,12 +320,17 @@ pub trait Store: Send + Sync + 'static {
     async fn idempotency_abandon(&self, key: &str) -> StoreResult<()>;
 }
 
-/// Opens the store the configuration names, running migrations first.
-pub async fn open(config: &Config) -> StoreResult<Arc<dyn Store>> {
+/// Opens the store the configuration names, running migrations first. The
+/// store reads `clock` only for what it decides itself (when a FIFO
+/// endpoint's next message comes due after a group commit).
+pub async fn open(config: &Config, clock: &Clock) -> StoreResult<Arc<dyn Store>> {
     let sealer = keys::sealer(&config.secret_key)?;
+    let clock = clock.clone();
     let store: Arc<dyn Store> = match &config.database {
-        DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path, config.db_pool_size, sealer).await?),
-        DatabaseUrl::Postgres(url) => Arc::new(postgres::PgStore::open(url, config, sealer).await?),
+        DatabaseUrl::Sqlite(path) => {
+            Arc::new(sqlite::SqliteStore::open(path, config.db_pool_size, sealer, clock).await?)
+        }
+        DatabaseUrl::Postgres(url) => Arc::new(postgres::PgStore::open(url, config, sealer, clock).await?),
     };
     keys::adopt(store.as_ref()).await?;
     Ok(store)
@@ -335,10 +341,14 @@ const LAST_RETRY: Duration = Duration::from_secs(30);
 
 /// Opens the store, waiting out a database that is not reachable yet (a
 /// node often starts before its database). Answers `None` on shutdown.
-pub async fn open_when_reachable(config: &Config, shutdown: &CancellationToken) -> StoreResult<Option<Arc<dyn Store>>> {
+pub async fn open_when_reachable(
+    config: &Config,
+    clock: &Clock,
+    shutdown: &CancellationToken,
+) -> StoreResult<Option<Arc<dyn Store>>> {
     let mut delay = FIRST_RETRY;
     loop {
-        match open(config).await {
+        match open(config, clock).await {
             Ok(store) => return Ok(Some(store)),
             Err(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, retry_in = ?delay, "the database is unreachable; retrying");
@@ -377,11 +387,4 @@ fn is_connection_error(e: &sqlx::Error) -> bool {
             .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") || c == "13"),
         _ => false,
     }
-}
-
-/// The current time at the precision the store keeps (milliseconds), so an
-/// object reads back exactly as it was answered when created.
-pub fn now() -> DateTime<Utc> {
-    use chrono::SubsecRound;
-    Utc::now().trunc_subsecs(3)
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::dialect::{Dialect, RowLock, RowsAffected};
 use super::queue::Queue;
 use super::sql::SqlStore;
-use super::{Config, Sealer, StoreResult};
+use super::{Clock, Config, Sealer, StoreResult};
 
 /// The channel nodes use to wake each other. Per database, so separate
 /// deployments on one server never wake each other.
@@ -34,7 +34,7 @@ pub type PgStore = SqlStore<PgDialect>;
 
 impl SqlStore<PgDialect> {
     /// Connects to the database at `url`, migrated.
-    pub async fn open(url: &str, config: &Config, sealer: Sealer) -> StoreResult<Self> {
+    pub async fn open(url: &str, config: &Config, sealer: Sealer, clock: Clock) -> StoreResult<Self> {
         let timeout_ms = config.db_statement_timeout.as_millis().to_string();
         let options = PgConnectOptions::from_str(url)?
             .application_name("herald")
@@ -46,7 +46,7 @@ impl SqlStore<PgDialect> {
             .await?;
         // sqlx takes an advisory lock, so nodes starting together migrate once.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let batcher = Queue::<PgDialect>::start_writer(pool.clone());
+        let batcher = Queue::<PgDialect>::start_writer(pool.clone(), clock);
         Ok(Self::new(pool.clone(), pool, batcher, sealer, None))
     }
 }

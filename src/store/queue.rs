@@ -51,8 +51,8 @@ where
     for<'s> &'s str: ColumnIndex<RowOf<D::Db>>,
 {
     /// Starts the group-commit writer on `pool`.
-    pub fn start_writer(pool: Pool<D::Db>) -> Batcher {
-        Batcher::start(move |batch| Self::commit(pool.clone(), batch))
+    pub fn start_writer(pool: Pool<D::Db>, clock: Clock) -> Batcher {
+        Batcher::start(move |batch| Self::commit(pool.clone(), clock.now(), batch))
     }
 
     /// Reserves up to `limit` due deliveries for `lease`, marking them
@@ -109,7 +109,8 @@ where
     }
 
     /// Writes a batch in one transaction and answers every caller in it.
-    pub async fn commit(pool: Pool<D::Db>, batch: Batch) {
+    /// `now` is when the batch is written: FIFO heads freed by it come due then.
+    pub async fn commit(pool: Pool<D::Db>, now: DateTime<Utc>, batch: Batch) {
         let mut tx = match pool.begin().await {
             Ok(tx) => tx,
             Err(e) => return batch.fail_all(&e.to_string()),
@@ -150,7 +151,7 @@ where
             for (d, _) in &deferrals {
                 Self::defer_one(&mut tx, d).await?;
             }
-            Self::promote_heads(&mut tx, &fifo, ms(Utc::now())).await?;
+            Self::promote_heads(&mut tx, &fifo, ms(now)).await?;
             if keyed_created + counts.iter().sum::<usize>() > 0 {
                 D::wake_others(&mut tx).await?;
             }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::dialect::{Dialect, RowLock, RowsAffected};
 use super::queue::Queue;
 use super::sql::SqlStore;
-use super::{Sealer, StoreError, StoreResult};
+use super::{Clock, Sealer, StoreError, StoreResult};
 
 /// SQLite's differences from the common SQL.
 pub struct SqliteDialect;
@@ -32,7 +32,7 @@ pub type SqliteStore = SqlStore<SqliteDialect>;
 impl SqlStore<SqliteDialect> {
     /// Opens (or creates) the file at `path`, migrated, refusing it when
     /// another process holds it.
-    pub async fn open(path: &Path, readers: u32, sealer: Sealer) -> StoreResult<Self> {
+    pub async fn open(path: &Path, readers: u32, sealer: Sealer, clock: Clock) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -63,7 +63,7 @@ impl SqlStore<SqliteDialect> {
             .max_connections(readers.max(1))
             .connect_with(options.read_only(true))
             .await?;
-        let batcher = Queue::<SqliteDialect>::start_writer(writer.clone());
+        let batcher = Queue::<SqliteDialect>::start_writer(writer.clone(), clock);
         Ok(Self::new(writer, reader, batcher, sealer, Some(lock)))
     }
 }
