@@ -99,7 +99,7 @@ fn the_layout_names_only_what_exists() {
     let layout = layout_section();
     let mut stale = Vec::new();
     for word in words(&layout) {
-        let path = word.trim_end_matches(['.', '/']);
+        let path = word.trim_end_matches("'s").trim_end_matches(['.', '/']);
         if (path.starts_with("src/") || path.starts_with("tests/") || path.starts_with("migrations/"))
             && !root().join(path).exists()
         {
