@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::domain::validate::{FieldError, Problems};
+use crate::domain::validate::FieldError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 
@@ -60,22 +60,6 @@ pub struct HttpValidationErrorOut {
 }
 
 impl ApiError {
-    /// A single-field 422.
-    pub fn field(loc: &[&str], msg: impl Into<String>) -> Self {
-        Self::Validation(vec![FieldError {
-            loc: loc.iter().map(|s| (*s).to_owned()).collect(),
-            msg: msg.into(),
-            kind: "value_error",
-        }])
-    }
-
-    /// A 422 on one field of the request body.
-    pub fn body_field(loc: &[&str], msg: impl Into<String>) -> Self {
-        let mut p = Problems::default();
-        p.add(loc, msg);
-        Self::Validation(p.into_errors())
-    }
-
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         self.status_and_code().0

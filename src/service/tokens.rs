@@ -206,7 +206,7 @@ pub async fn run(store: &dyn Store, clock: &Clock, action: Action) -> Result<(),
                 made.token.as_deref().unwrap_or_default()
             );
         }
-        Action::List => print!("{}", table(store, &clock).await?),
+        Action::List => print!("{}", table(store, clock).await?),
         Action::Revoke(id) => {
             let id = TokenId::parse(&id).ok_or_else(|| TokenError::Refused(format!("'{id}' is not a tok_ id")))?;
             if store.get_token(&id).await?.is_none() {
