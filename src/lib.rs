@@ -164,3 +164,45 @@ async fn warn_about_unknown_profiles(store: &dyn store::Store, config: &Config) 
         Err(e) => tracing::warn!(error = %e, "could not list the profiles in use"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::api::error::ApiError;
+    use crate::service::ServiceError;
+
+    /// The API and the dashboard map workflow errors each in their own layer
+    /// (neither may import the other); this holds them to the same status.
+    #[test]
+    fn the_dashboard_and_the_api_answer_each_refusal_alike() {
+        let every_kind = [
+            ServiceError::Validation(Vec::new()),
+            ServiceError::Malformed("x".into()),
+            ServiceError::Forbidden("x".into()),
+            ServiceError::NotFound("endpoint"),
+            ServiceError::Conflict("x".into()),
+            ServiceError::TooLarge("x".into()),
+            ServiceError::RateLimited(Duration::from_secs(1)),
+            ServiceError::Unavailable,
+            ServiceError::Internal("x".into()),
+        ];
+        // A new variant fails to compile here until it is listed above.
+        let _listed = |e: &ServiceError| match e {
+            ServiceError::Validation(_)
+            | ServiceError::Malformed(_)
+            | ServiceError::Forbidden(_)
+            | ServiceError::NotFound(_)
+            | ServiceError::Conflict(_)
+            | ServiceError::TooLarge(_)
+            | ServiceError::RateLimited(_)
+            | ServiceError::Unavailable
+            | ServiceError::Internal(_) => (),
+        };
+        for error in every_kind {
+            let page = crate::ui::status_of(&error);
+            let route = ApiError::from(error).status();
+            assert_eq!(page, route);
+        }
+    }
+}
