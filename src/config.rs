@@ -171,6 +171,12 @@ pub struct Settings {
     #[arg(long, env = "HERALD_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
 
+    /// Comma-separated origins whose browser pages may call the API (an
+    /// embedded customer portal), e.g. "https://app.example.com"
+    /// [default: none]
+    #[arg(long, env = "HERALD_CORS_ORIGINS", value_name = "ORIGINS")]
+    pub cors_origins: Option<String>,
+
     /// Check every payload against its event type's JSON Schema; an
     /// application's validatePayloads overrides this [default: false]
     #[arg(long, env = "HERALD_VALIDATE_PAYLOADS", value_name = "BOOL")]
@@ -233,6 +239,8 @@ pub struct Config {
     pub cleanup_interval: Duration,
     /// Where people reach Herald, for portal links and the cookie's Secure flag.
     pub public_url: Option<url::Url>,
+    /// Browser origins allowed to call the API, as `scheme://host[:port]`.
+    pub cors_origins: Vec<String>,
     /// Delivery profiles from the file's `[profiles.NAME]` tables, plus `default`.
     pub profiles: Profiles,
     /// Broker queues and streams Herald publishes from: the file's `[[sources]]`.
@@ -473,6 +481,7 @@ impl Config {
         let operational_webhook = operational_webhook(get!(operational_webhook_url), get!(operational_webhook_secret))?;
         let email = email_settings(get!(smtp_url), get!(notify_email), get!(notify_from))?;
         let public_url = parse(get!(public_url), parse_public_url)?;
+        let cors_origins = parse_or(get!(cors_origins), "", parse_origins)?;
         let validate_payloads = parse_or(get!(validate_payloads), "false", parse_bool)?;
         let payload_retention = parse_or(get!(payload_retention), "90d", |s| {
             match parse_duration(s).map_err(|e| e.to_string())? {
@@ -526,6 +535,7 @@ impl Config {
             retain_payloads,
             cleanup_interval,
             public_url,
+            cors_origins,
             profiles,
             sources: Vec::new(),
         })
@@ -572,6 +582,23 @@ fn secret_key_source(key: Given, file: Given, database: &DatabaseUrl) -> Result<
 }
 
 /// An http(s) base address without a query; a trailing slash is dropped.
+/// Origins as browsers send them: `https://app.example.com[:port]`, no path.
+fn parse_origins(text: &str) -> Result<Vec<String>, String> {
+    let origin = |item: &str| match url::Url::parse(item) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() && u.path() == "/" && u.query().is_none() => {
+            Ok(u.origin().ascii_serialization())
+        }
+        _ => Err(format!(
+            "'{item}' is not an origin such as https://app.example.com (scheme, host and port only)"
+        )),
+    };
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(origin)
+        .collect()
+}
+
 fn parse_public_url(text: &str) -> Result<url::Url, String> {
     match url::Url::parse(text.trim_end_matches('/')) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() && u.has_host() => Ok(u),

@@ -4,9 +4,9 @@
 //! token's is compared in constant time.
 
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
-use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
@@ -16,6 +16,7 @@ use crate::domain::access::{self, Decision, OwnerCheck, Scope};
 use crate::domain::ids::AttemptId;
 use crate::service::AppState;
 use crate::service::auth::{TokenHash, hash_token, hex};
+use crate::service::portal::{PORTAL_TOKEN_PREFIX, PortalGrant};
 
 /// Who made a request; handlers and the idempotency layer read it.
 #[derive(Debug, Clone)]
@@ -24,7 +25,21 @@ pub struct Principal {
     pub scope: Scope,
     /// The token's own request rate, if it has one.
     pub rate_limit: Option<u32>,
+    /// What an app portal token grants (the token a customer portal calls
+    /// the API with); `None` for the admin token and made tokens.
+    pub portal: Option<PortalGrant>,
 }
+
+impl Principal {
+    /// A read-only portal token may read, and end itself; nothing else.
+    fn may(&self, method: &Method, template: &str) -> bool {
+        let read_only = self.portal.as_ref().is_some_and(|g| g.read_only);
+        !read_only || matches!(*method, Method::GET | Method::HEAD) || template == LOGOUT_ROUTE
+    }
+}
+
+/// Where a portal token ends itself.
+pub const LOGOUT_ROUTE: &str = "/api/v1/auth/logout";
 
 /// Authenticates the bearer token, spends from its request budget, and
 /// checks that its scope reaches the route and the objects in the path.
@@ -35,6 +50,10 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         &principal.token_hash,
         principal.rate_limit.or(state.config.api_rate_limit),
     )?;
+    let template = matched_path(&parts);
+    if !principal.may(&parts.method, &template) {
+        return Err(ApiError::Forbidden("this app portal token is read-only".to_owned()));
+    }
     authorize(&state, &principal.scope, &mut parts).await?;
     parts.extensions.insert(principal);
     Ok(next.run(Request::from_parts(parts, body)).await)
@@ -63,27 +82,60 @@ async fn principal(state: &AppState, token: &str) -> Result<Principal, ApiError>
             token_hash: presented,
             scope: Scope::Admin,
             rate_limit: None,
+            portal: None,
         });
+    }
+    if token.starts_with(PORTAL_TOKEN_PREFIX) {
+        return portal_principal(state, token, presented).await;
     }
     match state.store.find_token(&hex(&presented)).await? {
         Some(t) if t.is_live(state.clock.now()) => Ok(Principal {
             token_hash: presented,
             scope: t.scope,
             rate_limit: t.rate_limit,
+            portal: None,
         }),
         Some(_) => Err(ApiError::Unauthorized("this token was revoked or has expired")),
         None => Err(ApiError::Unauthorized("invalid token")),
     }
 }
 
-/// Applies the route's rule (`access::rule`) to `scope`. Objects outside
-/// the scope answer 404, as if they did not exist.
-async fn authorize(state: &AppState, scope: &Scope, parts: &mut Parts) -> Result<(), ApiError> {
-    let template = parts
+/// An app portal token (from `POST /auth/app-portal-access/{app}`): signed,
+/// so it needs no lookup to be believed, but one to know it was not logged
+/// out. It reaches what a made token for its application (and owner) does.
+async fn portal_principal(state: &AppState, token: &str, presented: TokenHash) -> Result<Principal, ApiError> {
+    let grant = state
+        .signer
+        .check_portal(token, state.clock.now())
+        .ok_or(ApiError::Unauthorized(
+            "this app portal token is invalid or has expired",
+        ))?;
+    if state.store.find_token(&hex(&presented)).await?.is_some() {
+        return Err(ApiError::Unauthorized("this app portal token was logged out"));
+    }
+    Ok(Principal {
+        token_hash: presented,
+        scope: Scope::App {
+            app: grant.app.clone(),
+            owner: grant.owner.clone(),
+        },
+        rate_limit: None,
+        portal: Some(grant),
+    })
+}
+
+fn matched_path(parts: &Parts) -> String {
+    parts
         .extensions
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Applies the route's rule (`access::rule`) to `scope`. Objects outside
+/// the scope answer 404, as if they did not exist.
+async fn authorize(state: &AppState, scope: &Scope, parts: &mut Parts) -> Result<(), ApiError> {
+    let template = matched_path(parts);
     let (app, then) = match access::decide(scope, access::rule(&parts.method, &template)) {
         Decision::Allow => return Ok(()),
         Decision::Forbidden(why) => return Err(ApiError::Forbidden(why.to_owned())),

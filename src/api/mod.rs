@@ -96,6 +96,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::app_portal_access))
         .routes(routes!(token::list_tokens, token::create_token))
         .routes(routes!(token::get_token, token::revoke_token))
+        .routes(routes!(token::logout))
         .split_for_parts()
 }
 
@@ -121,6 +122,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     }
     let (api, _) = api_routes();
     let doc = Arc::new(openapi());
+    let origins = state.config.cors_origins.clone();
     let api = api
         // Layers run bottom-up: authenticate first, then idempotency (scoped to the caller).
         .layer(middleware::from_fn_with_state(
@@ -128,7 +130,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
             idempotency::idempotent_posts,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
-    Router::new()
+    let app = Router::new()
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -141,5 +143,26 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         .fallback(|| async { error::ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    if origins.is_empty() {
+        app
+    } else {
+        app.layer(cors(&origins))
+    }
+}
+
+/// Browser pages on `origins` (an embedded customer portal) may call the
+/// API: their preflights are answered and their origin echoed. Any other
+/// origin gets no CORS headers, so browsers keep refusing it. Cookies are
+/// never allowed cross-origin: the API takes bearer tokens only.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, Method, header};
+    use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+    let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(std::time::Duration::from_secs(600))
 }

@@ -1,13 +1,16 @@
 //! API tokens over HTTP. The rules are `service::tokens`.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
-use super::error::ApiResult;
+use super::auth::Principal;
+use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, QueryParams};
 use super::list::list_response;
 use crate::service::AppState;
+use crate::service::portal;
 use crate::service::tokens::{self, TokenIn, TokenOut};
 
 list_response!(ListResponseTokenOut, TokenOut);
@@ -46,5 +49,21 @@ pub async fn get_token(State(state): State<AppState>, Path(token_id): Path<Strin
     responses((status = 204, description = "Revoked (or already was)"), (status = 404, body = super::error::HttpErrorOut)))]
 pub async fn revoke_token(State(state): State<AppState>, Path(token_id): Path<String>) -> ApiResult<StatusCode> {
     tokens::revoke_token(&state, &token_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends the calling app portal token (the one a customer portal holds) at
+/// once, on every node. Other tokens are revoked with `DELETE /auth/token/{id}`.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "Authentication",
+    responses((status = 204, description = "The portal token no longer works"),
+        (status = 403, body = super::error::HttpErrorOut, description = "Not an app portal token")))]
+pub async fn logout(State(state): State<AppState>, Extension(caller): Extension<Principal>) -> ApiResult<StatusCode> {
+    let Some(grant) = &caller.portal else {
+        return Err(ApiError::Forbidden(
+            "only an app portal token can log out; revoke a made token with DELETE /api/v1/auth/token/{token_id}"
+                .to_owned(),
+        ));
+    };
+    portal::logout(&state, &caller.token_hash, grant).await?;
     Ok(StatusCode::NO_CONTENT)
 }

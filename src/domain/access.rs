@@ -88,6 +88,8 @@ pub fn rule(method: &Method, template: &str) -> Rule {
         ["app", "{app_id}"] => Rule::Admin,
         ["event-type"] | ["event-type", _] if get => Rule::Anyone,
         ["auth", "app-portal-access", "{app_id}"] => Rule::AppNarrowed,
+        // The handler lets only a portal token end itself.
+        ["auth", "logout"] => Rule::Anyone,
         ["app", "{app_id}", "endpoint"] => Rule::AppNarrowed,
         // Replaying what an endpoint missed reaches messages never sent to
         // it, which may be another owner's.

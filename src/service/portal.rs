@@ -17,11 +17,12 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::app::find_app;
-use super::auth::TokenHash;
+use super::auth::{TokenHash, hex};
 use super::endpoint::pin_owner;
 use super::error::{ServiceError, ServiceResult};
 use crate::domain::access::Scope;
-use crate::domain::ids::AppId;
+use crate::domain::ids::{AppId, TokenId};
+use crate::domain::model::ApiToken;
 use crate::domain::validate::{Problems, check_name};
 use crate::store::{Store, StoreResult};
 
@@ -116,6 +117,9 @@ pub struct PortalGrant {
     pub owner: Option<String>,
     /// Unix seconds.
     pub expires_at: i64,
+    /// Reads only: the API refuses every write made with it.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub read_only: bool,
 }
 
 /// Svix's bounds for a portal token's life.
@@ -131,7 +135,7 @@ pub struct AppPortalAccessIn {
     pub owner_id: Option<String>,
     /// Accepted for compatibility; ignored.
     pub feature_flags: Option<Vec<String>>,
-    /// Accepted for compatibility; ignored.
+    /// The token reads only: the API answers every write made with it 403.
     pub read_only: Option<bool>,
     /// Accepted for compatibility; ignored.
     pub session_id: Option<String>,
@@ -191,10 +195,33 @@ pub async fn portal_access(
         app: app.id,
         owner: input.owner_id,
         expires_at: (state.clock.now() + Duration::seconds(expiry)).timestamp(),
+        read_only: input.read_only.unwrap_or(false),
     };
     let token = state.signer.issue_portal(&grant);
     let url = format!("{}/ui/login#token={token}", public_base(state, origin)?);
     Ok(AppPortalAccessOut { url, token })
+}
+
+/// Ends a portal token before it expires (`POST /auth/logout`). Portal
+/// tokens are signed, not stored, so the logout is remembered as a revoked
+/// token record under the token's hash until the token would have expired;
+/// every request with it looks that hash up, as for made tokens.
+pub async fn logout(state: &AppState, token_hash: &TokenHash, grant: &PortalGrant) -> ServiceResult<()> {
+    let now = state.clock.now();
+    let record = ApiToken {
+        id: TokenId::generate(),
+        name: "app portal session (logged out)".to_owned(),
+        token_hash: hex(token_hash),
+        scope: Scope::App {
+            app: grant.app.clone(),
+            owner: grant.owner.clone(),
+        },
+        rate_limit: None,
+        created_at: now,
+        expires_at: DateTime::from_timestamp(grant.expires_at, 0),
+        revoked_at: Some(now),
+    };
+    Ok(state.store.create_token(&record).await?)
 }
 
 /// `HERALD_PUBLIC_URL`, else the address the request was sent to.
@@ -227,6 +254,7 @@ mod tests {
             app: AppId::generate(),
             owner: Some("acme".into()),
             expires_at,
+            read_only: false,
         }
     }
 
