@@ -128,7 +128,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
             idempotency::idempotent_posts,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -141,5 +141,31 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         .fallback(|| async { error::ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    // Outside the routes, so the path is trimmed before they are matched.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::map_request(trim_trailing_slash))
+}
+
+/// `/api/v1/app/` is `/api/v1/app`: Svix accepts either, and older SDKs and
+/// hand-written clients send the slash.
+async fn trim_trailing_slash(mut req: axum::extract::Request) -> axum::extract::Request {
+    let path = req.uri().path();
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.len() == path.len() || trimmed.is_empty() {
+        return req;
+    }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{trimmed}?{q}"),
+        None => trimmed.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
