@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Backend, spawn_app};
+use common::{Backend, Receiver, spawn_app};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -25,4 +25,25 @@ async fn trailing_slashes_reach_the_same_routes(backend: Backend) {
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
 
-on_both_backends!(trailing_slashes_reach_the_same_routes,);
+async fn endpoint_stats_count_canceled_deliveries(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let receiver = Receiver::start().await;
+    let app_id = app.create_app("Stats").await;
+    let ep = app.create_endpoint(&app_id, &receiver.url, json!({})).await;
+    let stats = app
+        .get(&format!(
+            "/api/v1/app/{app_id}/endpoint/{}/stats",
+            ep["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.body);
+    for field in ["success", "pending", "sending", "fail", "canceled"] {
+        assert!(stats.body[field].is_i64(), "{field} missing: {}", stats.body);
+    }
+    assert_eq!(stats.body["canceled"], 0);
+}
+
+on_both_backends!(
+    trailing_slashes_reach_the_same_routes,
+    endpoint_stats_count_canceled_deliveries,
+);
