@@ -43,7 +43,37 @@ async fn endpoint_stats_count_canceled_deliveries(backend: Backend) {
     assert_eq!(stats.body["canceled"], 0);
 }
 
+async fn attempts_leave_msg_out_unless_asked_for(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let receiver = Receiver::start().await;
+    let app_id = app.create_app("Attempts").await;
+    app.create_endpoint(&app_id, &receiver.url, json!({"uid": "main"}))
+        .await;
+    let msg = app.publish(&app_id, "ticket.created", json!({"ticket": 1})).await;
+    let path = format!("/api/v1/app/{app_id}/attempt/endpoint/main");
+    let attempts = app.wait_for_attempts(&path, |a| !a.is_empty()).await;
+    assert!(attempts[0].get("msg").is_none(), "msg must be absent: {}", attempts[0]);
+    let by_msg = app
+        .get(&format!(
+            "/api/v1/app/{app_id}/attempt/msg/{}",
+            msg["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(by_msg.body["data"][0].get("msg").is_none(), "{}", by_msg.body);
+    let attempt_id = attempts[0]["id"].as_str().unwrap();
+    let one = app
+        .get(&format!(
+            "/api/v1/app/{app_id}/msg/{}/attempt/{attempt_id}",
+            msg["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(one.body.get("msg").is_none(), "{}", one.body);
+    let with = app.get(&format!("{path}?with_msg=true")).await;
+    assert_eq!(with.body["data"][0]["msg"]["id"], msg["id"]);
+}
+
 on_both_backends!(
     trailing_slashes_reach_the_same_routes,
     endpoint_stats_count_canceled_deliveries,
+    attempts_leave_msg_out_unless_asked_for,
 );
