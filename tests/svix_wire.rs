@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{Backend, Receiver, spawn_app};
+use common::{Backend, Receiver, TOKEN, TestApp, spawn_app};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 async fn trailing_slashes_reach_the_same_routes(backend: Backend) {
     let app = spawn_app(&backend).await;
@@ -72,8 +72,40 @@ async fn attempts_leave_msg_out_unless_asked_for(backend: Backend) {
     assert_eq!(with.body["data"][0]["msg"]["id"], msg["id"]);
 }
 
+async fn rotate(app: &TestApp, path: &str, user_agent: Option<&str>) -> (StatusCode, String) {
+    let mut req = app.http.post(app.url(path)).bearer_auth(TOKEN).json(&json!({}));
+    if let Some(ua) = user_agent {
+        req = req.header(reqwest::header::USER_AGENT, ua);
+    }
+    let resp = req.send().await.expect("sent");
+    (resp.status(), resp.text().await.expect("body"))
+}
+
+async fn secret_rotation_answers_each_sdk_generation_as_it_expects(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let receiver = Receiver::start().await;
+    let app_id = app.create_app("Rotate").await;
+    app.create_endpoint(&app_id, &receiver.url, json!({"uid": "main"}))
+        .await;
+    let path = format!("/api/v1/app/{app_id}/endpoint/main/secret/rotate");
+
+    let before = app.secret(&app_id, "main").await;
+    let (status, body) = rotate(&app, &path, Some("svix-libs/1.40.0/python")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(body, "");
+    assert_ne!(app.secret(&app_id, "main").await, before, "a 204 still rotates");
+
+    for ua in [Some("svix-libs/2.9.1/python"), Some("curl/8"), None] {
+        let (status, body) = rotate(&app, &path, ua).await;
+        assert_eq!(status, StatusCode::OK, "{ua:?}");
+        let out: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(out["key"].as_str(), Some(app.secret(&app_id, "main").await.as_str()));
+    }
+}
+
 on_both_backends!(
     trailing_slashes_reach_the_same_routes,
     endpoint_stats_count_canceled_deliveries,
     attempts_leave_msg_out_unless_asked_for,
+    secret_rotation_answers_each_sdk_generation_as_it_expects,
 );
