@@ -103,9 +103,36 @@ async fn secret_rotation_answers_each_sdk_generation_as_it_expects(backend: Back
     }
 }
 
+async fn an_empty_event_type_filter_means_every_event(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let receiver = Receiver::start().await;
+    let app_id = app.create_app("Filters").await;
+    let ep = app
+        .create_endpoint(&app_id, &receiver.url, json!({"uid": "all", "filterTypes": []}))
+        .await;
+    assert_eq!(ep["filterTypes"], Value::Null, "{ep}");
+    assert_eq!(ep["eventTypes"], Value::Null, "{ep}");
+    let base = format!("/api/v1/app/{app_id}/endpoint/all");
+    let patched = app.patch(&base, json!({"eventTypes": ["a.b"]})).await;
+    assert_eq!(patched.body["eventTypes"], json!(["a.b"]));
+    let patched = app.patch(&base, json!({"eventTypes": []})).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["eventTypes"], Value::Null);
+    let put = app.put(&base, json!({"url": receiver.url, "eventTypes": []})).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    assert_eq!(app.get(&base).await.body["filterTypes"], Value::Null);
+
+    app.publish(&app_id, "anything.at.all", json!({"n": 1})).await;
+    let attempts = app
+        .wait_for_attempts(&format!("/api/v1/app/{app_id}/attempt/endpoint/all"), |a| !a.is_empty())
+        .await;
+    assert_eq!(attempts[0]["status"], 0);
+}
+
 on_both_backends!(
     trailing_slashes_reach_the_same_routes,
     endpoint_stats_count_canceled_deliveries,
     attempts_leave_msg_out_unless_asked_for,
     secret_rotation_answers_each_sdk_generation_as_it_expects,
+    an_empty_event_type_filter_means_every_event,
 );
