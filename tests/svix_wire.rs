@@ -129,10 +129,44 @@ async fn an_empty_event_type_filter_means_every_event(backend: Backend) {
     assert_eq!(attempts[0]["status"], 0);
 }
 
+async fn event_types_can_be_patched(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let created = app
+        .post(
+            "/api/v1/event-type",
+            json!({"name": "ticket.created", "description": "old", "featureFlag": "beta"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let patched = app
+        .patch(
+            "/api/v1/event-type/ticket.created",
+            json!({"description": "new", "deprecated": true, "featureFlag": null}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["description"], "new");
+    assert_eq!(patched.body["deprecated"], true);
+    assert_eq!(patched.body["archived"], false);
+    assert_eq!(patched.body["featureFlag"], Value::Null);
+    assert_eq!(patched.body["groupName"], "ticket");
+    let read = app.get("/api/v1/event-type/ticket.created").await;
+    assert_eq!(read.body["description"], "new");
+    let bad = app
+        .patch("/api/v1/event-type/ticket.created", json!({"schemas": {"x": {}}}))
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let missing = app
+        .patch("/api/v1/event-type/no.such", json!({"description": "x"}))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
 on_both_backends!(
     trailing_slashes_reach_the_same_routes,
     endpoint_stats_count_canceled_deliveries,
     attempts_leave_msg_out_unless_asked_for,
     secret_rotation_answers_each_sdk_generation_as_it_expects,
     an_empty_event_type_filter_means_every_event,
+    event_types_can_be_patched,
 );

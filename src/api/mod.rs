@@ -76,6 +76,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(
             event_type::get_event_type,
             event_type::put_event_type,
+            event_type::patch_event_type,
             event_type::delete_event_type
         ))
         .routes(routes!(message::list_messages, message::create_message))

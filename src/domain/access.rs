@@ -192,6 +192,7 @@ mod tests {
                 "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}/content",
                 Rule::App,
             ),
+            (Method::PATCH, "/api/v1/event-type/{event_type_name}", Rule::Admin),
             (Method::GET, "/api/v1/background-task", Rule::Admin),
             (Method::POST, "/api/v1/auth/token", Rule::Admin),
             (Method::GET, "/api/v1/some-future-route", Rule::Admin),
