@@ -162,6 +162,121 @@ async fn event_types_can_be_patched(backend: Backend) {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
+fn ids(list: &Value) -> Vec<String> {
+    list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|i| i["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+async fn attempted_messages_and_destinations_are_listed(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let ok = Receiver::start().await;
+    let app_id = app.create_app("Attempted").await;
+    let first = app
+        .create_endpoint(&app_id, &ok.url, json!({"uid": "first", "filterTypes": ["a.one"]}))
+        .await;
+    let second = app.create_endpoint(&app_id, &ok.url, json!({"uid": "second"})).await;
+    let m1 = app.publish(&app_id, "a.one", json!({"n": 1})).await;
+    let m2 = app
+        .post(
+            &format!("/api/v1/app/{app_id}/msg"),
+            json!({"eventType": "a.two", "payload": {"n": 2}, "tags": ["vip"]}),
+        )
+        .await
+        .body;
+    let m3 = app.publish(&app_id, "a.one", json!({"n": 3})).await;
+    app.wait_for_attempts(&format!("/api/v1/app/{app_id}/attempt/endpoint/second"), |a| {
+        a.len() == 3
+    })
+    .await;
+    app.wait_for_attempts(&format!("/api/v1/app/{app_id}/attempt/endpoint/first"), |a| {
+        a.len() == 2
+    })
+    .await;
+    let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
+
+    // Messages attempted to one endpoint, newest first, with their status.
+    let first_msgs = app.get(&format!("/api/v1/app/{app_id}/endpoint/first/msg")).await;
+    assert_eq!(first_msgs.status, StatusCode::OK, "{}", first_msgs.body);
+    assert_eq!(ids(&first_msgs.body), vec![id(&m3), id(&m1)]);
+    let item = &first_msgs.body["data"][0];
+    assert_eq!(item["status"], 0);
+    assert_eq!(item["statusText"], "success");
+    assert_eq!(item["payload"], json!({"n": 3}));
+    assert_eq!(item["eventType"], "a.one");
+    assert_eq!(first_msgs.body["done"], true);
+
+    // Paging forwards and back, and the filters.
+    let second_path = format!("/api/v1/app/{app_id}/endpoint/{}/msg", id(&second));
+    let page1 = app.get(&format!("{second_path}?limit=2")).await.body;
+    assert_eq!(ids(&page1), vec![id(&m3), id(&m2)]);
+    assert_eq!(page1["done"], false);
+    let page2 = app
+        .get(&format!(
+            "{second_path}?limit=2&iterator={}",
+            page1["iterator"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(ids(&page2), vec![id(&m1)]);
+    assert_eq!(page2["done"], true);
+    let back = app
+        .get(&format!(
+            "{second_path}?limit=2&iterator={}",
+            page2["prevIterator"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(ids(&back), vec![id(&m3), id(&m2)]);
+    let typed = app.get(&format!("{second_path}?event_types=a.two")).await.body;
+    assert_eq!(ids(&typed), vec![id(&m2)]);
+    let tagged = app.get(&format!("{second_path}?tag=vip")).await.body;
+    assert_eq!(ids(&tagged), vec![id(&m2)]);
+    assert_eq!(
+        ids(&app.get(&format!("{second_path}?status=2")).await.body),
+        Vec::<String>::new()
+    );
+    assert_eq!(ids(&app.get(&format!("{second_path}?status=0")).await.body).len(), 3);
+    let bare = app.get(&format!("{second_path}?with_content=false")).await.body;
+    assert_eq!(bare["data"][0]["payload"], json!({}));
+
+    // Endpoints one message was attempted to.
+    let dest = app.get(&format!("/api/v1/app/{app_id}/msg/{}/endpoint", id(&m1))).await;
+    assert_eq!(dest.status, StatusCode::OK, "{}", dest.body);
+    let mut want = vec![id(&first), id(&second)];
+    want.sort();
+    want.reverse();
+    assert_eq!(ids(&dest.body), want);
+    let d = &dest.body["data"][0];
+    assert_eq!(d["status"], 0);
+    assert_eq!(d["statusText"], "success");
+    assert!(d["url"].is_string() && d["createdAt"].is_string() && d["description"].is_string());
+    assert_eq!(d["version"], 1, "SDKs 1.x require it");
+    let only_second = app.get(&format!("/api/v1/app/{app_id}/msg/{}/endpoint", id(&m2))).await;
+    assert_eq!(ids(&only_second.body), vec![id(&second)]);
+    let paged = app
+        .get(&format!("/api/v1/app/{app_id}/msg/{}/endpoint?limit=1", id(&m3)))
+        .await
+        .body;
+    assert_eq!(ids(&paged), vec![want[0].clone()]);
+    let rest = app
+        .get(&format!(
+            "/api/v1/app/{app_id}/msg/{}/endpoint?limit=1&iterator={}",
+            id(&m3),
+            paged["iterator"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(ids(&rest), vec![want[1].clone()]);
+    assert_eq!(rest["done"], true);
+
+    let missing = app.get(&format!("/api/v1/app/{app_id}/msg/msg_nope/endpoint")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
 on_both_backends!(
     trailing_slashes_reach_the_same_routes,
     endpoint_stats_count_canceled_deliveries,
@@ -169,4 +284,5 @@ on_both_backends!(
     secret_rotation_answers_each_sdk_generation_as_it_expects,
     an_empty_event_type_filter_means_every_event,
     event_types_can_be_patched,
+    attempted_messages_and_destinations_are_listed,
 );

@@ -83,6 +83,8 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(message::get_message))
         .routes(routes!(attempt::list_by_endpoint))
         .routes(routes!(attempt::list_by_msg))
+        .routes(routes!(attempt::list_attempted_messages))
+        .routes(routes!(attempt::list_attempted_destinations))
         .routes(routes!(attempt::resend))
         .routes(routes!(attempt::get_attempt))
         .routes(routes!(attempt::expunge_attempt_content))
