@@ -11,8 +11,11 @@ use super::extract::QueryParams;
 use super::list::list_response;
 use crate::service::AppState;
 use crate::service::attempt::{self, MessageAttemptOut};
+use crate::service::attempted::{self, EndpointMessageOut, MessageEndpointOut};
 
 list_response!(ListResponseMessageAttemptOut, MessageAttemptOut);
+list_response!(ListResponseEndpointMessageOut, EndpointMessageOut);
+list_response!(ListResponseMessageEndpointOut, MessageEndpointOut);
 
 #[utoipa::path(get, path = "/api/v1/app/{app_id}/attempt/endpoint/{endpoint_id}", tag = "Message Attempt",
     params(("app_id" = String, Path), ("endpoint_id" = String, Path),
@@ -49,6 +52,47 @@ pub async fn list_by_msg(
     q: QueryParams,
 ) -> ApiResult<Json<ListResponseMessageAttemptOut>> {
     Ok(Json(attempt::list_by_msg(&state, &app_id, &msg_id, &q).await?.into()))
+}
+
+/// The messages attempted to an endpoint, newest first, each with how its
+/// latest attempt went. Deliveries not yet attempted are not listed.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg", tag = "Message Attempt",
+    params(("app_id" = String, Path), ("endpoint_id" = String, Path),
+           ("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query),
+           ("status" = Option<i64>, Query, description = "The latest attempt's: 0 success, 2 fail"),
+           ("before" = Option<String>, Query), ("after" = Option<String>, Query),
+           ("event_types" = Option<String>, Query, description = "Comma-separated"),
+           ("channel" = Option<String>, Query), ("tag" = Option<String>, Query),
+           ("with_content" = Option<bool>, Query, description = "Default true; false answers `{}` payloads")),
+    responses((status = 200, body = ListResponseEndpointMessageOut)))]
+pub async fn list_attempted_messages(
+    State(state): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    q: QueryParams,
+) -> ApiResult<Json<ListResponseEndpointMessageOut>> {
+    Ok(Json(
+        attempted::list_attempted_messages(&state, &app_id, &endpoint_id, &q)
+            .await?
+            .into(),
+    ))
+}
+
+/// The endpoints a message was attempted to, each with how its latest
+/// attempt went.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/msg/{msg_id}/endpoint", tag = "Message Attempt",
+    params(("app_id" = String, Path), ("msg_id" = String, Path, description = "The message's id or eventId"),
+           ("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query)),
+    responses((status = 200, body = ListResponseMessageEndpointOut)))]
+pub async fn list_attempted_destinations(
+    State(state): State<AppState>,
+    Path((app_id, msg_id)): Path<(String, String)>,
+    q: QueryParams,
+) -> ApiResult<Json<ListResponseMessageEndpointOut>> {
+    Ok(Json(
+        attempted::list_attempted_destinations(&state, &app_id, &msg_id, &q)
+            .await?
+            .into(),
+    ))
 }
 
 /// Sends a message to an endpoint again, now, with the retry schedule behind it.

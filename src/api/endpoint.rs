@@ -3,13 +3,16 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::header::USER_AGENT;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 use super::app::created_or_ok;
 use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{ApiJson, QueryParams};
 use super::list::list_response;
+use crate::domain::clients::{RotateAnswer, rotate_answer};
 use crate::service::AppState;
 use crate::service::endpoint::{
     self, EndpointHeadersIn, EndpointHeadersOut, EndpointHeadersPatchIn, EndpointIn, EndpointOut, EndpointPatch,
@@ -107,18 +110,24 @@ pub async fn get_secret(
 
 /// Replaces the secret; the old one keeps signing (a second `v1,` entry)
 /// through the grace period so consumers can switch without losing events.
+/// Svix SDKs 1.x get `204` (they accept nothing else); others the new secret.
 #[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret/rotate", tag = "Endpoint",
     params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EndpointSecretRotateIn,
-    responses((status = 200, body = EndpointSecretOut, description = "The new secret")))]
+    responses((status = 200, body = EndpointSecretOut, description = "The new secret"),
+              (status = 204, description = "Rotated; the answer to Svix SDKs 1.x (`User-Agent: svix-libs/1.…`)")))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
-) -> ApiResult<Json<EndpointSecretOut>> {
+) -> ApiResult<Response> {
     let input: EndpointSecretRotateIn = super::extract::parse_json_or_default(&body)?;
-    Ok(Json(
-        endpoint::rotate_secret(&state, &app_id, &endpoint_id, input).await?,
-    ))
+    let out = endpoint::rotate_secret(&state, &app_id, &endpoint_id, input).await?;
+    let user_agent = headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
+    Ok(match rotate_answer(user_agent) {
+        RotateAnswer::Empty => StatusCode::NO_CONTENT.into_response(),
+        RotateAnswer::Secret => Json(out).into_response(),
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", tag = "Endpoint",

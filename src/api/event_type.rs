@@ -9,7 +9,7 @@ use super::error::ApiResult;
 use super::extract::{ApiJson, QueryParams};
 use super::list::list_response;
 use crate::service::AppState;
-use crate::service::event_type::{self, EventTypeIn, EventTypeOut, EventTypeUpdate};
+use crate::service::event_type::{self, EventTypeIn, EventTypeOut, EventTypePatch, EventTypeUpdate};
 
 list_response!(ListResponseEventTypeOut, EventTypeOut);
 
@@ -52,6 +52,18 @@ pub async fn put_event_type(
 ) -> ApiResult<(StatusCode, Json<EventTypeOut>)> {
     let (created, out) = event_type::put_event_type(&state, name, input).await?;
     Ok((created_or_ok(created), Json(out)))
+}
+
+/// Changes the fields the body names; `null` clears a nullable one.
+#[utoipa::path(patch, path = "/api/v1/event-type/{event_type_name}", tag = "Event Type",
+    params(("event_type_name" = String, Path)), request_body = EventTypePatch,
+    responses((status = 200, body = EventTypeOut), (status = 404, body = super::error::HttpErrorOut)))]
+pub async fn patch_event_type(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(patch): ApiJson<EventTypePatch>,
+) -> ApiResult<Json<EventTypeOut>> {
+    Ok(Json(event_type::patch_event_type(&state, &name, patch).await?))
 }
 
 /// Archives an event type (it stays usable, but leaves the catalog);

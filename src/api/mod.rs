@@ -76,12 +76,15 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(
             event_type::get_event_type,
             event_type::put_event_type,
+            event_type::patch_event_type,
             event_type::delete_event_type
         ))
         .routes(routes!(message::list_messages, message::create_message))
         .routes(routes!(message::get_message))
         .routes(routes!(attempt::list_by_endpoint))
         .routes(routes!(attempt::list_by_msg))
+        .routes(routes!(attempt::list_attempted_messages))
+        .routes(routes!(attempt::list_attempted_destinations))
         .routes(routes!(attempt::resend))
         .routes(routes!(attempt::get_attempt))
         .routes(routes!(attempt::expunge_attempt_content))
@@ -130,7 +133,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
             idempotency::idempotent_posts,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
-    let app = Router::new()
+    let routes = Router::new()
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -144,6 +147,10 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state);
+    // Outside the routes, so the path is trimmed before they are matched.
+    let app = Router::new()
+        .fallback_service(routes)
+        .layer(middleware::map_request(trim_trailing_slash));
     if origins.is_empty() {
         app
     } else {
@@ -165,4 +172,26 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .allow_headers(AllowHeaders::mirror_request())
         .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(600))
+}
+
+/// `/api/v1/app/` is `/api/v1/app`: Svix accepts either, and older SDKs and
+/// hand-written clients send the slash.
+async fn trim_trailing_slash(mut req: axum::extract::Request) -> axum::extract::Request {
+    let path = req.uri().path();
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.len() == path.len() || trimmed.is_empty() {
+        return req;
+    }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{trimmed}?{q}"),
+        None => trimmed.to_owned(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }

@@ -194,6 +194,13 @@ mod tests {
                 "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}/content",
                 Rule::App,
             ),
+            (Method::PATCH, "/api/v1/event-type/{event_type_name}", Rule::Admin),
+            (
+                Method::GET,
+                "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg",
+                Rule::OwnEndpoint,
+            ),
+            (Method::GET, "/api/v1/app/{app_id}/msg/{msg_id}/endpoint", Rule::App),
             (Method::GET, "/api/v1/background-task", Rule::Admin),
             (Method::POST, "/api/v1/auth/token", Rule::Admin),
             (Method::GET, "/api/v1/some-future-route", Rule::Admin),

@@ -16,6 +16,12 @@ pub struct Publication<'a> {
     pub audience: Option<&'a [String]>,
 }
 
+/// An empty list of event types means every event, as no list does
+/// (svix-react sends `[]` for "all"); kept as no list so it reads back one way.
+pub fn every_event_if_empty(types: Option<Vec<String>>) -> Option<Vec<String>> {
+    types.filter(|t| !t.is_empty())
+}
+
 /// An endpoint receives a message when it listens to its event type (or to all),
 /// if it names channels, when the message carries one of them, and, if it has
 /// an owner, when the message has no audience or names that owner.
@@ -50,6 +56,13 @@ mod tests {
 
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_empty_list_of_event_types_means_every_event() {
+        assert_eq!(every_event_if_empty(Some(vec![])), None);
+        assert_eq!(every_event_if_empty(None), None);
+        assert_eq!(every_event_if_empty(Some(v(&["a.b"]))), Some(v(&["a.b"])));
     }
 
     #[test]

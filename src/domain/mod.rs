@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod catalog;
+pub mod clients;
 pub mod clock;
 pub mod fanout;
 pub mod filter;

@@ -36,6 +36,9 @@ pub struct MessageAttemptOut {
     pub trigger_type: i64,
     /// When the attempt was made.
     pub timestamp: DateTime<Utc>,
+    /// Only with `with_msg=true`; absent otherwise, as Svix leaves it (the
+    /// 1.x SDKs read `null` as a message and fail).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub msg: Option<MessageOut>,
     /// Herald: the message's event type, eventId and time.
     pub event_type: Option<String>,

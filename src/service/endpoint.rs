@@ -15,6 +15,7 @@ use super::error::{ServiceError, ServiceResult};
 use super::input::{QueryParams, double_option};
 use super::list::{Listed, Paging};
 use crate::domain::access::Scope;
+use crate::domain::filter::every_event_if_empty;
 use crate::domain::format::PayloadFormat;
 use crate::domain::headers::{is_reserved, is_sensitive};
 use crate::domain::ids::{AppId, EndpointId};
@@ -31,7 +32,7 @@ use crate::telemetry::notify::{DisableTrigger, EndpointEvent};
 pub struct EndpointIn {
     pub url: String,
     pub description: Option<String>,
-    /// Event types this endpoint receives; omit for all. `eventTypes` is accepted too.
+    /// Event types this endpoint receives; omit (or `[]`) for all. `eventTypes` is accepted too.
     #[serde(alias = "eventTypes")]
     pub filter_types: Option<Vec<String>>,
     pub channels: Option<Vec<String>>,
@@ -258,12 +259,6 @@ fn check(state: &AppState, ep: &Endpoint, before: Option<&Endpoint>, profile: &P
         p.add(&["url"], format!("'{}' {e}", ep.url));
     }
     if let Some(types) = &ep.filter_types {
-        if types.is_empty() {
-            p.add(
-                &["filterTypes"],
-                "must name at least one event type (omit it to receive all)",
-            );
-        }
         check_subscriptions(&mut p, "filterTypes", types);
     }
     if let Some(channels) = &ep.channels {
@@ -420,7 +415,7 @@ fn build(
     Endpoint {
         uid: input.uid,
         description: input.description.unwrap_or_default(),
-        filter_types: input.filter_types,
+        filter_types: every_event_if_empty(input.filter_types),
         channels: input.channels,
         disabled: input.disabled.unwrap_or(false),
         while_disabled: input.while_disabled.unwrap_or_default(),
@@ -642,7 +637,7 @@ fn apply_patch(ep: &mut Endpoint, patch: EndpointPatch) -> ServiceResult<()> {
         ep.description = d;
     }
     if let Some(t) = patch.filter_types {
-        ep.filter_types = t;
+        ep.filter_types = every_event_if_empty(t);
     }
     if let Some(c) = patch.channels {
         ep.channels = c;

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::app::Created;
 use super::error::{ServiceError, ServiceResult};
-use super::input::QueryParams;
+use super::input::{QueryParams, double_option};
 use super::list::{Listed, Paging};
 use crate::domain::catalog::{PayloadSchema, group_of};
 use crate::domain::validate::{Problems, check_name};
@@ -39,6 +39,27 @@ pub struct EventTypeUpdate {
     pub group_name: Option<String>,
     pub feature_flags: Option<Vec<String>>,
     pub feature_flag: Option<String>,
+}
+
+/// Changes the fields it names; `null` clears a nullable one.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTypePatch {
+    pub description: Option<String>,
+    pub archived: Option<bool>,
+    pub deprecated: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
+    pub schemas: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub group_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub feature_flags: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub feature_flag: Option<Option<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -164,6 +185,35 @@ pub async fn put_event_type(
     };
     state.store.upsert_event_type(&et).await?;
     Ok((created, et.into()))
+}
+
+/// Changes the fields `patch` names on an existing event type.
+pub async fn patch_event_type(state: &AppState, name: &str, patch: EventTypePatch) -> ServiceResult<EventTypeOut> {
+    let mut et = find_event_type(state, name).await?;
+    if let Some(schemas) = patch.schemas {
+        check(name, schemas.as_ref())?;
+        et.schemas = schemas;
+    }
+    if let Some(description) = patch.description {
+        et.description = description;
+    }
+    if let Some(archived) = patch.archived {
+        et.archived = archived;
+    }
+    if let Some(deprecated) = patch.deprecated {
+        et.deprecated = deprecated;
+    }
+    if let Some(group) = patch.group_name {
+        et.group_name = group.or_else(|| group_of(name).map(str::to_owned));
+    }
+    match (patch.feature_flags, patch.feature_flag) {
+        (Some(many), _) => et.feature_flags = many,
+        (None, Some(one)) => et.feature_flags = one.map(|f| vec![f]),
+        (None, None) => {}
+    }
+    et.updated_at = state.clock.now();
+    state.store.upsert_event_type(&et).await?;
+    Ok(et.into())
 }
 
 /// Archives an event type (it stays usable, but leaves the catalog);

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod attempt;
+pub mod attempted;
 pub mod auth;
 pub mod endpoint;
 pub mod error;

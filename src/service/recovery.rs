@@ -226,6 +226,9 @@ pub struct EndpointStatsOut {
     pub pending: i64,
     pub sending: i64,
     pub fail: i64,
+    /// Always 0: Herald cancels no delivery (those it will not send because
+    /// the endpoint was disabled are `dropped`). SDKs from 1.99 on require it.
+    pub canceled: i64,
     /// Herald: waiting for the endpoint to be enabled (`whileDisabled: hold`).
     pub held: i64,
     /// Herald: not sent because the endpoint was disabled (`whileDisabled: drop`).
@@ -259,6 +262,7 @@ pub async fn stats(
         pending: c.pending,
         sending: c.sending,
         fail: c.fail,
+        canceled: 0,
         held: c.held,
         dropped: c.dropped,
     })

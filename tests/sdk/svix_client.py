@@ -18,6 +18,8 @@ from svix.api import (
     EndpointPatch,
     EndpointSecretRotateIn,
     EventTypeIn,
+    EventTypePatch,
+    MessageAttemptListAttemptedMessagesOptions,
     MessageAttemptListByEndpointOptions,
     MessageIn,
     MessageListOptions,
@@ -88,6 +90,20 @@ def main():
         app.id, ep.id, MessageAttemptListByEndpointOptions(status=MessageStatus.SUCCESS)
     )
     assert len(only_success.data) == 1 and only_success.data[0].msg_id == msg.id
+
+    attempted = svix.message_attempt.list_attempted_messages(app.id, ep.id)
+    assert [m.id for m in attempted.data] == [msg.id], attempted
+    assert attempted.data[0].status == MessageStatus.SUCCESS
+    only_failed = svix.message_attempt.list_attempted_messages(
+        app.id, ep.id, MessageAttemptListAttemptedMessagesOptions(status=MessageStatus.FAIL)
+    )
+    assert only_failed.data == [], only_failed
+    destinations = svix.message_attempt.list_attempted_destinations(app.id, msg.id)
+    assert [d.id for d in destinations.data] == [ep.id], destinations
+    stats = svix.endpoint.get_stats(app.id, ep.id)
+    assert stats.success == 1 and stats.canceled == 0, stats
+    patched = svix.event_type.patch("ticket.created", EventTypePatch(description="patched"))
+    assert patched.description == "patched", patched
 
     secret = svix.endpoint.get_secret(app.id, ep.id).key
     wait_for_deliveries(1)
