@@ -39,6 +39,9 @@ pub enum RunError {
     Notify(#[from] telemetry::notify::NotifyError),
 }
 
+/// How long a stopping server waits for its database connections to close.
+const STORE_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves the API on `listener` and delivers messages until `shutdown` is
 /// cancelled; then stops accepting requests and gives in-flight deliveries
 /// `config.shutdown_grace` to finish. Anything unfinished is delivered after
@@ -111,6 +114,7 @@ pub async fn run_with_clock(
         background.spawn(async move { store.forward_wakeups(wake, shutdown).await });
     }
 
+    let closing = store.clone();
     let state = AppState {
         store,
         config: config.clone(),
@@ -147,6 +151,10 @@ pub async fn run_with_clock(
             in_flight = attempts.len(),
             "shutdown grace period over; unfinished deliveries will be sent after the next start"
         );
+    }
+    // Bounded: a connection stuck on an unreachable database is not waited for.
+    if tokio::time::timeout(STORE_CLOSE_GRACE, closing.close()).await.is_err() {
+        tracing::warn!("the database connections did not close in time");
     }
     tracing::info!("Herald stopped");
     Ok(())

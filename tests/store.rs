@@ -903,3 +903,24 @@ async fn a_second_process_on_the_same_sqlite_file_is_refused() {
     assert!(matches!(err, StoreError::Locked(_)), "{err:?}");
     assert!(err.to_string().contains("another Herald process"), "{err}");
 }
+
+/// A stopping server closes its store: the file is free again at once, even
+/// while some task still holds the closed store.
+#[tokio::test]
+async fn a_closed_store_lets_go_of_its_sqlite_file() {
+    let (store, dir) = open(&Backend::Sqlite).await;
+    store.close().await;
+    let settings = Settings {
+        database_url: Some(Backend::Sqlite.database_url(dir.path())),
+        secret_key: Backend::Sqlite.secret_key(),
+        ..Default::default()
+    };
+    let config = Config::load(&settings, None).unwrap();
+    let reopened = herald::store::open(&config, &Clock::system()).await;
+    assert!(reopened.is_ok(), "{:?}", reopened.err());
+    assert!(
+        store.get_app("anything").await.is_err(),
+        "the closed store answers no more"
+    );
+    drop(store);
+}

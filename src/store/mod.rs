@@ -132,6 +132,12 @@ pub trait Store: Send + Sync + 'static {
     /// Sets `name` to `new` if it still holds `old`.
     async fn replace_setting(&self, name: &str, old: &str, new: &str) -> StoreResult<bool>;
 
+    /// Closes the connections and lets go of the database (on SQLite, its
+    /// file lock), so that it can be opened again at once, by this process
+    /// or another, even while a stray task still holds the store. Called
+    /// once, when the server stops; calls after it fail as unavailable.
+    async fn close(&self);
+
     /// Seals and opens the secrets this store keeps.
     fn sealer(&self) -> &Sealer;
     /// A setting that holds a secret, opened.

@@ -31,8 +31,8 @@ pub struct SqlStore<D: Dialect> {
     /// Publishes, attempt results and deferrals, committed in groups.
     batcher: Batcher,
     sealer: Sealer,
-    /// Held for the life of the store: a second process on a SQLite file is refused.
-    _lock: Option<File>,
+    /// Held until the store closes: a second process on a SQLite file is refused.
+    lock: std::sync::Mutex<Option<File>>,
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -50,7 +50,7 @@ impl<D: Dialect> SqlStore<D> {
             reader,
             batcher,
             sealer,
-            _lock: lock,
+            lock: std::sync::Mutex::new(lock),
         }
     }
 
@@ -125,6 +125,13 @@ where
         let mut qb = replace_setting_query(name, old, new);
         let done = execute::<D>(&mut qb, &mut *self.write().await?).await?;
         Ok(done == 1)
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+        let mut lock = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        drop(lock.take());
     }
 
     fn sealer(&self) -> &Sealer {
