@@ -7,10 +7,10 @@ the first broken expectation.
 """
 
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import receiver
+from receiver import received, wait_for_deliveries
 from standardwebhooks.webhooks import Webhook
 from svix.api import (
     ApplicationIn,
@@ -28,33 +28,8 @@ from svix.api import (
 )
 from svix.models import MessageStatus
 
-received = []
-arrived = threading.Condition()
-
-
-class Receiver(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        with arrived:
-            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            arrived.notify_all()
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def wait_for_deliveries(n):
-    with arrived:
-        ok = arrived.wait_for(lambda: len(received) >= n, timeout=15)
-    assert ok, f"expected {n} deliveries, got {len(received)}"
-
-
 def main():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/hook"
+    url = receiver.start()
 
     svix = Svix(os.environ["HERALD_TOKEN"], SvixOptions(server_url=os.environ["HERALD_URL"]))
 
