@@ -286,3 +286,19 @@ on_both_backends!(
     event_types_can_be_patched,
     attempted_messages_and_destinations_are_listed,
 );
+
+/// Svix's liveness probe answers 204 with no token, on GET and HEAD, as load
+/// balancers configured for Svix expect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_liveness_ping_answers_no_content() {
+    let app = spawn_app(&Backend::Sqlite).await;
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let answer = app
+            .http
+            .request(method.clone(), app.url("/api/v1/health/ping"))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(answer.status(), StatusCode::NO_CONTENT, "{method}");
+    }
+}

@@ -40,6 +40,12 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthOu
     )
 }
 
+/// Svix's liveness probe: 204 while the process answers, whatever its store
+/// does (a load balancer's check that must not flap with the database).
+pub async fn ping() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
 /// Prometheus text exposition. Like `/health` it needs no token: it tells
 /// counts, never contents.
 pub async fn metrics(

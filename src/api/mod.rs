@@ -117,6 +117,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     let health = Router::new()
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
+        .route("/api/v1/health/ping", get(health::ping))
         .route("/metrics", get(health::metrics));
     if !state.config.role.serves_api() {
         return health
@@ -136,6 +137,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     let routes = Router::new()
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
+        .route("/api/v1/health/ping", get(health::ping))
         .route("/metrics", get(health::metrics))
         .route(
             "/api/v1/openapi.json",
