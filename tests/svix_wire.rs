@@ -277,6 +277,118 @@ async fn attempted_messages_and_destinations_are_listed(backend: Backend) {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
+async fn lists_follow_svixs_order_and_content_switches(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    for name in ["First", "Second", "Third"] {
+        app.create_app(name).await;
+    }
+    let names = |list: &Value| -> Vec<String> {
+        list["data"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|a| a["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let natural = app.get("/api/v1/app").await.body;
+    assert_eq!(names(&natural), ["First", "Second", "Third"]);
+    let descending = app.get("/api/v1/app?order=descending&limit=2").await.body;
+    assert_eq!(names(&descending), ["Third", "Second"]);
+    let rest = app
+        .get(&format!(
+            "/api/v1/app?order=descending&limit=2&iterator={}",
+            descending["iterator"].as_str().expect("more follow")
+        ))
+        .await
+        .body;
+    assert_eq!(names(&rest), ["First"]);
+    let refused = app.get("/api/v1/app?order=sideways").await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(refused.body["detail"][0]["loc"], json!(["query", "order"]));
+
+    // Event type lists leave schemas out unless asked, as Svix's do.
+    let schema = json!({"1": {"type": "object", "properties": {"id": {"type": "string"}}}});
+    let made = app
+        .post(
+            "/api/v1/event-type",
+            json!({"name": "ticket.created", "description": "A ticket", "schemas": schema}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let listed = app.get("/api/v1/event-type").await.body;
+    assert!(listed["data"][0]["schemas"].is_null(), "{listed}");
+    let full = app.get("/api/v1/event-type?with_content=true").await.body;
+    assert_eq!(full["data"][0]["schemas"], schema);
+
+    // Messages and attempts without content read `{}`.
+    let receiver = Receiver::start().await;
+    let app_id = app.create_app("Content").await;
+    app.create_endpoint(&app_id, &receiver.url, json!({"uid": "main"}))
+        .await;
+    let published = app
+        .post(
+            &format!("/api/v1/app/{app_id}/msg?with_content=false"),
+            json!({"eventType": "ticket.created", "payload": {"id": "T-1"}}),
+        )
+        .await;
+    assert_eq!(published.status, StatusCode::ACCEPTED, "{}", published.body);
+    assert_eq!(published.body["payload"], json!({}));
+    let msg_id = published.body["id"].as_str().expect("id").to_owned();
+    let msg = format!("/api/v1/app/{app_id}/msg/{msg_id}");
+    assert_eq!(app.get(&msg).await.body["payload"], json!({"id": "T-1"}));
+    assert_eq!(
+        app.get(&format!("{msg}?with_content=false")).await.body["payload"],
+        json!({})
+    );
+    let list = app
+        .get(&format!("/api/v1/app/{app_id}/msg?with_content=false"))
+        .await
+        .body;
+    assert_eq!(list["data"][0]["payload"], json!({}));
+    let path = format!("/api/v1/app/{app_id}/attempt/endpoint/main");
+    app.wait_for_attempts(&path, |a| !a.is_empty()).await;
+    let bare = app.get(&format!("{path}?with_content=false")).await.body;
+    assert_eq!(bare["data"][0]["response"], "{}", "{bare}");
+}
+
+async fn a_message_or_a_portal_link_can_make_its_application(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let event = json!({"eventType": "ticket.created", "payload": {"id": 1}});
+    let unknown = app.post("/api/v1/app/tenant-7/msg", event.clone()).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.body);
+
+    let mut with_app = event.clone();
+    with_app["application"] = json!({"name": "Tenant 7", "uid": "tenant-7"});
+    let made = app.post("/api/v1/app/tenant-7/msg", with_app.clone()).await;
+    assert_eq!(made.status, StatusCode::ACCEPTED, "{}", made.body);
+    let tenant = app.get("/api/v1/app/tenant-7").await;
+    assert_eq!(tenant.status, StatusCode::OK);
+    assert_eq!(tenant.body["name"], "Tenant 7");
+    // Once it exists, the application in the body is ignored.
+    with_app["application"]["name"] = json!("Renamed");
+    let again = app.post("/api/v1/app/tenant-7/msg", with_app).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
+    assert_eq!(app.get("/api/v1/app/tenant-7").await.body["name"], "Tenant 7");
+    let listed = app.get("/api/v1/app/tenant-7/msg").await.body;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(2));
+
+    let mut mismatched = event.clone();
+    mismatched["application"] = json!({"name": "Tenant 8", "uid": "someone-else"});
+    let refused = app.post("/api/v1/app/tenant-8/msg", mismatched).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(refused.body["detail"][0]["loc"], json!(["body", "application", "uid"]));
+    assert_eq!(app.get("/api/v1/app/tenant-8").await.status, StatusCode::NOT_FOUND);
+
+    let portal = app
+        .post(
+            "/api/v1/auth/app-portal-access/tenant-9",
+            json!({"application": {"name": "Tenant 9", "uid": "tenant-9"}}),
+        )
+        .await;
+    assert_eq!(portal.status, StatusCode::OK, "{}", portal.body);
+    assert_eq!(app.get("/api/v1/app/tenant-9").await.body["name"], "Tenant 9");
+}
+
 on_both_backends!(
     trailing_slashes_reach_the_same_routes,
     endpoint_stats_count_canceled_deliveries,
@@ -285,6 +397,8 @@ on_both_backends!(
     an_empty_event_type_filter_means_every_event,
     event_types_can_be_patched,
     attempted_messages_and_destinations_are_listed,
+    lists_follow_svixs_order_and_content_switches,
+    a_message_or_a_portal_link_can_make_its_application,
 );
 
 /// Svix's liveness probe answers 204 with no token, on GET and HEAD, as load

@@ -20,6 +20,7 @@ pub fn created_or_ok(created: bool) -> StatusCode {
 
 #[utoipa::path(get, path = "/api/v1/app", tag = "Application",
     params(("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query),
+        ("order" = Option<String>, Query, description = "ascending (default) or descending"),
         ("search" = Option<String>, Query, description = "Herald: only applications whose name or uid contains this, or whose id it is")),
     responses((status = 200, body = ListResponseApplicationOut)))]
 pub async fn list_apps(

@@ -24,7 +24,8 @@ list_response!(ListResponseMessageEndpointOut, MessageEndpointOut);
            ("status_code_class" = Option<i64>, Query, description = "0 (no response), 100, 200, 300, 400, 500"),
            ("before" = Option<String>, Query), ("after" = Option<String>, Query),
            ("event_types" = Option<String>, Query), ("channel" = Option<String>, Query),
-           ("with_msg" = Option<bool>, Query)),
+           ("with_msg" = Option<bool>, Query),
+           ("with_content" = Option<bool>, Query, description = "Default true; false answers `{}` response bodies")),
     responses((status = 200, body = ListResponseMessageAttemptOut)))]
 pub async fn list_by_endpoint(
     State(state): State<AppState>,
@@ -44,7 +45,8 @@ pub async fn list_by_endpoint(
            ("endpoint_id" = Option<String>, Query),
            ("status" = Option<i64>, Query), ("status_code_class" = Option<i64>, Query),
            ("before" = Option<String>, Query), ("after" = Option<String>, Query),
-           ("event_types" = Option<String>, Query), ("channel" = Option<String>, Query)),
+           ("event_types" = Option<String>, Query), ("channel" = Option<String>, Query),
+           ("with_content" = Option<bool>, Query, description = "Default true; false answers `{}` response bodies")),
     responses((status = 200, body = ListResponseMessageAttemptOut)))]
 pub async fn list_by_msg(
     State(state): State<AppState>,

@@ -23,6 +23,7 @@ list_response!(ListResponseEndpointOut, EndpointOut);
 
 #[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint", tag = "Endpoint",
     params(("app_id" = String, Path), ("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query),
+        ("order" = Option<String>, Query, description = "ascending (default) or descending"),
         ("owner_id" = Option<String>, Query, description = "Herald: only this owner's endpoints")),
     responses((status = 200, body = ListResponseEndpointOut)))]
 pub async fn list_endpoints(

@@ -15,7 +15,9 @@ list_response!(ListResponseEventTypeOut, EventTypeOut);
 
 #[utoipa::path(get, path = "/api/v1/event-type", tag = "Event Type",
     params(("limit" = Option<u32>, Query), ("iterator" = Option<String>, Query),
-           ("include_archived" = Option<bool>, Query)),
+           ("include_archived" = Option<bool>, Query),
+           ("with_content" = Option<bool>, Query, description = "Default false: schemas are left out unless true"),
+           ("order" = Option<String>, Query, description = "ascending (default) or descending")),
     responses((status = 200, body = ListResponseEventTypeOut)))]
 pub async fn list_event_types(
     State(state): State<AppState>,

@@ -86,14 +86,15 @@ pub async fn get_task(
 /// this endpoint only, as a message visible in the history.
 #[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/send-example", tag = "Endpoint",
     params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EventExampleIn,
-    responses((status = 202, body = MessageOut)))]
+    responses((status = 200, body = MessageOut)))]
 pub async fn send_example(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     ApiJson(input): ApiJson<EventExampleIn>,
 ) -> ApiResult<(StatusCode, Json<MessageOut>)> {
     let msg = recovery::send_example(&state, &app_id, &endpoint_id, input).await?;
-    Ok((StatusCode::ACCEPTED, Json(msg)))
+    // 200 as on Svix (publishing a message answers 202).
+    Ok((StatusCode::OK, Json(msg)))
 }
 
 /// Deliveries to this endpoint created in the period, by state.

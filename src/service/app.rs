@@ -27,7 +27,7 @@ pub fn check_profile_name(p: &mut Problems, state: &AppState, name: &str) {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationIn {
     pub name: String,
@@ -148,6 +148,42 @@ pub async fn find_app(state: &AppState, id_or_uid: &str) -> ServiceResult<Applic
         .get_app(id_or_uid)
         .await?
         .ok_or(ServiceError::NotFound("application"))
+}
+
+/// The application `id_or_uid`, or, when there is none and `implicit` is
+/// given, a new one made from it (Svix's "create the application alongside
+/// the message"). Its uid must be the one in the path, so a retried call
+/// finds what the first made. Only an administrator reaches a path whose
+/// application does not exist, so only one can make it this way.
+pub async fn find_or_make_app(
+    state: &AppState,
+    id_or_uid: &str,
+    implicit: Option<ApplicationIn>,
+) -> ServiceResult<Application> {
+    let found = state.store.get_app(id_or_uid).await?;
+    match (found, implicit) {
+        (Some(app), _) => Ok(app),
+        (None, None) => Err(ServiceError::NotFound("application")),
+        (None, Some(input)) => {
+            let mut p = Problems::default();
+            match input.uid.as_deref() {
+                None => p.add(
+                    &["application", "uid"],
+                    "must be set to the uid in the path to make the application",
+                ),
+                Some(uid) if uid != id_or_uid => p.add(
+                    &["application", "uid"],
+                    format!("must match the uid in the path ('{id_or_uid}')"),
+                ),
+                Some(_) => {}
+            }
+            p.into_result().map_err(ServiceError::Validation)?;
+            check_input(state, &input)?;
+            let app = new_app(state, input, None);
+            state.store.create_app(&app).await?;
+            Ok(app)
+        }
+    }
 }
 
 /// The applications `caller` may see: every one (matching `search`) for an

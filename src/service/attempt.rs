@@ -107,10 +107,15 @@ async fn list(
     let paging = Paging::from_query(q, Order::Descending)?;
     let rows = state.store.list_attempts(app_id, &filter, &paging.page).await?;
     let with_msg = q.bool("with_msg")?;
+    let with_content = q.bool_or("with_content", true)?;
     let mut messages: HashMap<String, Option<MessageOut>> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for attempt in rows {
         let mut item = MessageAttemptOut::from(attempt);
+        if !with_content {
+            // Svix's answer without content: the response body reads `{}`.
+            "{}".clone_into(&mut item.response);
+        }
         if with_msg {
             if !messages.contains_key(&item.msg_id) {
                 let msg = state
@@ -120,7 +125,11 @@ async fn list(
                     .map(MessageOut::from);
                 messages.insert(item.msg_id.clone(), msg);
             }
-            item.msg = messages.get(&item.msg_id).cloned().flatten();
+            item.msg = messages
+                .get(&item.msg_id)
+                .cloned()
+                .flatten()
+                .map(|m| m.content_if(with_content));
         }
         out.push(item);
     }

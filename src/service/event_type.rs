@@ -121,13 +121,21 @@ fn flags(many: Option<Vec<String>>, one: Option<String>) -> Option<Vec<String>> 
     many.or_else(|| one.map(|f| vec![f]))
 }
 
+/// As on Svix, the list leaves schemas out unless `with_content=true`.
 pub async fn list_event_types(state: &AppState, q: &QueryParams) -> ServiceResult<Listed<EventTypeOut>> {
+    let with_content = q.bool_or("with_content", false)?;
     let paging = Paging::from_query(q, Order::Ascending)?;
     let rows = state
         .store
         .list_event_types(&paging.page, q.bool("include_archived")?)
         .await?;
-    Ok(paging.finish(rows.into_iter().map(EventTypeOut::from).collect(), |e| e.name.clone()))
+    let out = rows.into_iter().map(EventTypeOut::from).map(|mut e| {
+        if !with_content {
+            e.schemas = None;
+        }
+        e
+    });
+    Ok(paging.finish(out.collect(), |e| e.name.clone()))
 }
 
 pub async fn create_event_type(state: &AppState, input: EventTypeIn) -> ServiceResult<EventTypeOut> {

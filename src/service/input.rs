@@ -139,6 +139,11 @@ impl QueryParams {
         Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 
+    /// A 422 that places `msg` at this query parameter.
+    pub fn refuse(&self, name: &str, msg: impl Into<String>) -> ServiceError {
+        query_error(name, msg)
+    }
+
     pub fn str(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str).filter(|s| !s.is_empty())
     }
@@ -149,6 +154,16 @@ impl QueryParams {
             Some("true" | "1") => Ok(true),
             Some("false" | "0") => Ok(false),
             Some(other) => Err(query_error(name, format!("'{other}' is not true or false"))),
+        }
+    }
+
+    /// A true-or-false parameter that is `default` when absent (Svix's
+    /// `with_content` is true unless said otherwise).
+    pub fn bool_or(&self, name: &str, default: bool) -> Result<bool, ServiceError> {
+        if self.str(name).is_none() {
+            Ok(default)
+        } else {
+            self.bool(name)
         }
     }
 

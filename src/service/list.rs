@@ -28,7 +28,15 @@ pub struct Paging {
 }
 
 impl Paging {
+    /// `natural` is the list's own order; Svix's `order=ascending|descending`
+    /// overrides it.
     pub fn from_query(q: &QueryParams, natural: Order) -> Result<Self, ServiceError> {
+        let natural = match q.str("order") {
+            None => natural,
+            Some("ascending") => Order::Ascending,
+            Some("descending") => Order::Descending,
+            Some(other) => return Err(q.refuse("order", format!("'{other}' is not ascending or descending"))),
+        };
         let limit = q.int("limit", 1..=MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT) as u32;
         let (backwards, beyond) = match q.str("iterator") {
             Some(it) => match it.strip_prefix('-') {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::AppState;
-use super::app::find_app;
+use super::app::{ApplicationIn, find_app, find_or_make_app};
 use super::error::{ServiceError, ServiceResult};
 use super::input::QueryParams;
 use super::list::{Listed, Paging};
@@ -44,6 +44,9 @@ pub struct MessageIn {
     pub payload_retention_period: Option<i64>,
     /// The same in hours (1 to 87600); wins over the period in days.
     pub payload_retention_hours: Option<i64>,
+    /// Makes this application when the path names none yet; its `uid` must
+    /// be the one in the path. Ignored when the application exists.
+    pub application: Option<ApplicationIn>,
 }
 
 #[derive(Clone, Serialize, ToSchema)]
@@ -63,6 +66,16 @@ pub struct MessageOut {
     pub expires_at: Option<DateTime<Utc>>,
     /// Herald: when the payload was removed (expired or expunged); `payload` reads `{}` since.
     pub payload_removed_at: Option<DateTime<Utc>>,
+}
+
+impl MessageOut {
+    /// The payload, or `{}` when the caller asked for no content.
+    pub fn content_if(mut self, with_content: bool) -> Self {
+        if !with_content {
+            self.payload = RawValue::from_string("{}".to_owned()).expect("literal JSON");
+        }
+        self
+    }
 }
 
 impl From<Message> for MessageOut {
@@ -192,9 +205,9 @@ async fn validate_payload(state: &AppState, app: &Application, input: &MessageIn
 /// Checks a message for the application `app_id` (id or uid) and stores it
 /// with its deliveries: what the API and the broker sources both do, so a
 /// message is accepted by the same rules whichever way it came.
-pub async fn accept_message(state: &AppState, app_id: &str, input: MessageIn) -> ServiceResult<Message> {
+pub async fn accept_message(state: &AppState, app_id: &str, mut input: MessageIn) -> ServiceResult<Message> {
     check(&input)?;
-    let app = find_app(state, app_id).await?;
+    let app = find_or_make_app(state, app_id, input.application.take()).await?;
     validate_payload(state, &app, &input).await?;
     let now = state.clock.now();
     let msg = Message {
@@ -226,15 +239,19 @@ pub async fn list_messages(state: &AppState, app_id: &str, q: &QueryParams) -> S
         event_types: q.list("event_types"),
         channel: q.str("channel").map(str::to_owned),
     };
+    let with_content = q.bool_or("with_content", true)?;
     let paging = Paging::from_query(q, Order::Descending)?;
     let rows = state.store.list_messages(&app.id, &filter, &paging.page).await?;
-    Ok(paging.finish(rows.into_iter().map(MessageOut::from).collect(), |m| m.id.clone()))
+    let out = rows.into_iter().map(|m| MessageOut::from(m).content_if(with_content));
+    Ok(paging.finish(out.collect(), |m| m.id.clone()))
 }
 
-/// The message `msg_id` (its id or eventId) of application `app_id`.
-pub async fn get_message(state: &AppState, app_id: &str, msg_id: &str) -> ServiceResult<MessageOut> {
+/// The message `msg_id` (its id or eventId) of application `app_id`;
+/// `with_content=false` leaves its payload out (`{}`), as on Svix.
+pub async fn get_message(state: &AppState, app_id: &str, msg_id: &str, q: &QueryParams) -> ServiceResult<MessageOut> {
+    let with_content = q.bool_or("with_content", true)?;
     let app = find_app(state, app_id).await?;
-    Ok(find_message(state, &app.id, msg_id).await?.into())
+    Ok(MessageOut::from(find_message(state, &app.id, msg_id).await?).content_if(with_content))
 }
 
 /// Finds a message by id or eventId.

@@ -16,7 +16,6 @@ use sha2::Sha256;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::app::find_app;
 use super::auth::{TokenHash, hex};
 use super::endpoint::pin_owner;
 use super::error::{ServiceError, ServiceResult};
@@ -139,6 +138,9 @@ pub struct AppPortalAccessIn {
     pub read_only: Option<bool>,
     /// Accepted for compatibility; ignored.
     pub session_id: Option<String>,
+    /// Makes this application when the path names none yet; its `uid` must
+    /// be the one in the path. Ignored when the application exists.
+    pub application: Option<super::app::ApplicationIn>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -178,7 +180,7 @@ pub async fn portal_access(
     origin: &RequestOrigin,
 ) -> ServiceResult<AppPortalAccessOut> {
     input.owner_id = pin_owner(caller, input.owner_id)?;
-    let app = find_app(state, app_id).await?;
+    let app = super::app::find_or_make_app(state, app_id, input.application.take()).await?;
     let expiry = input.expiry.unwrap_or(MAX_EXPIRY_SECS);
     let mut problems = Problems::default();
     if !(MIN_EXPIRY_SECS..=MAX_EXPIRY_SECS).contains(&expiry) {

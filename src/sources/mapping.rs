@@ -69,6 +69,7 @@ impl Mapping {
                 audience: None,
                 payload_retention_period: None,
                 payload_retention_hours: None,
+                application: None,
             },
         })
     }

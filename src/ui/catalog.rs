@@ -33,7 +33,11 @@ pub struct EventTypeView {
 /// Every event type not archived, by group (its `groupName`, else its dot
 /// prefix). The catalog is small: one page of the largest size.
 pub async fn groups(state: &AppState) -> UiResult<Vec<Group>> {
-    let list = list_event_types(state, &QueryParams::from_pairs([("limit", "250")])).await?;
+    let list = list_event_types(
+        state,
+        &QueryParams::from_pairs([("limit", "250"), ("with_content", "true")]),
+    )
+    .await?;
     let mut by_group: BTreeMap<String, Vec<EventTypeView>> = BTreeMap::new();
     for et in list.data {
         let group = et

@@ -170,7 +170,8 @@ pub async fn attempt(
     let request_body = match &attempt.request_body {
         Some(body) => pretty(body),
         None => {
-            let m = get_message(&state, &app.id, &attempt.msg_id).await?;
+            let whole = QueryParams::from_pairs::<&str, &str>([]);
+            let m = get_message(&state, &app.id, &attempt.msg_id, &whole).await?;
             pretty(m.payload.get())
         }
     };
