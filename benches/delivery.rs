@@ -5,7 +5,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use herald::domain::format::{EventInfo, PayloadFormat};
 use herald::domain::secret::{EndpointSecret, SecretKind};
-use herald::domain::signature::{Algorithm, Encoding, SignatureStyle};
+use herald::domain::signature::{Algorithm, Encoding, HeaderNames, SignatureStyle};
 
 fn payload() -> String {
     format!(
@@ -21,6 +21,7 @@ fn signing(c: &mut Criterion) {
             "standard_webhooks_hmac",
             SignatureStyle::StandardWebhooks {
                 algorithm: Algorithm::HmacSha256,
+                names: HeaderNames::Webhook,
             },
             SecretKind::StandardHmac,
         ),
@@ -28,6 +29,7 @@ fn signing(c: &mut Criterion) {
             "standard_webhooks_ed25519",
             SignatureStyle::StandardWebhooks {
                 algorithm: Algorithm::Ed25519,
+                names: HeaderNames::Webhook,
             },
             SecretKind::Ed25519,
         ),

@@ -25,6 +25,9 @@ signature = { style = "hmac-sha256", header = "X-Signature", encoding = "base64"
 [profiles.ed]
 signature = { style = "standard-webhooks", algorithm = "ed25519" }
 
+[profiles.svix]
+signature = { style = "svix" }
+
 [profiles.quick]
 retry_schedule = ["0s", "300ms"]
 timeout = "300ms"
@@ -160,6 +163,30 @@ async fn the_default_profile_verifies_with_the_standard_webhooks_library(backend
     let got = receiver.wait_for(1, Duration::from_secs(10)).await;
     let checks =
         json!([{"kind": "v1", "secret": secret, "headers": headers_json(&got[0]), "body": body_text(&got[0])}]);
+    let out = python::run_script("verify_signatures.py", &checks.to_string()).await;
+    assert!(out.contains("verified 1"), "{out}");
+}
+
+/// Consumers moved from a Svix server read `svix-id`, `svix-timestamp` and
+/// `svix-signature`; a profile with style `svix` sends exactly those, and
+/// Svix's own verifier accepts them.
+async fn a_svix_style_profile_signs_under_svixs_header_names(backend: Backend) {
+    let app = spawn(&backend).await;
+    let app_id = app.create_app("Moved from Svix").await;
+    let receiver = Receiver::start().await;
+    let ep = app
+        .create_endpoint(&app_id, &receiver.url, json!({"profile": "svix"}))
+        .await;
+    let secret = ep["secret"].as_str().unwrap().to_owned();
+    let msg = app.publish(&app_id, "ticket.created", json!({"id": 7})).await;
+    let got = &receiver.wait_for(1, Duration::from_secs(10)).await[0];
+    assert_eq!(got.header("svix-id"), msg["id"].as_str().unwrap());
+    assert!(got.header("svix-timestamp").parse::<i64>().is_ok());
+    assert!(got.header("svix-signature").starts_with("v1,"));
+    for standard in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        assert_eq!(got.header(standard), "", "{standard} is not sent beside the svix names");
+    }
+    let checks = json!([{"kind": "svix", "secret": secret, "headers": headers_json(got), "body": body_text(got)}]);
     let out = python::run_script("verify_signatures.py", &checks.to_string()).await;
     assert!(out.contains("verified 1"), "{out}");
 }
@@ -564,6 +591,7 @@ on_both_backends!(
     a_product_style_profile_signs_the_raw_body_in_its_own_header,
     the_default_profile_verifies_with_the_standard_webhooks_library,
     ed25519_endpoints_sign_v1a_that_another_implementation_verifies,
+    a_svix_style_profile_signs_under_svixs_header_names,
     a_profile_sets_the_retry_schedule_and_the_timeout,
     a_4xx_is_final_when_the_profile_says_so_and_410_disables,
     retry_after_slows_the_next_attempt,

@@ -156,8 +156,9 @@ fn prepare(job: &DeliveryJob, profile: &Profile, now: DateTime<Utc>) -> Result<P
     for (name, value) in &job.endpoint.headers {
         insert(&mut headers, name, value);
     }
-    insert(&mut headers, "webhook-id", job.msg_id.as_str());
-    insert(&mut headers, "webhook-timestamp", &timestamp.to_string());
+    let names = profile.signature.header_names();
+    insert(&mut headers, names.id(), job.msg_id.as_str());
+    insert(&mut headers, names.timestamp(), &timestamp.to_string());
     insert(&mut headers, &signature_name, &signature);
     if let Some(name) = &profile.event_header {
         insert(&mut headers, name, &job.event_type);

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::headers::{is_reserved, is_token};
 use super::retry::{RetrySchedule, parse_duration};
-use super::signature::{Algorithm, Encoding, SignatureStyle};
+use super::signature::{Algorithm, Encoding, HeaderNames, SignatureStyle};
 
 /// The profile used when neither the endpoint nor its application names one.
 pub const DEFAULT_PROFILE: &str = "default";
@@ -200,7 +200,7 @@ impl ProfileSpec {
 impl SignatureSpec {
     fn build(self) -> Result<SignatureStyle, (&'static str, String)> {
         match self.style.as_str() {
-            "standard-webhooks" => {
+            style @ ("standard-webhooks" | "svix") => {
                 if let Some(extra) = [
                     ("header", &self.header),
                     ("prefix", &self.prefix),
@@ -218,11 +218,19 @@ impl SignatureSpec {
                         return Err(("algorithm", format!("'{other}' is not one of hmac-sha256, ed25519")));
                     }
                 };
-                Ok(SignatureStyle::StandardWebhooks { algorithm })
+                let names = if style == "svix" {
+                    HeaderNames::Svix
+                } else {
+                    HeaderNames::Webhook
+                };
+                Ok(SignatureStyle::StandardWebhooks { algorithm, names })
             }
             "hmac-sha256" => {
                 if self.algorithm.is_some() {
-                    return Err(("algorithm", "applies only to style \"standard-webhooks\"".into()));
+                    return Err((
+                        "algorithm",
+                        "applies only to styles \"standard-webhooks\" and \"svix\"".into(),
+                    ));
                 }
                 let header = self.header.ok_or((
                     "header",
@@ -246,7 +254,7 @@ impl SignatureSpec {
             }
             other => Err((
                 "style",
-                format!("'{other}' is not one of standard-webhooks, hmac-sha256"),
+                format!("'{other}' is not one of standard-webhooks, svix, hmac-sha256"),
             )),
         }
     }

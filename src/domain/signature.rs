@@ -13,14 +13,48 @@ use super::secret::{EndpointSecret, SecretKind};
 /// How requests to an endpoint are signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignatureStyle {
-    /// `webhook-signature: v1,…` (HMAC) or `v1a,…` (Ed25519).
-    StandardWebhooks { algorithm: Algorithm },
+    /// `webhook-signature: v1,…` (HMAC) or `v1a,…` (Ed25519), or the same
+    /// under Svix's header names.
+    StandardWebhooks { algorithm: Algorithm, names: HeaderNames },
     /// `<header>: <prefix><hex or base64 HMAC-SHA256 of the raw body>`.
     BodyHmac {
         header: String,
         prefix: String,
         encoding: Encoding,
     },
+}
+
+/// The names of the id, timestamp and signature headers: Standard Webhooks'
+/// `webhook-*`, or `svix-*`, which a Svix server sends by default, so
+/// consumers that read those names keep working after a move to Herald.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeaderNames {
+    #[default]
+    Webhook,
+    Svix,
+}
+
+impl HeaderNames {
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook-id",
+            Self::Svix => "svix-id",
+        }
+    }
+
+    pub fn timestamp(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook-timestamp",
+            Self::Svix => "svix-timestamp",
+        }
+    }
+
+    pub fn signature(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook-signature",
+            Self::Svix => "svix-signature",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +73,7 @@ impl Default for SignatureStyle {
     fn default() -> Self {
         Self::StandardWebhooks {
             algorithm: Algorithm::HmacSha256,
+            names: HeaderNames::Webhook,
         }
     }
 }
@@ -49,11 +84,22 @@ impl SignatureStyle {
         match self {
             Self::StandardWebhooks {
                 algorithm: Algorithm::HmacSha256,
+                ..
             } => SecretKind::StandardHmac,
             Self::StandardWebhooks {
                 algorithm: Algorithm::Ed25519,
+                ..
             } => SecretKind::Ed25519,
             Self::BodyHmac { .. } => SecretKind::Text,
+        }
+    }
+
+    /// The id and timestamp headers' names (a product's own style keeps
+    /// Standard Webhooks' beside its signature header).
+    pub fn header_names(&self) -> HeaderNames {
+        match self {
+            Self::StandardWebhooks { names, .. } => *names,
+            Self::BodyHmac { .. } => HeaderNames::Webhook,
         }
     }
 
@@ -80,11 +126,11 @@ impl SignatureStyle {
     ) -> Option<(String, String)> {
         let usable = secrets.iter().filter(|s| self.accepts(s));
         match self {
-            Self::StandardWebhooks { .. } => {
+            Self::StandardWebhooks { names, .. } => {
                 let entries: Vec<String> = usable
                     .filter_map(|s| sign_standard(s, msg_id, timestamp, body))
                     .collect();
-                (!entries.is_empty()).then(|| ("webhook-signature".to_owned(), entries.join(" ")))
+                (!entries.is_empty()).then(|| (names.signature().to_owned(), entries.join(" ")))
             }
             Self::BodyHmac {
                 header,
@@ -147,7 +193,24 @@ mod tests {
     const BODY: &[u8] = br#"{"test": 2432232314}"#;
 
     fn standard(algorithm: Algorithm) -> SignatureStyle {
-        SignatureStyle::StandardWebhooks { algorithm }
+        SignatureStyle::StandardWebhooks {
+            algorithm,
+            names: HeaderNames::Webhook,
+        }
+    }
+
+    #[test]
+    fn svix_names_carry_the_same_signature() {
+        let secret = EndpointSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let svix = SignatureStyle::StandardWebhooks {
+            algorithm: Algorithm::HmacSha256,
+            names: HeaderNames::Svix,
+        };
+        let (name, value) = svix.sign(&[secret], ID, TS, BODY).unwrap();
+        assert_eq!(name, "svix-signature");
+        assert_eq!(value, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert_eq!(svix.header_names().id(), "svix-id");
+        assert_eq!(svix.header_names().timestamp(), "svix-timestamp");
     }
 
     #[test]

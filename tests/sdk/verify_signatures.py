@@ -2,9 +2,11 @@
 
 Reads a JSON list of checks on stdin, each:
   {"kind": "v1", "secret": "whsec_...", "headers": {...}, "body": "..."}
+  {"kind": "svix", "secret": "whsec_...", "headers": {...}, "body": "..."}
   {"kind": "body-hmac", "secret": "...", "header": "x-acme-signature",
    "prefix": "sha256=", "encoding": "hex" | "base64", "headers": {...}, "body": "..."}
-Standard Webhooks `v1` is checked by the `standardwebhooks` package; a
+Standard Webhooks `v1` is checked by the `standardwebhooks` package, the
+same under `svix-*` header names by the `svix` package's verifier; a
 product's own header by Python's `hmac`. Each check also proves that a
 changed body fails, so a verifier that accepts everything cannot pass.
 """
@@ -16,6 +18,8 @@ import json
 import sys
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from svix.webhooks import Webhook as SvixWebhook
+from svix.webhooks import WebhookVerificationError as SvixVerificationError
 
 
 def verify_v1(check):
@@ -24,6 +28,16 @@ def verify_v1(check):
     try:
         hook.verify(check["body"] + " ", check["headers"])
     except WebhookVerificationError:
+        return
+    raise AssertionError("a changed body still verified")
+
+
+def verify_svix(check):
+    hook = SvixWebhook(check["secret"])
+    hook.verify(check["body"], check["headers"])
+    try:
+        hook.verify(check["body"] + " ", check["headers"])
+    except SvixVerificationError:
         return
     raise AssertionError("a changed body still verified")
 
@@ -47,7 +61,7 @@ def main():
     checks = json.load(sys.stdin)
     assert checks, "nothing to verify"
     for check in checks:
-        {"v1": verify_v1, "body-hmac": verify_body_hmac}[check["kind"]](check)
+        {"v1": verify_v1, "svix": verify_svix, "body-hmac": verify_body_hmac}[check["kind"]](check)
     print(f"verified {len(checks)}")
 
 
