@@ -416,3 +416,46 @@ async fn the_liveness_ping_answers_no_content() {
         assert_eq!(answer.status(), StatusCode::NO_CONTENT, "{method}");
     }
 }
+
+/// docs/migrating-from-svix.md lists every operation of Svix's open-source
+/// server with Herald's answer to it. Each one it calls served must reach a
+/// route: a made-up id may be unknown (404 naming the object), but never
+/// "route not found" and never 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_the_migration_guide_calls_served_is_routed() {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/migrating-from-svix.md"))
+        .expect("the migration guide");
+    let rows: Vec<Vec<String>> = guide
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(|line| {
+            line.split('|')
+                .map(|cell| cell.trim().trim_matches('`').to_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 41, "Svix's OpenAPI document 1.1.1 has 41 operations");
+    let app = spawn_app(&Backend::Sqlite).await;
+    for row in &rows {
+        let (method, path, herald) = (&row[1], &row[2], &row[4]);
+        assert!(herald.starts_with("Served"), "{method} {path}: {herald}");
+        let concrete = path
+            .replace("{app_id}", "app_unknown")
+            .replace("{endpoint_id}", "ep_unknown")
+            .replace("{msg_id}", "msg_unknown")
+            .replace("{attempt_id}", "atmpt_unknown")
+            .replace("{event_type_name}", "unknown.type");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let body = matches!(
+            method,
+            reqwest::Method::POST | reqwest::Method::PUT | reqwest::Method::PATCH
+        )
+        .then(|| json!({}));
+        let answer = app.call(method.clone(), &concrete, body).await;
+        assert_ne!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_ne!(
+            answer.body["detail"], "route not found",
+            "{method} {path} is not routed"
+        );
+    }
+}
