@@ -312,7 +312,8 @@ on_both_backends!(
     portal_links_are_checked,
     pages_escape_what_users_typed,
     unverified_tls_is_offered_only_where_allowed_and_flagged,
-    a_fifo_endpoint_shows_its_order_and_what_waits_behind_its_head
+    a_fifo_endpoint_shows_its_order_and_what_waits_behind_its_head,
+    a_read_only_portal_link_shows_everything_and_changes_nothing,
 );
 
 /// Signs in over plain HTTP; answers the session cookie and the page's CSRF token.
@@ -520,6 +521,71 @@ async fn portal_links_are_checked(backend: Backend) {
         .await
         .expect("post");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A portal link made with `readOnly` is read-only in the dashboard too, not
+/// only on the API: no page offers a change, and a form sent anyway is refused.
+async fn a_read_only_portal_link_shows_everything_and_changes_nothing(backend: Backend) {
+    let app = spawn(&backend).await;
+    let app_id = app.create_app("Acme").await;
+    let ep = app.create_endpoint(&app_id, "http://127.0.0.1:9/x", json!({})).await;
+    let ep_id = ep["id"].as_str().expect("id");
+    let link = app
+        .post(
+            &format!("/api/v1/auth/app-portal-access/{app_id}"),
+            json!({"readOnly": true}),
+        )
+        .await
+        .body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (cookie, csrf) = sign_in(&app, &link).await;
+    let listing = page(&app, &cookie, &format!("/ui/app/{app_id}")).await;
+    assert!(listing.contains(ep_id), "the endpoint is shown");
+    assert!(listing.contains("read-only"), "the session says what it is");
+    assert!(!listing.contains("new-endpoint"), "no way to add an endpoint");
+    let detail = page(&app, &cookie, &format!("/ui/app/{app_id}/endpoint/{ep_id}")).await;
+    for control in [
+        "edit-endpoint",
+        "switch-endpoint",
+        "delete-endpoint",
+        "send-test",
+        "rotate-secret",
+    ] {
+        assert!(!detail.contains(control), "{control} is offered");
+    }
+    let switch = format!("/ui/app/{app_id}/endpoint/{ep_id}/switch");
+    assert_eq!(
+        post_form(&app, &cookie, &switch, &[("csrf", &csrf), ("to", "off")], None).await,
+        StatusCode::FORBIDDEN
+    );
+    let still = app.get(&format!("/api/v1/app/{app_id}/endpoint/{ep_id}")).await.body;
+    assert_eq!(still["disabled"], false);
+    // Signing out changes nothing, so it is not refused.
+    assert_eq!(
+        post_form(&app, &cookie, "/ui/logout", &[("csrf", &csrf)], None).await,
+        StatusCode::SEE_OTHER
+    );
+
+    // The same link without readOnly may change things.
+    let writable = app
+        .post(&format!("/api/v1/auth/app-portal-access/{app_id}"), json!({}))
+        .await
+        .body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (cookie, csrf) = sign_in(&app, &writable).await;
+    assert!(
+        page(&app, &cookie, &format!("/ui/app/{app_id}"))
+            .await
+            .contains("new-endpoint")
+    );
+    assert_eq!(
+        post_form(&app, &cookie, &switch, &[("csrf", &csrf), ("to", "off")], None).await,
+        StatusCode::SEE_OTHER
+    );
 }
 
 async fn pages_escape_what_users_typed(backend: Backend) {

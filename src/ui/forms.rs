@@ -163,6 +163,7 @@ mod tests {
         Viewer {
             scope: Scope::Admin,
             csrf: String::new(),
+            read_only: false,
         }
     }
 
@@ -196,6 +197,7 @@ mod tests {
                 owner: Some("acme".into()),
             },
             csrf: String::new(),
+            read_only: false,
         };
         let body = form.to_json(&viewer, false).unwrap();
         assert_eq!(body["ownerId"], "acme");
@@ -211,6 +213,7 @@ mod tests {
                 owner: None,
             },
             csrf: String::new(),
+            read_only: false,
         };
         let body = EndpointForm::default().to_json(&viewer, true).unwrap();
         assert!(body.get("ownerId").is_none(), "{body}");

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::UiError;
 use super::render::{self, Layout};
-use super::session::{self, Scope, Submitted, Viewer};
+use super::session::{self, Scope, Viewer};
 use crate::service::AppState;
 
 /// The first page of a viewer: operators see the applications, a customer
@@ -68,7 +68,7 @@ pub async fn sign_in(
     Form(form): Form<SignIn>,
 ) -> Result<Response, UiError> {
     session::same_origin(&headers)?;
-    let Some((scope, expires_at)) = session::scope_for_token(&state, &form.token, state.clock.now()) else {
+    let Some(granted) = session::grant_for_token(&state, &form.token, state.clock.now()) else {
         tracing::info!("a dashboard sign-in was refused");
         return Ok(login_form(
             StatusCode::UNAUTHORIZED,
@@ -76,11 +76,11 @@ pub async fn sign_in(
             Some("That token is not valid, or the portal link has expired."),
         ));
     };
-    let target = match (&scope, safe_next(&form.next)) {
+    let target = match (&granted.scope, safe_next(&form.next)) {
         (Scope::Admin, Some(next)) => next.to_owned(),
-        _ => landing(&scope),
+        _ => landing(&granted.scope),
     };
-    let cookie = session::start(&state, &headers, scope, expires_at);
+    let cookie = session::start(&state, &headers, granted);
     Ok((jar.add(cookie), Redirect::to(&target)).into_response())
 }
 
@@ -88,7 +88,7 @@ pub async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
     jar: CookieJar,
-    _submitted: Submitted<serde::de::IgnoredAny>,
+    _submitted: session::SignOutForm,
 ) -> Response {
     let removal: Cookie<'static> = session::end(&state, &headers);
     (jar.add(removal), Redirect::to("/ui/login")).into_response()

@@ -54,6 +54,8 @@ pub struct Layout {
     /// The application a portal viewer is scoped to.
     pub portal_app: Option<String>,
     pub owner: Option<String>,
+    /// A read-only portal session: pages leave out what would change things.
+    pub read_only: bool,
 }
 
 impl Layout {
@@ -68,6 +70,7 @@ impl Layout {
                 super::session::Scope::Admin => None,
             },
             owner: viewer.owner().map(str::to_owned),
+            read_only: viewer.read_only,
         }
     }
 }

@@ -36,6 +36,9 @@ struct Claims {
     scope: Scope,
     csrf: String,
     expires_at: i64,
+    /// A read-only portal link's session: it reads, and changes nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    read_only: bool,
 }
 
 /// The signed-in person, as an extractor: a page that takes one is
@@ -44,6 +47,7 @@ struct Claims {
 pub struct Viewer {
     pub scope: Scope,
     pub csrf: String,
+    pub read_only: bool,
 }
 
 impl Viewer {
@@ -68,31 +72,46 @@ impl Viewer {
     }
 }
 
-/// The scope a typed token grants, and until when: the admin token, or a
-/// portal link's token.
-pub fn scope_for_token(state: &AppState, token: &str, now: DateTime<Utc>) -> Option<(Scope, i64)> {
+/// What a typed token lets its holder do in the dashboard, and until when.
+pub struct Granted {
+    pub scope: Scope,
+    pub expires_at: i64,
+    pub read_only: bool,
+}
+
+/// What a typed token grants: the admin token, or a portal link's token
+/// (read-only when the link was made so).
+pub fn grant_for_token(state: &AppState, token: &str, now: DateTime<Utc>) -> Option<Granted> {
     let token = token.trim();
     let longest = (now + Duration::hours(SESSION_HOURS)).timestamp();
     if token.starts_with(PORTAL_TOKEN_PREFIX) {
         let grant = state.signer.check_portal(token, now)?;
-        let scope = Scope::App {
-            app: grant.app,
-            owner: grant.owner,
-        };
-        return Some((scope, grant.expires_at.min(longest)));
+        return Some(Granted {
+            scope: Scope::App {
+                app: grant.app,
+                owner: grant.owner,
+            },
+            expires_at: grant.expires_at.min(longest),
+            read_only: grant.read_only,
+        });
     }
     let matches: bool = hash_token(token).ct_eq(&state.admin_token_hash).into();
-    matches.then_some((Scope::Admin, longest))
+    matches.then_some(Granted {
+        scope: Scope::Admin,
+        expires_at: longest,
+        read_only: false,
+    })
 }
 
-/// A new session cookie for `scope`, with a fresh CSRF token.
-pub fn start(state: &AppState, headers: &HeaderMap, scope: Scope, expires_at: i64) -> Cookie<'static> {
+/// A new session cookie for what was granted, with a fresh CSRF token.
+pub fn start(state: &AppState, headers: &HeaderMap, granted: Granted) -> Cookie<'static> {
     let mut csrf = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut csrf);
     let claims = Claims {
-        scope,
+        scope: granted.scope,
         csrf: URL_SAFE_NO_PAD.encode(csrf),
-        expires_at,
+        expires_at: granted.expires_at,
+        read_only: granted.read_only,
     };
     cookie(state.signer.sign(PURPOSE, &claims), secure(state, headers))
 }
@@ -128,6 +147,7 @@ fn read(signer: &Signer, jar: &CookieJar, now: DateTime<Utc>) -> Option<Viewer> 
     (claims.expires_at > now.timestamp()).then_some(Viewer {
         scope: claims.scope,
         csrf: claims.csrf,
+        read_only: claims.read_only,
     })
 }
 
@@ -152,7 +172,8 @@ struct CsrfField {
     csrf: String,
 }
 
-/// A form posted by a signed-in viewer, from this site, with their CSRF token.
+/// A form that changes something, posted by a signed-in viewer who may
+/// change things, from this site, with their CSRF token.
 pub struct Submitted<T> {
     pub viewer: Viewer,
     pub form: T,
@@ -162,21 +183,43 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Submitted<T> {
     type Rejection = UiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (mut parts, body) = req.into_parts();
-        same_origin(&parts.headers)?;
-        let viewer = Viewer::from_request_parts(&mut parts, state).await?;
-        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(|e| UiError::BadForm(e.body_text()))?;
-        let sent: CsrfField = serde_html_form::from_bytes(&bytes).map_err(|e| UiError::BadForm(e.to_string()))?;
-        if !bool::from(sent.csrf.as_bytes().ct_eq(viewer.csrf.as_bytes())) {
+        let (viewer, bytes) = checked_form(req, state).await?;
+        if viewer.read_only {
             return Err(UiError::Forbidden(
-                "this form is out of date or came from another site; reload the page and try again".into(),
+                "this portal link is read-only: it changes nothing".into(),
             ));
         }
         let form = serde_html_form::from_bytes(&bytes).map_err(|e| UiError::BadForm(e.to_string()))?;
         Ok(Self { viewer, form })
     }
+}
+
+/// The sign-out form: checked like any other, and open to read-only viewers.
+pub struct SignOutForm;
+
+impl FromRequest<AppState> for SignOutForm {
+    type Rejection = UiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        checked_form(req, state).await.map(|_| Self)
+    }
+}
+
+/// The viewer and the body of a form sent from this site with their CSRF token.
+async fn checked_form(req: Request, state: &AppState) -> Result<(Viewer, Bytes), UiError> {
+    let (mut parts, body) = req.into_parts();
+    same_origin(&parts.headers)?;
+    let viewer = Viewer::from_request_parts(&mut parts, state).await?;
+    let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+        .await
+        .map_err(|e| UiError::BadForm(e.body_text()))?;
+    let sent: CsrfField = serde_html_form::from_bytes(&bytes).map_err(|e| UiError::BadForm(e.to_string()))?;
+    if !bool::from(sent.csrf.as_bytes().ct_eq(viewer.csrf.as_bytes())) {
+        return Err(UiError::Forbidden(
+            "this form is out of date or came from another site; reload the page and try again".into(),
+        ));
+    }
+    Ok((viewer, bytes))
 }
 
 /// Refuses a form posted from another origin. Browsers send `Origin` with
@@ -218,6 +261,7 @@ mod tests {
                 owner: owner.map(str::to_owned),
             },
             csrf: String::new(),
+            read_only: false,
         }
     }
 
@@ -240,6 +284,7 @@ mod tests {
             scope: Scope::Admin,
             csrf: "c".into(),
             expires_at: now.timestamp() + 10,
+            read_only: false,
         };
         let jar = CookieJar::new().add(Cookie::new(COOKIE, signer.sign(PURPOSE, &claims)));
         assert!(read(&signer, &jar, now).is_some_and(|v| v.is_admin()));
