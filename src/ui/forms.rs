@@ -97,6 +97,14 @@ impl EndpointForm {
         let text = |s: &str| Some(s.trim()).filter(|s| !s.is_empty()).map(|s| json!(s));
         set("url", Some(json!(self.url.trim())));
         set("description", Some(json!(self.description.trim())));
+        // The API reads an empty list as "everything"; a person who chose
+        // "some events" and ticked none meant something else: ask.
+        if self.events_mode == "some" && self.events.is_empty() {
+            return Err(ServiceError::body_field(
+                &["filterTypes"],
+                "choose at least one event, or send everything",
+            ));
+        }
         set("filterTypes", (self.events_mode == "some").then(|| json!(self.events)));
         let channels: Vec<&str> = self
             .channels
@@ -203,6 +211,17 @@ mod tests {
         assert_eq!(body["ownerId"], "acme");
         assert_eq!(body["filterTypes"], json!(["ticket.created"]));
         assert_eq!(body["channels"], json!(["a", "b"]));
+    }
+
+    #[test]
+    fn some_events_with_none_ticked_is_refused_at_the_field() {
+        let form = EndpointForm {
+            url: "https://example.com/hook".into(),
+            events_mode: "some".into(),
+            ..Default::default()
+        };
+        let refused = form.to_json(&admin(), false).unwrap_err();
+        assert!(field_errors(&refused)["filterTypes"].contains("at least one event"));
     }
 
     #[test]
