@@ -126,7 +126,7 @@ pub async fn list_attempted_messages(
     };
     let status = q.int("status", 0..=3)?;
     let tag = q.str("tag");
-    let with_content = q.str("with_content").is_none() || q.bool("with_content")?;
+    let with_content = q.with_content()?;
     let paging = Paging::from_query(q, Order::Descending)?;
     let wanted = paging.page.limit as usize;
     let mut scan = Page {

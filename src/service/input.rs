@@ -152,6 +152,15 @@ impl QueryParams {
         }
     }
 
+    /// Svix's `with_content`: contents (payloads) are shown unless it is
+    /// `false`, which the 2.x SDKs send unless asked otherwise.
+    pub fn with_content(&self) -> Result<bool, ServiceError> {
+        match self.str("with_content") {
+            None => Ok(true),
+            Some(_) => self.bool("with_content"),
+        }
+    }
+
     pub fn int(&self, name: &str, range: std::ops::RangeInclusive<i64>) -> Result<Option<i64>, ServiceError> {
         self.str(name)
             .map(|s| match s.parse::<i64>() {

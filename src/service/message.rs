@@ -85,6 +85,18 @@ impl From<Message> for MessageOut {
     }
 }
 
+impl MessageOut {
+    /// As a caller asked with `with_content`: when `false`, `{}` stands in
+    /// for the payload (as on Svix, so an SDK that did not ask for payloads
+    /// is not sent them).
+    pub fn with_content(mut self, shown: bool) -> Self {
+        if !shown {
+            self.payload = RawValue::from_string("{}".to_owned()).expect("literal JSON");
+        }
+        self
+    }
+}
+
 /// Most owners one message may name.
 const MAX_AUDIENCE: usize = 100;
 
@@ -226,9 +238,11 @@ pub async fn list_messages(state: &AppState, app_id: &str, q: &QueryParams) -> S
         event_types: q.list("event_types"),
         channel: q.str("channel").map(str::to_owned),
     };
+    let shown = q.with_content()?;
     let paging = Paging::from_query(q, Order::Descending)?;
     let rows = state.store.list_messages(&app.id, &filter, &paging.page).await?;
-    Ok(paging.finish(rows.into_iter().map(MessageOut::from).collect(), |m| m.id.clone()))
+    let out = rows.into_iter().map(|m| MessageOut::from(m).with_content(shown));
+    Ok(paging.finish(out.collect(), |m| m.id.clone()))
 }
 
 /// The message `msg_id` (its id or eventId) of application `app_id`.
