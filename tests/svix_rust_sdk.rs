@@ -1,5 +1,6 @@
-//! The official `svix` Rust crate (a dev-dependency, plain http only) drives
-//! Herald through the product flow of tests/sdk/svix_flow.py, and every
+//! The official `svix` Rust crate (a dev-dependency, over plain http to a
+//! loopback Herald) drives Herald through the product flow of
+//! tests/sdk/svix_flow.py and tests/sdk/svix_flow.mjs, and every
 //! delivery verifies with the Standard Webhooks reference library for Rust
 //! (the `standardwebhooks` crate), as a Rust consumer would check it.
 

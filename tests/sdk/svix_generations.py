@@ -6,8 +6,9 @@ differently, so that svix_flow.py runs one product flow through each of them.
   ask for success), models keep payloads as objects of their own.
 - From about 1.50: the second generator (`svix.models`), with an options class
   per call and named statuses.
-- 2.0: endpoints take `eventTypes` instead of `filterTypes`, and `update*`
-  became `upsert`/`set_headers`.
+- 2.0: endpoints take `eventTypes` instead of `filterTypes`, `update*`
+  became `upsert`/`set_headers`, and reads send `with_content=false` unless
+  asked otherwise.
 - Later 2.x: a secret rotation answers the new secret.
 
 Each difference is found by looking for the name, not by version number.
