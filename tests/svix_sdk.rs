@@ -1,49 +1,92 @@
-//! The official Svix Python SDKs work as Herald clients, and their
-//! deliveries verify with `standardwebhooks`: the current generation
-//! (pinned in tests/sdk/requirements.txt) and the first (requirements-1x.txt),
-//! which reads some answers differently.
+//! The official Svix SDKs work as Herald clients: each drives one product
+//! flow (applications with uids and paging, event types, filtered endpoints
+//! with headers, publish, attempts, secrets and rotation, stats, resend,
+//! recover, send-example, portal access, deletes) against a fresh Herald,
+//! and every delivery verifies with a Standard Webhooks library.
 //!
-//! Each test makes its own virtualenv under target/ on first run (pip needs
-//! the package registry once); later runs reuse it.
+//! - Python: `svix` at one version of each generation, each in its own
+//!   virtualenv (tests/sdk/requirements-<version>.txt), all running
+//!   tests/sdk/svix_flow.py, verified with `standardwebhooks`.
+//! - Node: the `svix` npm package (tests/sdk/package.json and its lock),
+//!   running tests/sdk/svix_flow.mjs, verified with npm `standardwebhooks`.
+//!
+//! The Rust crate's flow is tests/svix_rust_sdk.rs. The SDKs are installed
+//! under target/ on first run (the package registries are needed once);
+//! later runs reuse them.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Instant;
 
-/// Runs `script` (under tests/sdk) with `python` against a fresh Herald;
-/// fails with its output unless it ends with `expected` said.
-async fn drive_herald(python: PathBuf, script: &str, expected: &str) {
+/// Runs `program args` against a fresh Herald; fails with its output unless
+/// it exits 0 having said `expected`.
+async fn drive_herald(sdk: &str, program: impl Into<OsString>, args: &[OsString], expected: &str) {
     let app = common::spawn_app(&common::Backend::Sqlite).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
-    let output = tokio::process::Command::new(python)
-        .arg(script)
+    let started = Instant::now();
+    let output = tokio::process::Command::new(program.into())
+        .args(args)
         .env("HERALD_URL", &app.base)
         .env("HERALD_TOKEN", common::TOKEN)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
         .await
-        .expect("the SDK script runs");
+        .expect("the SDK flow runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "SDK script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "the {sdk} flow failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains(expected), "{stdout}");
+    common::report(&format!("{sdk}: the flow took {:.1?}", started.elapsed()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_svix_sdk_drives_herald() {
-    let python = tokio::task::spawn_blocking(common::python::sdk_python)
+/// The flow of tests/sdk/svix_flow.py through `svix==version`.
+async fn python_sdk_drives_herald(version: &'static str) {
+    let python = tokio::task::spawn_blocking(move || common::python::svix_python(version))
         .await
         .expect("venv");
-    drive_herald(python, "svix_client.py", "every call succeeded").await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/svix_flow.py");
+    let expected = format!("svix {version}: every call succeeded and every delivery verified");
+    drive_herald(&format!("svix {version} (Python)"), python, &[script.into()], &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_generation_svix_sdk_drives_herald() {
-    let python =
-        tokio::task::spawn_blocking(|| common::python::venv_python("sdk1-venv", "tests/sdk/requirements-1x.txt"))
-            .await
-            .expect("venv");
-    drive_herald(python, "svix1_client.py", "every call succeeded").await;
+async fn python_svix_1_40_0_drives_herald() {
+    python_sdk_drives_herald("1.40.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_svix_1_70_1_drives_herald() {
+    python_sdk_drives_herald("1.70.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_svix_1_99_1_drives_herald() {
+    python_sdk_drives_herald("1.99.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_svix_2_0_0_drives_herald() {
+    python_sdk_drives_herald("2.0.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_svix_2_9_1_drives_herald() {
+    python_sdk_drives_herald("2.9.1").await;
+}
+
+/// The flow of tests/sdk/svix_flow.mjs, copied beside the node_modules that
+/// hold the pinned npm packages so that its imports resolve there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_svix_drives_herald() {
+    let dir = tokio::task::spawn_blocking(common::node::sdk_node_dir)
+        .await
+        .expect("npm ci");
+    let script = dir.join("svix_flow.mjs");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/svix_flow.mjs");
+    std::fs::copy(&source, &script).expect("copy the flow beside its node_modules");
+    drive_herald("svix (npm)", "node", &[script.into()], "(npm): every call succeeded").await;
 }

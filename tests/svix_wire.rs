@@ -162,6 +162,41 @@ async fn event_types_can_be_patched(backend: Backend) {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
+/// The 2.x SDKs send `with_content=false` unless asked otherwise; Svix then
+/// answers `{}` for payloads, and so does Herald.
+async fn messages_show_payloads_unless_with_content_is_false(backend: Backend) {
+    let app = spawn_app(&backend).await;
+    let app_id = app.create_app("Content").await;
+    let msgs = format!("/api/v1/app/{app_id}/msg");
+    let body = json!({"eventType": "a.b", "payload": {"n": 1}});
+    let created = app.post(&format!("{msgs}?with_content=false"), body.clone()).await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
+    assert_eq!(created.body["payload"], json!({}));
+    let one = format!("{msgs}/{}", created.body["id"].as_str().expect("id"));
+    assert_eq!(app.get(&one).await.body["payload"], json!({"n": 1}), "stored whole");
+    assert_eq!(
+        app.get(&format!("{one}?with_content=true")).await.body["payload"],
+        json!({"n": 1})
+    );
+    assert_eq!(
+        app.get(&format!("{one}?with_content=false")).await.body["payload"],
+        json!({})
+    );
+    assert_eq!(app.get(&msgs).await.body["data"][0]["payload"], json!({"n": 1}));
+    let bare = app.get(&format!("{msgs}?with_content=false")).await;
+    assert_eq!(bare.body["data"][0]["payload"], json!({}));
+    assert_eq!(bare.body["data"][0]["eventType"], "a.b");
+
+    let bad = app.post(&format!("{msgs}?with_content=maybe"), body).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    assert_eq!(bad.body["detail"][0]["loc"], json!(["query", "with_content"]));
+    assert_eq!(
+        ids(&app.get(&msgs).await.body).len(),
+        1,
+        "a refused request stores nothing"
+    );
+}
+
 fn ids(list: &Value) -> Vec<String> {
     list["data"]
         .as_array()
@@ -399,6 +434,7 @@ on_both_backends!(
     attempted_messages_and_destinations_are_listed,
     lists_follow_svixs_order_and_content_switches,
     a_message_or_a_portal_link_can_make_its_application,
+    messages_show_payloads_unless_with_content_is_false,
 );
 
 /// Svix's liveness probe answers 204 with no token, on GET and HEAD, as load

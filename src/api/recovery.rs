@@ -86,15 +86,16 @@ pub async fn get_task(
 /// this endpoint only, as a message visible in the history.
 #[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/send-example", tag = "Endpoint",
     params(("app_id" = String, Path), ("endpoint_id" = String, Path)), request_body = EventExampleIn,
-    responses((status = 200, body = MessageOut)))]
+    responses((status = 202, body = MessageOut)))]
 pub async fn send_example(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     ApiJson(input): ApiJson<EventExampleIn>,
 ) -> ApiResult<(StatusCode, Json<MessageOut>)> {
     let msg = recovery::send_example(&state, &app_id, &endpoint_id, input).await?;
-    // 200 as on Svix (publishing a message answers 202).
-    Ok((StatusCode::OK, Json(msg)))
+    // 202: Svix's document now says 200, but older SDKs (svix 1.40)
+    // accept only 202, and later ones take either.
+    Ok((StatusCode::ACCEPTED, Json(msg)))
 }
 
 /// Deliveries to this endpoint created in the period, by state.

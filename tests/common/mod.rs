@@ -4,6 +4,7 @@
 
 pub mod brokers;
 pub mod browser;
+pub mod node;
 pub mod ordered;
 pub mod pg;
 pub mod process;
@@ -32,6 +33,29 @@ pub const TOKEN: &str = "test-admin-token-0123456789";
 pub fn report(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Runs `install` into `dir` (a folder under target/) unless its stamp says
+/// it was already done from `pinned` (the text of the files that pin what it
+/// installs). Tests run as threads: one installs, others wanting the same
+/// folder wait for it and reuse it.
+pub fn installed_once(dir: &std::path::Path, pinned: &str, install: impl FnOnce()) {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex, PoisonError};
+    static FOLDERS: Mutex<BTreeMap<std::path::PathBuf, Arc<Mutex<()>>>> = Mutex::new(BTreeMap::new());
+    let folder = FOLDERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(dir.to_owned())
+        .or_default()
+        .clone();
+    let _installing = folder.lock().unwrap_or_else(PoisonError::into_inner);
+    let stamp = dir.join("requirements.installed");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(pinned) {
+        return;
+    }
+    install();
+    std::fs::write(&stamp, pinned).expect("stamp");
 }
 
 /// Where a test keeps its data. Every black-box test runs on both.

@@ -1,50 +1,57 @@
-//! Python with pinned packages (tests/sdk/requirements.txt for the client
-//! libraries, tests/schemathesis/requirements.txt for the API fuzzer), for
-//! checks made by implementations other than Herald's own.
+//! Python with pinned packages (tests/sdk/requirements-<version>.txt for
+//! each generation of the Svix client library, tests/schemathesis/requirements.txt
+//! for the API fuzzer), for checks made by implementations other than
+//! Herald's own.
 //!
-//! The virtualenv is made under target/ on first use (pip needs the package
+//! Each virtualenv is made under target/ on first use (pip needs the package
 //! registry once); later runs reuse it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The Svix SDK whose venv also serves the other scripts under tests/sdk.
+pub const CURRENT_SVIX: &str = "2.9.1";
+
 /// The SDK venv's interpreter, installing the requirements when they changed.
 pub fn sdk_python() -> PathBuf {
-    venv_python("sdk-venv", "tests/sdk/requirements.txt")
+    svix_python(CURRENT_SVIX)
+}
+
+/// The interpreter of the venv holding `svix==version`
+/// (tests/sdk/requirements-<version>.txt).
+pub fn svix_python(version: &str) -> PathBuf {
+    venv_python(
+        &format!("sdk-venv-{version}"),
+        &format!("tests/sdk/requirements-{version}.txt"),
+    )
 }
 
 /// The interpreter of the virtualenv `target/NAME`, with the pinned
 /// `requirements` (relative to the crate) installed when they changed.
 pub fn venv_python(name: &str, requirements: &str) -> PathBuf {
-    // Tests of one binary run as threads; one of them makes the venv.
-    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _making = MAKING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let venv = root.join("target").join(name);
     let python = venv.join("bin").join("python");
     let requirements = root.join(requirements);
-    let stamp = venv.join("requirements.installed");
     let wanted = std::fs::read_to_string(&requirements).expect("requirements file");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        return python;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .expect("python3 is needed for this test (install Python 3.9+)");
-    assert!(status.success(), "creating the virtualenv failed");
-    let status = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
-        .arg(&requirements)
-        .status()
-        .expect("pip runs");
-    assert!(
-        status.success(),
-        "installing {} failed (is the package registry reachable?)",
-        requirements.display()
-    );
-    std::fs::write(&stamp, wanted).expect("stamp");
+    super::installed_once(&venv, &wanted, || {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed for this test (install Python 3.9+)");
+        assert!(status.success(), "creating the virtualenv failed");
+        let status = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements)
+            .status()
+            .expect("pip runs");
+        assert!(
+            status.success(),
+            "installing {} failed (is the package registry reachable?)",
+            requirements.display()
+        );
+    });
     python
 }
 
@@ -56,6 +63,7 @@ pub async fn run_script(script: &str, input: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(script);
     let mut child = tokio::process::Command::new(python)
         .arg(path)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
