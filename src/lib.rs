@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod domain;
@@ -22,7 +23,6 @@ use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
-use crate::delivery::Dispatcher;
 use crate::domain::clock::Clock;
 use crate::service::{AppState, Background};
 use crate::store::StoreError;
@@ -31,12 +31,10 @@ use crate::store::StoreError;
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Start(#[from] service::StartError),
     #[error("the HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
-    #[error(transparent)]
-    Notify(#[from] telemetry::notify::NotifyError),
 }
 
 /// How long a stopping server waits for its database connections to close.
@@ -67,27 +65,15 @@ pub async fn run_with_clock(
     if released > 0 {
         tracing::info!(released, "deliveries in flight at the last stop will be sent again");
     }
-    let admin_token_hash = service::auth::admin_token_hash(store.as_ref(), &config).await?;
-    let signer = service::portal::Signer::load(store.as_ref(), &admin_token_hash).await?;
-    let outbound = delivery::client::Outbound::new(&config)?;
+    let attempts = TaskTracker::new();
+    let background = TaskTracker::new();
+    let tasks = Background::new(background.clone(), shutdown.clone());
+    let state = AppState::assemble(store.clone(), config.clone(), clock.clone(), tasks.clone()).await?;
     if let Some(proxy) = &config.outbound_proxy {
         tracing::info!(%proxy, "deliveries and endpoint checks go through the outbound proxy");
     }
-    let attempts = TaskTracker::new();
-    let background = TaskTracker::new();
-    let notifier =
-        telemetry::notify::Notifier::start(store.clone(), &config, clock.clone(), background.clone()).await?;
-    let metrics = telemetry::metrics::Metrics::new(clock.clone());
-    let dispatcher = Dispatcher::new(
-        store.clone(),
-        config.clone(),
-        outbound.clone(),
-        notifier.clone(),
-        metrics.clone(),
-        clock.clone(),
-    );
+    let (dispatcher, outbound) = (state.dispatcher.clone(), state.outbound.clone());
 
-    let tasks = Background::new(background.clone(), shutdown.clone());
     warn_about_unknown_profiles(store.as_ref(), &config).await;
     if config.role.delivers() {
         background.spawn(dispatcher.clone().run(shutdown.clone(), attempts.clone()));
@@ -115,24 +101,6 @@ pub async fn run_with_clock(
     }
 
     let closing = store.clone();
-    let state = AppState {
-        store,
-        config: config.clone(),
-        clock: clock.clone(),
-        dispatcher,
-        outbound,
-        notifier,
-        metrics,
-        schemas: Default::default(),
-        admin_token_hash,
-        signer,
-        throttle: Default::default(),
-        sources: service::sources::Statuses::new(
-            config.sources.iter().map(|s| (s.name.clone(), s.broker.kind())),
-            &clock,
-        ),
-        background: tasks,
-    };
     sources::start(&state, &background, &shutdown);
     background.close();
     let address = listener.local_addr()?;

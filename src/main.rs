@@ -40,6 +40,31 @@ enum Command {
     /// or owner-scoped, with an optional expiry
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Copy another webhook server's data into this Herald's database
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Copy a running Svix server through its API: event types with their
+    /// schemas, applications, and endpoints with their headers and signing
+    /// secrets (consumers keep verifying with the secret they have).
+    ///
+    /// Objects are matched by uid; one without a uid gets its Svix id as
+    /// uid. Running it again changes only what differs. Message history is
+    /// not copied. On SQLite, stop Herald first; on PostgreSQL, nodes may
+    /// keep running. See docs/migrating-from-svix.md.
+    Svix {
+        /// The Svix server's address, e.g. https://svix.internal:8071
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// An API token of that Svix server, sent as a bearer token
+        #[arg(long, env = "SVIX_AUTH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(flatten)]
+        args: Args,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +139,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
     let (args, migrate_only) = match cli.command {
         Command::Bench(bench) => return run_bench(bench),
         Command::Token(command) => return run_token(command),
+        Command::Import(command) => return run_import(command),
         Command::Serve(args) => (args, false),
         Command::Migrate(args) => (args, true),
     };
@@ -159,6 +185,16 @@ fn run_token(command: TokenCommand) -> anyhow::Result<()> {
         herald::service::tokens::run(store.as_ref(), &clock, action).await?;
         anyhow::Ok(())
     })
+}
+
+fn run_import(command: ImportCommand) -> anyhow::Result<()> {
+    let ImportCommand::Svix { url, token, args } = command;
+    let config = Config::load(&args.settings, args.config.as_deref()).context("invalid configuration")?;
+    init_logging("warn");
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let source = herald::cli::import_svix::Source { url, token };
+    runtime.block_on(herald::cli::import_svix::run(config, source))?;
+    Ok(())
 }
 
 fn token_action(command: TokenCommand) -> anyhow::Result<herald::service::tokens::Action> {

@@ -51,13 +51,19 @@ pub fn check_name(p: &mut Problems, field: &str, value: &str) {
     }
 }
 
-/// A uid must not look like a generated id, or lookups would be ambiguous.
+/// A uid must not be a well-formed Herald id of its kind (the prefix and a
+/// ULID), or lookups by id-or-uid would be ambiguous. Anything else with the
+/// prefix is a fine uid: an application moved from Svix keeps its Svix id
+/// (`app_` and a 27-character KSUID) as its uid.
 pub fn check_uid(p: &mut Problems, value: &str, id_prefix: &str) {
     check_name(p, "uid", value);
-    if value.starts_with(id_prefix) {
+    let is_id = value
+        .strip_prefix(id_prefix)
+        .is_some_and(|rest| ulid::Ulid::from_string(rest).is_ok());
+    if is_id {
         p.add(
             &["uid"],
-            format!("must not start with '{id_prefix}', which is reserved for ids"),
+            format!("must not be a Herald id ('{id_prefix}' and a ULID); ids and uids share one lookup"),
         );
     }
 }
@@ -126,7 +132,16 @@ mod tests {
     #[test]
     fn uids_cannot_pose_as_ids() {
         let mut p = Problems::default();
-        check_uid(&mut p, "app_123", "app_");
+        check_uid(&mut p, &format!("app_{}", ulid::Ulid::new()), "app_");
         assert!(p.into_result().is_err());
+    }
+
+    #[test]
+    fn a_svix_id_is_a_uid_not_an_id() {
+        let mut p = Problems::default();
+        check_uid(&mut p, "app_2XzKSUIDbase62Example00001", "app_");
+        check_uid(&mut p, "ep_2XzKSUIDbase62Example00001", "ep_");
+        check_uid(&mut p, "app_123", "app_");
+        assert!(p.into_result().is_ok());
     }
 }

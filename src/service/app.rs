@@ -27,7 +27,7 @@ pub fn check_profile_name(p: &mut Problems, state: &AppState, name: &str) {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationIn {
     pub name: String,
@@ -42,7 +42,7 @@ pub struct ApplicationIn {
     pub validate_payloads: Option<bool>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationPatch {
     pub name: Option<String>,
@@ -219,6 +219,19 @@ pub async fn create_app(
     let app = new_app(state, input, None);
     state.store.create_app(&app).await?;
     Ok((true, app.into()))
+}
+
+/// Creates an application under the id it has in another Herald, so a
+/// Herald moved to another database (`herald import svix` pointed at a
+/// Herald) keeps its ids.
+pub async fn create_app_with_id(state: &AppState, id: AppId, input: ApplicationIn) -> ServiceResult<ApplicationOut> {
+    check_input(state, &input)?;
+    let app = Application {
+        id,
+        ..new_app(state, input, None)
+    };
+    state.store.create_app(&app).await?;
+    Ok(app.into())
 }
 
 pub async fn get_app(state: &AppState, app_id: &str) -> ServiceResult<ApplicationOut> {

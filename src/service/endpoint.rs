@@ -27,7 +27,7 @@ use crate::domain::validate::{Problems, check_channels, check_name, check_subscr
 use crate::store::{Application, Endpoint, Metadata, Order};
 use crate::telemetry::notify::{DisableTrigger, EndpointEvent};
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointIn {
     pub url: String,
@@ -76,7 +76,7 @@ pub struct EndpointIn {
     pub ordering: Option<DeliveryOrder>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointPatch {
     pub url: Option<String>,
@@ -432,19 +432,30 @@ fn build(
     }
 }
 
+/// How a new endpoint is known besides what its input says.
+enum NewIdentity {
+    /// A fresh id; the uid, when the input has none.
+    Fresh(Option<String>),
+    /// The id it has in another Herald.
+    Kept(EndpointId),
+}
+
 /// Creates an endpoint from `input`: the secret follows its profile, and
 /// the profile's check must pass first.
 async fn create_from(
     state: &AppState,
     app: &Application,
     input: EndpointIn,
-    uid: Option<String>,
+    identity: NewIdentity,
 ) -> ServiceResult<EndpointOut> {
     let format = parse_format(input.format.as_deref(), input.template.as_deref())?;
     let secret_text = input.secret.clone();
     let placeholder = EndpointSecret::generate(SecretKind::StandardHmac);
     let mut ep = build(app.id.clone(), input, placeholder, format, state.clock.now());
-    ep.uid = ep.uid.or(uid);
+    match identity {
+        NewIdentity::Fresh(uid) => ep.uid = ep.uid.or(uid),
+        NewIdentity::Kept(id) => ep.id = id,
+    }
     let profile = profile_for(state, &ep, app)?;
     ep.secret = secret_for("secret", secret_text, &profile)?;
     check(state, &ep, None, &profile)?;
@@ -556,7 +567,19 @@ pub async fn create_endpoint(
     let app = find_app(state, app_id).await?;
     input.owner_id = pin_owner(caller, input.owner_id)?;
     refuse_owner_template(caller, input.format.as_deref(), input.template.is_some())?;
-    create_from(state, &app, input, None).await
+    create_from(state, &app, input, NewIdentity::Fresh(None)).await
+}
+
+/// Creates an endpoint under the id it has in another Herald (see
+/// `app::create_app_with_id`); an administrator's workflow.
+pub async fn create_endpoint_with_id(
+    state: &AppState,
+    app_id: &str,
+    id: EndpointId,
+    input: EndpointIn,
+) -> ServiceResult<EndpointOut> {
+    let app = find_app(state, app_id).await?;
+    create_from(state, &app, input, NewIdentity::Kept(id)).await
 }
 
 pub async fn get_endpoint(state: &AppState, app_id: &str, endpoint_id: &str) -> ServiceResult<EndpointOut> {
@@ -599,7 +622,7 @@ pub async fn put_endpoint(
             if EndpointId::parse(endpoint_id).is_some() {
                 return Err(ServiceError::NotFound("endpoint"));
             }
-            let out = create_from(state, &app, input, Some(endpoint_id.to_owned())).await?;
+            let out = create_from(state, &app, input, NewIdentity::Fresh(Some(endpoint_id.to_owned()))).await?;
             Ok((true, out))
         }
     }

@@ -13,7 +13,7 @@ use crate::domain::catalog::{PayloadSchema, group_of};
 use crate::domain::validate::{Problems, check_name};
 use crate::store::{EventType, Order};
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTypeIn {
     pub name: String,
@@ -42,7 +42,7 @@ pub struct EventTypeUpdate {
 }
 
 /// Changes the fields it names; `null` clears a nullable one.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTypePatch {
     pub description: Option<String>,

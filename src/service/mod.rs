@@ -27,8 +27,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::delivery::Dispatcher;
+use crate::delivery::client::Outbound;
 use crate::domain::clock::Clock;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::notify::{Notifier, NotifyError};
 pub use error::{ServiceError, ServiceResult};
 
 /// What every workflow can reach; the adapters hold one each.
@@ -53,6 +56,60 @@ pub struct AppState {
     pub sources: sources::Statuses,
     /// Where work that outlives a request runs (recoveries).
     pub background: Background,
+}
+
+/// Why the workflows' state could not be put together.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+}
+
+impl AppState {
+    /// The workflows' state over an open store. The server builds its own
+    /// here and so does a command-line run (`herald import svix`), so both
+    /// save through the same checks, secret sealing and operator notices.
+    /// Starts no task: the server runs the dispatcher and the rest itself.
+    pub async fn assemble(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        clock: Clock,
+        background: Background,
+    ) -> Result<Self, StartError> {
+        let admin_token_hash = auth::admin_token_hash(store.as_ref(), &config).await?;
+        let signer = portal::Signer::load(store.as_ref(), &admin_token_hash).await?;
+        let outbound = Outbound::new(&config)?;
+        let notifier = Notifier::start(store.clone(), &config, clock.clone(), background.tasks.clone()).await?;
+        let metrics = Metrics::new(clock.clone());
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            config.clone(),
+            outbound.clone(),
+            notifier.clone(),
+            metrics.clone(),
+            clock.clone(),
+        );
+        let sources = sources::Statuses::new(config.sources.iter().map(|s| (s.name.clone(), s.broker.kind())), &clock);
+        Ok(Self {
+            store,
+            config,
+            clock,
+            dispatcher,
+            outbound,
+            notifier,
+            metrics,
+            schemas: Default::default(),
+            admin_token_hash,
+            signer,
+            throttle: Default::default(),
+            sources,
+            background,
+        })
+    }
 }
 
 /// The server's task tracker and shutdown signal: work started here is
