@@ -1,6 +1,8 @@
 //! `herald bench` itself: a short run against a server it starts must
 //! deliver everything it publishes, and say so in its report.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
@@ -52,4 +54,51 @@ fn a_backlog_bench_holds_everything_then_drains_it() {
     let backlog = &report["backlog"];
     assert!(backlog["enable_seconds"].as_f64().unwrap() >= 0.0, "{report}");
     assert!(backlog["drain_peak_rss_mib"].as_f64().unwrap() >= backlog["rss_at_enable_mib"].as_f64().unwrap());
+}
+
+/// `--compare` runs the same load against a second server that speaks the
+/// same API (here another Herald) and reports both, in the JSON and in one
+/// table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compared_bench_runs_the_same_load_against_both_servers() {
+    let other = common::spawn_app(&common::Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "bench",
+            "--messages",
+            "200",
+            "--concurrency",
+            "8",
+            "--compare",
+            &other.base,
+        ])
+        .args(["--compare-token", common::TOKEN, "--out"])
+        .arg(&out)
+        .output()
+        .await
+        .expect("herald bench runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains(&format!("Compared with {}", other.base)), "{stdout}");
+    assert!(stdout.contains("deliveries/s"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    for side in ["herald", "compare"] {
+        assert_eq!(report[side]["accepted"], 200, "{side}: {report}");
+        assert_eq!(report[side]["delivered"], 200, "{side}: {report}");
+        assert_eq!(report[side]["lost"], 0, "{side}");
+    }
+    assert_eq!(report["compare_url"], other.base.as_str());
+    // The second server's memory is not the bench's to read.
+    assert!(report["compare"]["peak_rss_mib"].is_null(), "{report}");
+    let published = other.get("/api/v1/app").await.body;
+    assert_eq!(
+        published["data"][0]["name"], "bench",
+        "the load went to the second server: {published}"
+    );
 }

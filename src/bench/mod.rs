@@ -63,9 +63,25 @@ pub struct BenchArgs {
     /// messages, then enable them and time the drain of that backlog
     #[arg(long)]
     pub backlog: bool,
-    /// Write the report here as JSON
+    /// Then run the same load against this second server, which speaks the
+    /// same API (another Herald, or a Svix server: it must deliver to
+    /// http://127.0.0.1), and print one table with both
+    #[arg(long, value_name = "URL")]
+    pub compare: Option<String>,
+    /// API token of the server given with --compare
+    #[arg(long, value_name = "TOKEN", requires = "compare", hide_env_values = true)]
+    pub compare_token: Option<String>,
+    /// Write the report here as JSON (with --compare: `{"herald", "compare"}`)
     #[arg(long, value_name = "FILE", default_value = "bench.json")]
     pub out: std::path::PathBuf,
+}
+
+/// The two reports of a `--compare` run, as written to `--out`.
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    pub herald: Report,
+    pub compare_url: String,
+    pub compare: Report,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,8 +140,39 @@ impl Percentiles {
     }
 }
 
-/// Runs one load and reports it (also printed as a table, and written as JSON).
-pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
+/// Runs the load and reports it, printed as a table and written as JSON;
+/// with `--compare`, runs it again against the second server, one after the
+/// other so neither run takes cores from the other, and prints both side by side.
+pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
+    let herald = run_once(&args).await?;
+    print_table(&herald);
+    let Some(compare_url) = args.compare.clone() else {
+        std::fs::write(&args.out, serde_json::to_vec_pretty(&herald).unwrap_or_default())?;
+        return Ok(());
+    };
+    let token = args
+        .compare_token
+        .clone()
+        .ok_or_else(|| BenchError::Setup("--compare needs --compare-token".to_owned()))?;
+    let other_args = BenchArgs {
+        url: Some(compare_url.clone()),
+        token: Some(token),
+        database_url: None,
+        ..args.clone()
+    };
+    let compare = run_once(&other_args).await?;
+    print_comparison(&herald, &compare_url, &compare);
+    let both = Comparison {
+        herald,
+        compare_url,
+        compare,
+    };
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&both).unwrap_or_default())?;
+    Ok(())
+}
+
+/// Runs one load against Herald (started here, or at `--url`) and reports it.
+async fn run_once(args: &BenchArgs) -> Result<Report, BenchError> {
     let server = match &args.url {
         Some(_) => None,
         None => Some(Server::start(args.database_url.as_deref(), &[]).await?),
@@ -254,8 +301,6 @@ pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
     if let Some(server) = server {
         server.stop().await;
     }
-    print_table(&report);
-    std::fs::write(&args.out, serde_json::to_vec_pretty(&report).unwrap_or_default())?;
     Ok(report)
 }
 
@@ -401,6 +446,74 @@ async fn publish_all(api: Api, app_id: String, args: BenchArgs) -> PublishOutcom
         accepted: accepted.load(Ordering::Relaxed),
         rejected: rejected.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Both runs, a row per figure, and how many times the second's the first is.
+fn print_comparison(herald: &Report, compare_url: &str, other: &Report) {
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}x", a / b)
+        } else {
+            "-".to_owned()
+        }
+    };
+    let rows: [(&str, String, String, String); 8] = [
+        (
+            "accepted msg/s",
+            format!("{:.0}", herald.accepted_per_s),
+            format!("{:.0}", other.accepted_per_s),
+            ratio(herald.accepted_per_s, other.accepted_per_s),
+        ),
+        (
+            "deliveries/s",
+            format!("{:.0}", herald.deliveries_per_s),
+            format!("{:.0}", other.deliveries_per_s),
+            ratio(herald.deliveries_per_s, other.deliveries_per_s),
+        ),
+        (
+            "lost / duplicated",
+            format!("{} / {}", herald.lost, herald.duplicates),
+            format!("{} / {}", other.lost, other.duplicates),
+            String::new(),
+        ),
+        (
+            "latency p50 ms",
+            format!("{:.2}", herald.latency_ms.p50),
+            format!("{:.2}", other.latency_ms.p50),
+            ratio(other.latency_ms.p50, herald.latency_ms.p50),
+        ),
+        (
+            "latency p99 ms",
+            format!("{:.2}", herald.latency_ms.p99),
+            format!("{:.2}", other.latency_ms.p99),
+            ratio(other.latency_ms.p99, herald.latency_ms.p99),
+        ),
+        (
+            "latency max ms",
+            format!("{:.2}", herald.latency_ms.max),
+            format!("{:.2}", other.latency_ms.max),
+            String::new(),
+        ),
+        (
+            "server peak RSS MiB",
+            opt(herald.peak_rss_mib),
+            opt(other.peak_rss_mib),
+            String::new(),
+        ),
+        (
+            "wall time s",
+            format!("{:.1}", herald.seconds),
+            format!("{:.1}", other.seconds),
+            String::new(),
+        ),
+    ];
+    println!();
+    println!("Compared with {compare_url} (the same load, one after the other; the last column is Herald's advantage)");
+    println!("  {:<20} {:>12} {:>12} {:>8}", "", "Herald", "compared", "");
+    for (name, mine, theirs, advantage) in rows {
+        println!("  {name:<20} {mine:>12} {theirs:>12} {advantage:>8}");
     }
 }
 
