@@ -187,6 +187,12 @@ pub struct Settings {
     #[arg(long, env = "HERALD_PAYLOAD_RETENTION", value_name = "DURATION")]
     pub payload_retention: Option<String>,
 
+    /// How long messages are kept, with their deliveries and attempts; one
+    /// still being delivered stays until it is done. Must be at least the
+    /// payload retention [default: 90d]
+    #[arg(long, env = "HERALD_HISTORY_RETENTION", value_name = "DURATION")]
+    pub history_retention: Option<String>,
+
     /// Keep payloads after every delivery succeeded; false removes them at
     /// once, for products that promise not to store event data [default: true]
     #[arg(long, env = "HERALD_RETAIN_PAYLOADS", value_name = "BOOL")]
@@ -235,6 +241,8 @@ pub struct Config {
     pub email: Option<EmailSettings>,
     pub validate_payloads: bool,
     pub payload_retention: Duration,
+    /// How long a message and its history are kept; an application may shorten it.
+    pub history_retention: Duration,
     pub retain_payloads: bool,
     pub cleanup_interval: Duration,
     /// Where people reach Herald, for portal links and the cookie's Secure flag.
@@ -483,12 +491,28 @@ impl Config {
         let public_url = parse(get!(public_url), parse_public_url)?;
         let cors_origins = parse_or(get!(cors_origins), "", parse_origins)?;
         let validate_payloads = parse_or(get!(validate_payloads), "false", parse_bool)?;
-        let payload_retention = parse_or(get!(payload_retention), "90d", |s| {
+        let payload_given = get!(payload_retention);
+        let payload_key = given_key(&payload_given, "payload_retention");
+        let payload_retention = parse_or(payload_given, "90d", |s| {
             match parse_duration(s).map_err(|e| e.to_string())? {
                 d if d.is_zero() => Err("must be longer than 0s".to_owned()),
                 d => Ok(d),
             }
         })?;
+        let history_given = get!(history_retention);
+        let history_key = given_key(&history_given, "history_retention");
+        let history_retention = parse_or(history_given, "90d", duration_at_least(Duration::from_secs(3600)))?;
+        if payload_retention > history_retention {
+            return Err(invalid(
+                payload_key,
+                format!(
+                    "is {}, longer than {history_key} ({}): a payload cannot outlive its message; \
+                     shorten the one or lengthen the other",
+                    format_window(payload_retention),
+                    format_window(history_retention)
+                ),
+            ));
+        }
         let retain_payloads = parse_or(get!(retain_payloads), "true", parse_bool)?;
         let cleanup_interval = parse_or(
             get!(cleanup_interval),
@@ -532,6 +556,7 @@ impl Config {
             email,
             validate_payloads,
             payload_retention,
+            history_retention,
             retain_payloads,
             cleanup_interval,
             public_url,
@@ -540,6 +565,23 @@ impl Config {
             sources: Vec::new(),
         })
     }
+}
+
+/// A retention window as an operator writes it: whole days as `90d`
+/// (humantime would say `2months 29days 2h 52m 48s`), else humantime's text.
+pub fn format_window(window: Duration) -> String {
+    const DAY: u64 = 24 * 3600;
+    if window.subsec_nanos() == 0 && window.as_secs().is_multiple_of(DAY) {
+        format!("{}d", window.as_secs() / DAY)
+    } else {
+        humantime::format_duration(window).to_string()
+    }
+}
+
+/// The key to name for `setting` in an error: where its value came from,
+/// else its variable.
+fn given_key(given: &Given, setting: &str) -> String {
+    given.as_ref().map_or_else(|| env_name(setting), |(key, _)| key.clone())
 }
 
 /// The variable clap reads a setting from, as declared on `Settings`.
@@ -781,6 +823,19 @@ mod tests {
         Config::from_layers(&top, &Settings::default(), None)
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn payloads_may_not_outlive_the_history() {
+        let text = err_text(Settings {
+            payload_retention: Some("30d".into()),
+            history_retention: Some("7d".into()),
+            ..Default::default()
+        });
+        assert!(text.contains("HERALD_PAYLOAD_RETENTION"), "{text}");
+        assert!(text.contains("HERALD_HISTORY_RETENTION"), "{text}");
+        let c = Config::from_layers(&Settings::default(), &Settings::default(), None).unwrap();
+        assert_eq!(c.history_retention, Duration::from_secs(90 * 24 * 3600));
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub async fn run_with_clock(
             store.clone(),
             config.clone(),
             clock.clone(),
+            state.metrics.clone(),
             shutdown.clone(),
         ));
         background.spawn(service::recovery::take_over_orphans(service::recovery::Worker {

@@ -862,7 +862,62 @@ async fn removing_the_payload_of_a_fifo_head_lets_the_next_go(backend: Backend) 
     assert_eq!(next[0].msg_id, ids[1]);
 }
 
+/// The history sweep takes an old message whose deliveries are done, with
+/// its deliveries and attempts; one still to be delivered stays, and so do
+/// young ones and other applications'.
+async fn the_history_sweep_removes_old_finished_messages_with_their_history(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, _) = app_with_endpoint(store.as_ref()).await;
+    let done = message(&a.id, "ticket.created", None);
+    store.publish(&done).await.unwrap();
+    let jobs = store.claim_due(Utc::now(), 10, LEASE).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    store
+        .complete_attempt(&jobs[0], &attempt(&jobs[0], true), NextStep::Succeeded)
+        .await
+        .unwrap();
+    let waiting = message(&a.id, "ticket.created", None);
+    store.publish(&waiting).await.unwrap();
+    let cutoff = Clock::system().now() + chrono::Duration::seconds(1);
+    let mut young = message(&a.id, "ticket.created", None);
+    young.created_at = cutoff + chrono::Duration::hours(1);
+    store.publish(&young).await.unwrap();
+    let (other, _) = app_with_endpoint(store.as_ref()).await;
+
+    let untouched = store.remove_old_messages(Some(&other.id), cutoff, 1000).await.unwrap();
+    assert_eq!(
+        untouched.messages, 0,
+        "another application's window takes nothing of this one"
+    );
+    let removed = store.remove_old_messages(None, cutoff, 1000).await.unwrap();
+    assert_eq!((removed.messages, removed.deliveries, removed.attempts), (1, 1, 1));
+
+    assert!(store.get_message(&a.id, done.id.as_str()).await.unwrap().is_none());
+    let page = Page::first(10);
+    let attempts = store.list_attempts(&a.id, &Default::default(), &page).await.unwrap();
+    assert!(attempts.is_empty(), "its attempts went with it: {attempts:?}");
+    assert!(
+        store.get_message(&a.id, waiting.id.as_str()).await.unwrap().is_some(),
+        "still pending"
+    );
+    assert!(
+        store.get_message(&a.id, young.id.as_str()).await.unwrap().is_some(),
+        "inside the window"
+    );
+    let later = young.created_at + chrono::Duration::minutes(1);
+    let due = store.claim_due(later, 10, LEASE).await.unwrap();
+    assert_eq!(due.len(), 2, "the kept messages' deliveries are still there");
+    assert_eq!(
+        store.oldest_message_at().await.unwrap(),
+        Some(waiting.created_at),
+        "the oldest kept"
+    );
+    let again = store.remove_old_messages(None, cutoff, 1000).await.unwrap();
+    assert_eq!(again.messages, 0, "nothing old and finished is left");
+}
+
 on_both_backends!(
+    the_history_sweep_removes_old_finished_messages_with_their_history,
     a_fifo_endpoint_offers_only_its_oldest_unfinished_delivery,
     a_fifo_head_whose_lease_ended_is_taken_over_not_skipped,
     a_resend_to_a_fifo_endpoint_queues_behind_what_waits,

@@ -4,17 +4,26 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::service::AppState;
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HealthOut {
     /// "ok", or "degraded" when the database does not answer.
     pub status: &'static str,
     pub database: &'static str,
     pub version: &'static str,
+    /// Herald: how long messages and their history are kept
+    /// (HERALD_HISTORY_RETENTION), e.g. "90d".
+    pub history_retention: String,
+    /// Herald: when the oldest message kept was created; absent when none
+    /// is, or when the database does not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_record: Option<DateTime<Utc>>,
     /// Herald: each broker source's connection state and counts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<crate::service::sources::SourceHealth>,
@@ -24,6 +33,11 @@ pub struct HealthOut {
     responses((status = 200, body = HealthOut), (status = 503, body = HealthOut)))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthOut>) {
     let database_ok = state.store.get_setting("health-probe").await.is_ok();
+    let oldest_record = if database_ok {
+        state.store.oldest_message_at().await.ok().flatten()
+    } else {
+        None
+    };
     let (status, text, db) = if database_ok {
         (StatusCode::OK, "ok", "ok")
     } else {
@@ -35,6 +49,8 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthOu
             status: text,
             database: db,
             version: env!("CARGO_PKG_VERSION"),
+            history_retention: crate::config::format_window(state.config.history_retention),
+            oldest_record,
             sources: state.sources.health(),
         }),
     )

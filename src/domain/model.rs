@@ -26,6 +26,8 @@ pub struct Application {
     pub profile: Option<String>,
     /// Check payloads against the event type's schema; `None` follows the server.
     pub validate_payloads: Option<bool>,
+    /// Days its messages are kept, shorter than the server's window; `None` follows the server.
+    pub history_retention_days: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -41,6 +43,7 @@ impl Application {
             metadata: Metadata::new(),
             profile: None,
             validate_payloads: None,
+            history_retention_days: None,
             created_at: now,
             updated_at: now,
         }
@@ -322,6 +325,23 @@ pub struct Gauges {
     pub endpoints_healthy: i64,
     pub endpoints_failing: i64,
     pub endpoints_disabled: i64,
+}
+
+/// Rows one history sweep batch removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub messages: u64,
+    pub deliveries: u64,
+    pub attempts: u64,
+}
+
+impl Removed {
+    /// Adds another batch's rows.
+    pub fn add(&mut self, other: Self) {
+        self.messages += other.messages;
+        self.deliveries += other.deliveries;
+        self.attempts += other.attempts;
+    }
 }
 
 /// A status code's class as stored and filtered: 1 to 5, or 0 for none.

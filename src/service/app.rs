@@ -40,6 +40,10 @@ pub struct ApplicationIn {
     /// Herald: check payloads against their event type's schema; omit to
     /// follow the server's HERALD_VALIDATE_PAYLOADS.
     pub validate_payloads: Option<bool>,
+    /// Herald: days this application's messages and their history are
+    /// kept; at most the server's HERALD_HISTORY_RETENTION, which applies
+    /// when omitted.
+    pub history_retention_days: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -59,6 +63,9 @@ pub struct ApplicationPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<bool>)]
     pub validate_payloads: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub history_retention_days: Option<Option<i64>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -74,6 +81,8 @@ pub struct ApplicationOut {
     pub profile: Option<String>,
     /// Herald: `null` follows the server's setting.
     pub validate_payloads: Option<bool>,
+    /// Herald: `null` keeps history as long as the server does.
+    pub history_retention_days: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -89,19 +98,27 @@ impl From<Application> for ApplicationOut {
             metadata: a.metadata,
             profile: a.profile,
             validate_payloads: a.validate_payloads,
+            history_retention_days: a.history_retention_days,
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
     }
 }
 
-fn check(
-    state: &AppState,
-    name: &str,
-    uid: Option<&str>,
+/// What an application may set besides its name and uid.
+#[derive(Clone, Copy, Default)]
+struct Settings<'a> {
     rate_limit: Option<i64>,
-    profile: Option<&str>,
-) -> ServiceResult<()> {
+    profile: Option<&'a str>,
+    history_retention_days: Option<i64>,
+}
+
+fn check(state: &AppState, name: &str, uid: Option<&str>, settings: Settings<'_>) -> ServiceResult<()> {
+    let Settings {
+        rate_limit,
+        profile,
+        history_retention_days,
+    } = settings;
     let mut p = Problems::default();
     if let Some(profile) = profile {
         check_profile_name(&mut p, state, profile);
@@ -117,17 +134,38 @@ fn check(
     {
         p.add(&["rateLimit"], "must be at least 1 (omit it for no limit)");
     }
+    if let Some(days) = history_retention_days {
+        check_history_days(&mut p, state, days);
+    }
     p.into_result().map_err(ServiceError::Validation)
 }
 
+/// An application may keep its history for less time than the server, never longer.
+fn check_history_days(p: &mut Problems, state: &AppState, days: i64) {
+    let server_days = state.config.history_retention.as_secs() / (24 * 3600);
+    if days < 1 {
+        p.add(
+            &["historyRetentionDays"],
+            "must be at least 1 (omit it to follow the server)",
+        );
+    } else if u64::try_from(days).map_or(true, |d| d > server_days) {
+        p.add(
+            &["historyRetentionDays"],
+            format!(
+                "must be at most {server_days}: the server keeps history for {} (HERALD_HISTORY_RETENTION)",
+                crate::config::format_window(state.config.history_retention)
+            ),
+        );
+    }
+}
+
 fn check_input(state: &AppState, input: &ApplicationIn) -> ServiceResult<()> {
-    check(
-        state,
-        &input.name,
-        input.uid.as_deref(),
-        input.rate_limit,
-        input.profile.as_deref(),
-    )
+    let settings = Settings {
+        rate_limit: input.rate_limit,
+        profile: input.profile.as_deref(),
+        history_retention_days: input.history_retention_days,
+    };
+    check(state, &input.name, input.uid.as_deref(), settings)
 }
 
 /// A new application from `input`; `uid` stands in when the input has none.
@@ -137,6 +175,7 @@ fn new_app(state: &AppState, input: ApplicationIn, uid: Option<String>) -> Appli
         metadata: input.metadata.unwrap_or_default(),
         profile: input.profile,
         validate_payloads: input.validate_payloads,
+        history_retention_days: input.history_retention_days,
         ..Application::new(input.name, input.uid.or(uid), state.clock.now())
     }
 }
@@ -250,6 +289,7 @@ pub async fn put_app(state: &AppState, app_id: &str, input: ApplicationIn) -> Se
             app.metadata = input.metadata.unwrap_or_default();
             app.profile = input.profile;
             app.validate_payloads = input.validate_payloads;
+            app.history_retention_days = input.history_retention_days;
             app.updated_at = now;
             state.store.update_app(&app).await?;
             Ok((false, app.into()))
@@ -259,7 +299,7 @@ pub async fn put_app(state: &AppState, app_id: &str, input: ApplicationIn) -> Se
                 return Err(ServiceError::NotFound("application"));
             }
             let uid = input.uid.clone().unwrap_or_else(|| app_id.to_owned());
-            check(state, "x", Some(&uid), None, None)?;
+            check(state, "x", Some(&uid), Settings::default())?;
             let app = new_app(state, input, Some(uid));
             state.store.create_app(&app).await?;
             Ok((true, app.into()))
@@ -287,13 +327,18 @@ pub async fn patch_app(state: &AppState, app_id: &str, patch: ApplicationPatch) 
     if let Some(validate) = patch.validate_payloads {
         app.validate_payloads = validate;
     }
-    check(
-        state,
-        &app.name,
-        app.uid.as_deref(),
-        app.rate_limit,
-        app.profile.as_deref(),
-    )?;
+    // Checked only when given: a window the server shortened since stays
+    // (the sweep keeps the shorter of the two) and blocks no other change.
+    let days_given = patch.history_retention_days;
+    if let Some(days) = days_given {
+        app.history_retention_days = days;
+    }
+    let settings = Settings {
+        rate_limit: app.rate_limit,
+        profile: app.profile.as_deref(),
+        history_retention_days: days_given.flatten(),
+    };
+    check(state, &app.name, app.uid.as_deref(), settings)?;
     app.updated_at = state.clock.now();
     state.store.update_app(&app).await?;
     Ok(app.into())

@@ -1,28 +1,100 @@
-//! The cleaner: removes payloads whose retention period ended, and
+//! The cleaner: removes payloads whose retention period ended, messages
+//! (with their deliveries and attempts) past their history window, and
 //! idempotency keys past their day.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::domain::clock::Clock;
-use crate::store::Store;
+use crate::domain::ids::AppId;
+use crate::store::{Removed, Store};
+use crate::telemetry::metrics::Metrics;
 
-/// Payloads removed per transaction, so the writer is never held long.
+/// Payloads (or messages, with their history) removed per transaction, so
+/// the writer is never held long.
 const BATCH: u32 = 1000;
 /// How long an idempotency key replays its answer.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Cleans every `cleanup_interval` until `shutdown`.
-pub async fn run_cleaner(store: Arc<dyn Store>, config: Arc<Config>, clock: Clock, shutdown: CancellationToken) {
+pub async fn run_cleaner(
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(config.cleanup_interval) => {}
             () = shutdown.cancelled() => return,
         }
         clean_once(store.as_ref(), &clock).await;
+        sweep_history(store.as_ref(), &config, &clock, &metrics).await;
+    }
+}
+
+/// Removes every message older than its application's window whose
+/// deliveries are all done: first the server's window over all
+/// applications, then each shorter window an application chose.
+async fn sweep_history(store: &dyn Store, config: &Config, clock: &Clock, metrics: &Metrics) {
+    let now = clock.now();
+    let server = TimeDelta::from_std(config.history_retention).unwrap_or(TimeDelta::MAX);
+    let mut removed = Removed::default();
+    sweep_window(store, None, before(now, server), metrics, &mut removed).await;
+    match store.history_windows().await {
+        Ok(windows) => {
+            for (app, days) in windows {
+                let window = TimeDelta::try_days(days).unwrap_or(TimeDelta::MAX);
+                if window < server {
+                    sweep_window(store, Some(&app), before(now, window), metrics, &mut removed).await;
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading applications' history windows failed; trying again later"),
+    }
+    if removed.messages > 0 {
+        tracing::info!(
+            messages = removed.messages,
+            deliveries = removed.deliveries,
+            attempts = removed.attempts,
+            "history past its retention removed"
+        );
+    }
+}
+
+/// The start of a window of `length` ending `now`.
+fn before(now: DateTime<Utc>, length: TimeDelta) -> DateTime<Utc> {
+    now.checked_sub_signed(length).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Removes the messages created before `before`, batch after batch, until
+/// none is left.
+async fn sweep_window(
+    store: &dyn Store,
+    app: Option<&AppId>,
+    before: DateTime<Utc>,
+    metrics: &Metrics,
+    removed: &mut Removed,
+) {
+    loop {
+        match store.remove_old_messages(app, before, BATCH).await {
+            Ok(batch) => {
+                metrics.history_removed(batch);
+                removed.add(batch);
+                if batch.messages < u64::from(BATCH) {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "removing old history failed; trying again later");
+                break;
+            }
+        }
     }
 }
 

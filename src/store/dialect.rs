@@ -54,6 +54,10 @@ pub trait Dialect: Send + Sync + Sized + 'static {
         shutdown: CancellationToken,
     ) -> impl Future<Output = ()> + Send;
 
+    /// Gives space freed by a sweep batch back to the file system, in a
+    /// bounded step, so the writer is not held long.
+    fn reclaim_space(conn: &mut Connection<Self>) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Claims commit on `conn` between these two calls: a backend may make
     /// them cheaper, as a claim need not survive a crash.
     fn before_claim(conn: &mut Connection<Self>) -> impl Future<Output = StoreResult<()>> + Send;

@@ -292,6 +292,16 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_attempt_content(&self, app: &AppId, attempt: &AttemptId) -> StoreResult<bool>;
     /// Forgets idempotency keys older than `oldest`.
     async fn remove_idempotency_keys(&self, oldest: DateTime<Utc>) -> StoreResult<u64>;
+    /// Applications keeping their history for fewer days than the server.
+    async fn history_windows(&self) -> StoreResult<Vec<(AppId, i64)>>;
+    /// Removes up to `limit` messages created before `before` (of `app`
+    /// only, if given), with their deliveries and attempts, in one short
+    /// transaction. A message with a delivery not yet finished stays until
+    /// it ends. Answers what went.
+    async fn remove_old_messages(&self, app: Option<&AppId>, before: DateTime<Utc>, limit: u32)
+    -> StoreResult<Removed>;
+    /// When the oldest message kept was created, if any is.
+    async fn oldest_message_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
 
     // Background tasks
     async fn create_task(&self, task: &BackgroundTask) -> StoreResult<()>;

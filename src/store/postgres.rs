@@ -136,6 +136,11 @@ impl Dialect for PgDialect {
         }
     }
 
+    /// Autovacuum makes deleted rows' space reusable; nothing to do here.
+    async fn reclaim_space(_conn: &mut PgConnection) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Claims commit like any write: other nodes rely on them.
     async fn before_claim(_conn: &mut PgConnection) -> StoreResult<()> {
         Ok(())

@@ -75,6 +75,7 @@ pub(super) struct AppRow {
     pub(super) metadata: String,
     pub(super) profile: Option<String>,
     pub(super) validate_payloads: Option<bool>,
+    pub(super) history_retention_days: Option<i64>,
     pub(super) created_at: i64,
     pub(super) updated_at: i64,
 }
@@ -90,6 +91,7 @@ impl TryFrom<AppRow> for Application {
             metadata: parse_json("application metadata", &r.metadata)?,
             profile: r.profile,
             validate_payloads: r.validate_payloads,
+            history_retention_days: r.history_retention_days,
             created_at: from_ms(r.created_at),
             updated_at: from_ms(r.updated_at),
         })

@@ -77,6 +77,34 @@ where
     }
 }
 
+/// Up to `limit` messages created before `before` (of `app`, if given)
+/// with no delivery left to make, oldest first. Both the id and the
+/// creation time must be old: the id keeps the scan on the key's index, the
+/// time is the truth when the clock is not the system's.
+fn old_messages_query<'a, D>(app: Option<&AppId>, before: DateTime<Utc>, limit: u32) -> QueryBuilder<'a, D::Db>
+where
+    D: Dialect,
+    String: Column<D::Db>,
+    i64: Column<D::Db>,
+{
+    let mut qb = QueryBuilder::new("SELECT m.id FROM messages m WHERE m.id < ");
+    qb.push_bind(MessageId::lowest_at(before))
+        .push(" AND m.created_at < ")
+        .push_bind(ms(before));
+    if let Some(app) = app {
+        qb.push(" AND m.app_id = ").push_bind(app.as_str().to_owned());
+    }
+    qb.push(format_args!(
+        " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.status IN ({UNFINISHED})) \
+         ORDER BY m.id LIMIT "
+    ))
+    .push_bind(i64::from(limit))
+    // Claim: nodes sweeping at once share the work. A resend's new
+    // delivery waits for the lock, then its foreign key refuses it.
+    .push(D::lock(RowLock::Claim));
+    qb
+}
+
 /// The row `sql` finds by `key` (bound as `$1`), as a model.
 async fn find<D, R, T>(conn: &mut Connection<D>, sql: &str, key: &str) -> StoreResult<Option<T>>
 where
@@ -153,7 +181,7 @@ where
     async fn create_app(&self, app: &Application) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO applications (id, uid, name, rate_limit, metadata, created_at, updated_at, profile, \
-             validate_payloads) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             validate_payloads, history_retention_days) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(app.id.as_str().to_owned())
         .bind(app.uid.clone())
@@ -164,6 +192,7 @@ where
         .bind(ms(app.updated_at))
         .bind(app.profile.clone())
         .bind(app.validate_payloads)
+        .bind(app.history_retention_days)
         .execute(D::exec(&mut *self.write().await?))
         .await
         .map_err(|e| uid_conflict(e, "an application with this uid already exists"))?;
@@ -187,7 +216,7 @@ where
     async fn update_app(&self, app: &Application) -> StoreResult<()> {
         sqlx::query(
             "UPDATE applications SET uid = $1, name = $2, rate_limit = $3, metadata = $4, updated_at = $5, \
-             profile = $6, validate_payloads = $7 WHERE id = $8",
+             profile = $6, validate_payloads = $7, history_retention_days = $8 WHERE id = $9",
         )
         .bind(app.uid.clone())
         .bind(app.name.clone())
@@ -196,6 +225,7 @@ where
         .bind(ms(app.updated_at))
         .bind(app.profile.clone())
         .bind(app.validate_payloads)
+        .bind(app.history_retention_days)
         .bind(app.id.as_str().to_owned())
         .execute(D::exec(&mut *self.write().await?))
         .await
@@ -770,6 +800,67 @@ where
             .execute(D::exec(&mut *self.write().await?))
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn history_windows(&self) -> StoreResult<Vec<(AppId, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, history_retention_days FROM applications WHERE history_retention_days IS NOT NULL",
+        )
+        .fetch_all(D::exec(&mut *self.read().await?))
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, days)| (AppId::from_trusted(id), days))
+            .collect())
+    }
+
+    async fn remove_old_messages(
+        &self,
+        app: Option<&AppId>,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Removed> {
+        let mut tx = self.writer.begin().await?;
+        let mut qb = old_messages_query::<D>(app, before, limit);
+        let ids: Vec<String> = rows_as::<D, (String,)>(&mut qb)
+            .fetch_all(D::exec(&mut *tx))
+            .await?
+            .into_iter()
+            .map(|(id,)| id)
+            .collect();
+        if ids.is_empty() {
+            tx.commit().await?;
+            return Ok(Removed::default());
+        }
+        // Children first: the foreign keys would cascade, but counting each
+        // table is what the metrics report.
+        let mut removed = Removed::default();
+        for (table, key, count) in [
+            ("attempts", "msg_id", &mut removed.attempts),
+            ("deliveries", "msg_id", &mut removed.deliveries),
+            ("messages", "id", &mut removed.messages),
+        ] {
+            let mut qb = QueryBuilder::new(format!("DELETE FROM {table} WHERE {key} IN ("));
+            let mut list = qb.separated(", ");
+            for id in &ids {
+                list.push_bind(id.clone());
+            }
+            list.push_unseparated(")");
+            *count = execute::<D>(&mut qb, &mut *tx).await?;
+        }
+        tx.commit().await?;
+        if let Err(e) = D::reclaim_space(&mut *self.write().await?).await {
+            tracing::warn!(error = %e, "could not give freed space back after the history sweep");
+        }
+        Ok(removed)
+    }
+
+    async fn oldest_message_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        // Ids sort by creation: the first by id is the oldest, read off the key's index.
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT created_at FROM messages ORDER BY id LIMIT 1")
+            .fetch_optional(D::exec(&mut *self.read().await?))
+            .await?;
+        Ok(oldest.map(from_ms))
     }
 
     async fn create_task(&self, task: &BackgroundTask) -> StoreResult<()> {

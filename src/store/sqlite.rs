@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous,
+    SqliteArguments, SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
 use sqlx::{Executor, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::Notify;
@@ -22,6 +23,10 @@ use super::dialect::{Dialect, RowLock, RowsAffected};
 use super::queue::Queue;
 use super::sql::SqlStore;
 use super::{Clock, Sealer, StoreError, StoreResult};
+
+/// Pages (4 KiB each) given back to the file system after one sweep batch:
+/// about what a batch of messages with their history frees.
+const VACUUM_PAGES: u32 = 4096;
 
 /// SQLite's differences from the common SQL.
 pub struct SqliteDialect;
@@ -54,11 +59,14 @@ impl SqlStore<SqliteDialect> {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // Only the writer sets it: it counts only when the file is created.
+        let writer_options = options.clone().auto_vacuum(SqliteAutoVacuum::Incremental);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(writer_options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        hint_at_vacuum(&writer, path).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(readers.max(1))
             .connect_with(options.read_only(true))
@@ -66,6 +74,21 @@ impl SqlStore<SqliteDialect> {
         let batcher = Queue::<SqliteDialect>::start_writer(writer.clone(), clock);
         Ok(Self::new(writer, reader, batcher, sealer, Some(lock)))
     }
+}
+
+/// A file made before incremental vacuum keeps its size after a sweep
+/// (freed pages are reused, not returned); says how to switch it once.
+async fn hint_at_vacuum(writer: &SqlitePool, path: &Path) -> StoreResult<()> {
+    let mode: i64 = sqlx::query_scalar("PRAGMA auto_vacuum").fetch_one(writer).await?;
+    // 2: INCREMENTAL.
+    if mode != 2 {
+        tracing::info!(
+            file = %path.display(),
+            "this database does not shrink after the history sweep; to switch it once, stop Herald and run: \
+             sqlite3 FILE 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM;'"
+        );
+    }
+    Ok(())
 }
 
 impl Dialect for SqliteDialect {
@@ -103,6 +126,15 @@ impl Dialect for SqliteDialect {
     async fn forward_wakeups(_pool: &SqlitePool, wake: Arc<Notify>, shutdown: CancellationToken) {
         let _ = wake;
         shutdown.cancelled().await;
+    }
+
+    /// Frees up to `VACUUM_PAGES` pages: a no-op on a file created before
+    /// incremental vacuum was enabled, which keeps its free pages for reuse.
+    async fn reclaim_space(conn: &mut SqliteConnection) -> StoreResult<()> {
+        sqlx::query(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 
     /// A claim need not survive a crash: every lease is released at the

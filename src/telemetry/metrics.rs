@@ -12,7 +12,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::domain::clock::Clock;
-use crate::store::{Store, StoreResult};
+use crate::store::{Removed, Store, StoreResult};
 
 type Labels = [(&'static str, &'static str); 1];
 /// A broker source's name, and for messages what became of them.
@@ -75,6 +75,8 @@ pub struct Metrics {
     source_messages: Family<SourceLabels, Counter>,
     source_connected: Family<SourceLabels, Gauge>,
     source_reconnects: Family<SourceLabels, Counter>,
+    history_removed: Family<Labels, Counter>,
+    oldest_message_age_seconds: Gauge<f64, AtomicU64>,
     /// What the queue's lag is measured against.
     clock: Clock,
 }
@@ -133,8 +135,22 @@ impl Metrics {
             "Broker connections lost and made again, by source",
             source_reconnects.clone(),
         );
+        let history_removed = Family::<Labels, Counter>::default();
+        registry.register(
+            "history_removed_rows",
+            "Rows the history sweep removed, by table: messages, deliveries, attempts",
+            history_removed.clone(),
+        );
+        let oldest_message_age_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "oldest_message_age_seconds",
+            "Age of the oldest message kept (0 when none is): stays near the history window when the sweep keeps up",
+            oldest_message_age_seconds.clone(),
+        );
         Arc::new(Self {
             registry,
+            history_removed,
+            oldest_message_age_seconds,
             source_messages,
             source_connected,
             source_reconnects,
@@ -180,6 +196,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts what one history sweep batch removed.
+    pub fn history_removed(&self, removed: Removed) {
+        for (table, n) in [
+            ("messages", removed.messages),
+            ("deliveries", removed.deliveries),
+            ("attempts", removed.attempts),
+        ] {
+            self.history_removed.get_or_create(&[("table", table)]).inc_by(n);
+        }
+    }
+
     /// The text exposition, with the store's gauges read now.
     pub async fn render(&self, store: &dyn Store) -> StoreResult<String> {
         let now = self.clock.now();
@@ -190,6 +217,12 @@ impl Metrics {
             .map(|due| (now - due).num_milliseconds().max(0) as f64 / 1000.0)
             .unwrap_or(0.0);
         self.queue_lag_seconds.set(lag);
+        let age = store
+            .oldest_message_at()
+            .await?
+            .map(|oldest| (now - oldest).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        self.oldest_message_age_seconds.set(age);
         for (state, n) in [
             ("healthy", g.endpoints_healthy),
             ("failing", g.endpoints_failing),
