@@ -65,6 +65,13 @@ pub struct Settings {
     #[arg(long, env = "HERALD_API_RATE_LIMIT", value_name = "N")]
     pub api_rate_limit: Option<String>,
 
+    /// Failed authentications (API tokens, dashboard sign-ins) one client
+    /// address may make per minute on this node, refilled gradually; past
+    /// them its tokens are answered 429 with Retry-After, unlooked-up. The
+    /// admin token is never refused. 0 turns the limit off [default: 10]
+    #[arg(long, env = "HERALD_AUTH_FAILURE_LIMIT", value_name = "N")]
+    pub auth_failure_limit: Option<String>,
+
     /// Delays between delivery attempts, comma-separated ("1s,2s" = three
     /// attempts in all); up to 10% jitter is added
     /// [default: 5s,5m,30m,2h,5h,10h,10h]
@@ -218,6 +225,8 @@ pub struct Config {
     pub secret_key: SecretKeySource,
     /// Requests per second per API token; `None`: no limit.
     pub api_rate_limit: Option<u32>,
+    /// Failed authentications per minute per client address; `None`: no limit.
+    pub auth_failure_limit: Option<u32>,
     pub retry_schedule: RetrySchedule,
     pub request_timeout: Duration,
     pub target_policy: TargetPolicy,
@@ -446,6 +455,11 @@ impl Config {
             Ok(n) if n <= 1_000_000 => Ok(Some(n)),
             _ => Err(format!("'{s}' is not a number between 0 (no limit) and 1000000")),
         })?;
+        let auth_failure_limit = parse_or(get!(auth_failure_limit), "10", |s| match s.parse::<u32>() {
+            Ok(0) => Ok(None),
+            Ok(n) if n <= 1_000_000 => Ok(Some(n)),
+            _ => Err(format!("'{s}' is not a number between 0 (no limit) and 1000000")),
+        })?;
         let retry_schedule = parse(get!(retry_schedule), |s| {
             RetrySchedule::parse(s).map_err(|e| e.to_string())
         })?
@@ -533,6 +547,7 @@ impl Config {
             admin_token,
             secret_key,
             api_rate_limit,
+            auth_failure_limit,
             retry_schedule,
             request_timeout,
             target_policy: TargetPolicy {

@@ -106,7 +106,9 @@ pub async fn run_with_clock(
     background.close();
     let address = listener.local_addr()?;
     tracing::info!(%address, role = ?config.role, "Herald is listening");
-    axum::serve(listener, api::router(state, ui::router()))
+    // The peer's address feeds the failed-authentication limit.
+    let app = api::router(state, ui::router()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
 
@@ -161,6 +163,7 @@ mod tests {
             ServiceError::Conflict("x".into()),
             ServiceError::TooLarge("x".into()),
             ServiceError::RateLimited(Duration::from_secs(1)),
+            ServiceError::TooManyFailures(Duration::from_secs(1)),
             ServiceError::Unavailable,
             ServiceError::Internal("x".into()),
         ];
@@ -173,6 +176,7 @@ mod tests {
             | ServiceError::Conflict(_)
             | ServiceError::TooLarge(_)
             | ServiceError::RateLimited(_)
+            | ServiceError::TooManyFailures(_)
             | ServiceError::Unavailable
             | ServiceError::Internal(_) => (),
         };

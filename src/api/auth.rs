@@ -1,9 +1,15 @@
 //! Bearer-token authentication and authorization of the API.
 //!
 //! Only SHA-256 hashes of tokens are kept (see `service::auth`); the admin
-//! token's is compared in constant time.
+//! token's is compared in constant time. A token that fails spends from its
+//! client address's budget of failures (the TCP peer's: Herald trusts no
+//! forwarded header for this); once it is spent, every token from that
+//! address but the admin token and a validly signed portal token is
+//! answered 429 before any lookup.
 
-use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
@@ -15,8 +21,9 @@ use super::error::ApiError;
 use crate::domain::access::{self, Decision, OwnerCheck, Scope};
 use crate::domain::ids::AttemptId;
 use crate::service::AppState;
-use crate::service::auth::{TokenHash, hash_token, hex};
+use crate::service::auth::{self as guard, TokenHash, hash_token};
 use crate::service::portal::{PORTAL_TOKEN_PREFIX, PortalGrant};
+use crate::telemetry::metrics::AuthSurface;
 
 /// Who made a request; handlers and the idempotency layer read it.
 #[derive(Debug, Clone)]
@@ -43,9 +50,14 @@ pub const LOGOUT_ROUTE: &str = "/api/v1/auth/logout";
 
 /// Authenticates the bearer token, spends from its request budget, and
 /// checks that its scope reaches the route and the objects in the path.
-pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let (mut parts, body) = req.into_parts();
-    let principal = principal(&state, bearer_token(&parts.headers)?).await?;
+    let principal = principal(&state, bearer_token(&parts.headers)?, peer.ip()).await?;
     state.throttle.admit(
         &principal.token_hash,
         principal.rate_limit.or(state.config.api_rate_limit),
@@ -75,7 +87,8 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
 
 /// The configured admin token, or a live token from the store. The store is
 /// searched by the token's SHA-256, which says nothing about the token.
-async fn principal(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+/// A refused token counts against `client`'s budget of failures.
+async fn principal(state: &AppState, token: &str, client: IpAddr) -> Result<Principal, ApiError> {
     let presented = hash_token(token);
     if bool::from(presented.ct_eq(&state.admin_token_hash)) {
         return Ok(Principal {
@@ -85,10 +98,21 @@ async fn principal(state: &AppState, token: &str) -> Result<Principal, ApiError>
             portal: None,
         });
     }
-    if token.starts_with(PORTAL_TOKEN_PREFIX) {
-        return portal_principal(state, token, presented).await;
+    let found = if token.starts_with(PORTAL_TOKEN_PREFIX) {
+        portal_principal(state, token, presented, client).await
+    } else {
+        guard::admit_client(state, client, AuthSurface::Api)?;
+        made_principal(state, presented).await
+    };
+    if let Err(ApiError::Unauthorized(_)) = &found {
+        guard::failed(state, client, AuthSurface::Api);
     }
-    match state.store.find_token(&hex(&presented)).await? {
+    found
+}
+
+/// A made token: live, from the store (or remembered as unknown).
+async fn made_principal(state: &AppState, presented: TokenHash) -> Result<Principal, ApiError> {
+    match guard::find_made_token(state, &presented).await? {
         Some(t) if t.is_live(state.clock.now()) => Ok(Principal {
             token_hash: presented,
             scope: t.scope,
@@ -103,14 +127,19 @@ async fn principal(state: &AppState, token: &str) -> Result<Principal, ApiError>
 /// An app portal token (from `POST /auth/app-portal-access/{app}`): signed,
 /// so it needs no lookup to be believed, but one to know it was not logged
 /// out. It reaches what a made token for its application (and owner) does.
-async fn portal_principal(state: &AppState, token: &str, presented: TokenHash) -> Result<Principal, ApiError> {
-    let grant = state
-        .signer
-        .check_portal(token, state.clock.now())
-        .ok_or(ApiError::Unauthorized(
+async fn portal_principal(
+    state: &AppState,
+    token: &str,
+    presented: TokenHash,
+    client: IpAddr,
+) -> Result<Principal, ApiError> {
+    let Some(grant) = state.signer.check_portal(token, state.clock.now()) else {
+        guard::admit_client(state, client, AuthSurface::Api)?;
+        return Err(ApiError::Unauthorized(
             "this app portal token is invalid or has expired",
-        ))?;
-    if state.store.find_token(&hex(&presented)).await?.is_some() {
+        ));
+    };
+    if guard::look_up(state, &presented).await?.is_some() {
         return Err(ApiError::Unauthorized("this app portal token was logged out"));
     }
     Ok(Principal {

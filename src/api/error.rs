@@ -34,6 +34,8 @@ pub enum ApiError {
     Unavailable,
     #[error("this token has made too many requests; retry after the time in Retry-After")]
     TooManyRequests(std::time::Duration),
+    #[error("too many failed authentications from this address; retry after the time in Retry-After")]
+    TooManyFailures(std::time::Duration),
     #[error("internal error")]
     Internal(String),
 }
@@ -75,7 +77,9 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded"),
+            Self::TooManyRequests(_) | Self::TooManyFailures(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded")
+            }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
@@ -102,6 +106,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(why) => Self::Conflict(why),
             ServiceError::TooLarge(why) => Self::PayloadTooLarge(why),
             ServiceError::RateLimited(wait) => Self::TooManyRequests(wait),
+            ServiceError::TooManyFailures(wait) => Self::TooManyFailures(wait),
             ServiceError::Unavailable => Self::Unavailable,
             ServiceError::Internal(cause) => Self::Internal(cause),
         }
@@ -133,7 +138,7 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 resp
             }
-            Self::TooManyRequests(wait) => {
+            Self::TooManyRequests(wait) | Self::TooManyFailures(wait) => {
                 let mut resp = (status, Json(json!({"code": code, "detail": self.to_string()}))).into_response();
                 // Whole seconds, rounded up: a client that waits that long gets in.
                 let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

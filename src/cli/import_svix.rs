@@ -275,7 +275,9 @@ impl Failure {
         match e {
             ServiceError::Validation(errors) => Self::Refused(fields(&errors)),
             ServiceError::Internal(cause) => Self::Broken(cause),
-            e @ (ServiceError::Unavailable | ServiceError::RateLimited(_)) => Self::Broken(e.to_string()),
+            e @ (ServiceError::Unavailable | ServiceError::RateLimited(_) | ServiceError::TooManyFailures(_)) => {
+                Self::Broken(e.to_string())
+            }
             other => Self::Refused(other.to_string()),
         }
     }

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod fanout;
 pub mod filter;
 pub mod format;
+pub mod guard;
 pub mod headers;
 pub mod ids;
 pub mod model;

@@ -1,20 +1,25 @@
 //! Tokens as Herald keeps them: only SHA-256 hashes (API tokens are long
 //! random strings, so a fast hash is the right tool), the admin token's
-//! among them, and each token's request budget on this node.
+//! among them, each token's request budget on this node, and the guards
+//! against guessing tokens (`Guard`).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::AppState;
 use super::error::{ServiceError, ServiceResult};
 use crate::config::Config;
+use crate::domain::guard::{FailureLimiter, LIMITER_ADDRESSES, NEGATIVE_CACHE_TOKENS, NegativeCache};
 use crate::domain::rate::RequestBudget;
-use crate::store::{Store, StoreResult};
+use crate::store::{ApiToken, Store, StoreResult};
+use crate::telemetry::metrics::AuthSurface;
 
 pub type TokenHash = [u8; 32];
 
@@ -98,4 +103,86 @@ impl Throttle {
         }
         budget.spend(now).map_err(ServiceError::RateLimited)
     }
+}
+
+/// How long a token looked up and not found is remembered.
+const UNKNOWN_TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// The guards against guessing tokens, shared by the API and the dashboard
+/// sign-in on this node: a budget of failures per client address
+/// (`HERALD_AUTH_FAILURE_LIMIT` a minute, 10,000 addresses remembered) and
+/// a negative cache of unknown tokens (10,000 hashes, 60 s). Together they
+/// make a guess that is refused cost no database lookup.
+pub struct Guard {
+    /// `None` when the limit is off.
+    limiter: Option<Mutex<FailureLimiter>>,
+    unknown: Mutex<NegativeCache>,
+}
+
+impl Guard {
+    pub fn new(failures_per_minute: Option<u32>) -> Self {
+        Self {
+            limiter: failures_per_minute.map(|n| Mutex::new(FailureLimiter::new(n, LIMITER_ADDRESSES))),
+            unknown: Mutex::new(NegativeCache::new(UNKNOWN_TOKEN_TTL, NEGATIVE_CACHE_TOKENS)),
+        }
+    }
+}
+
+/// Before a token that is not known to be good is looked up: refused, with
+/// the wait, while `client` has spent its budget of failures.
+pub fn admit_client(state: &AppState, client: IpAddr, surface: AuthSurface) -> ServiceResult<()> {
+    let Some(limiter) = &state.guard.limiter else {
+        return Ok(());
+    };
+    let refusal = limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .refusal(client, state.clock.now());
+    match refusal {
+        None => Ok(()),
+        Some(wait) => {
+            state.metrics.auth_rate_limited(surface);
+            Err(ServiceError::TooManyFailures(wait))
+        }
+    }
+}
+
+/// A token from `client` did not authenticate: spends from its budget.
+pub fn failed(state: &AppState, client: IpAddr, surface: AuthSurface) {
+    state.metrics.auth_failed(surface);
+    if let Some(limiter) = &state.guard.limiter {
+        limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failed(client, state.clock.now());
+    }
+}
+
+/// The made token with this hash, if one was ever made (revoked and expired
+/// ones included). An unknown hash is remembered for a minute, so
+/// presenting it again costs no lookup; see `NegativeCache` for why a
+/// token made meanwhile is never hidden by it.
+pub async fn find_made_token(state: &AppState, hash: &TokenHash) -> ServiceResult<Option<ApiToken>> {
+    let now = state.clock.now();
+    let unknown = |c: &Mutex<NegativeCache>| c.lock().unwrap_or_else(|e| e.into_inner()).is_unknown(hash, now);
+    if unknown(&state.guard.unknown) {
+        return Ok(None);
+    }
+    let found = look_up(state, hash).await?;
+    if found.is_none() {
+        state
+            .guard
+            .unknown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remember(*hash, now);
+    }
+    Ok(found)
+}
+
+/// The one place authentication reads a token from the store, counted, so
+/// an operator sees what guessing costs.
+pub async fn look_up(state: &AppState, hash: &TokenHash) -> ServiceResult<Option<ApiToken>> {
+    state.metrics.auth_token_lookup();
+    Ok(state.store.find_token(&hex(hash)).await?)
 }

@@ -28,6 +28,10 @@ pub enum ServiceError {
     /// The caller spent its request budget; it may come back after the wait.
     #[error("this token has made too many requests; retry after the time in Retry-After")]
     RateLimited(Duration),
+    /// Too many failed authentications came from the caller's address; a
+    /// token from there is not even looked up until the wait is over.
+    #[error("too many failed authentications from this address; retry after the time in Retry-After")]
+    TooManyFailures(Duration),
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
     /// A fault of Herald's own; the cause is logged, not shown.

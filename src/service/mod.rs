@@ -52,6 +52,8 @@ pub struct AppState {
     pub signer: portal::Signer,
     /// Per-token API request budgets.
     pub throttle: Arc<auth::Throttle>,
+    /// Failed-authentication budgets per address, and unknown tokens.
+    pub guard: Arc<auth::Guard>,
     /// The broker sources' states and counts, for `/health`.
     pub sources: sources::Statuses,
     /// Where work that outlives a request runs (recoveries).
@@ -94,6 +96,7 @@ impl AppState {
             clock.clone(),
         );
         let sources = sources::Statuses::new(config.sources.iter().map(|s| (s.name.clone(), s.broker.kind())), &clock);
+        let guard = Arc::new(auth::Guard::new(config.auth_failure_limit));
         Ok(Self {
             store,
             config,
@@ -106,6 +109,7 @@ impl AppState {
             admin_token_hash,
             signer,
             throttle: Default::default(),
+            guard,
             sources,
             background,
         })

@@ -150,11 +150,22 @@ pub async fn get_token(state: &AppState, token_id: &str) -> ServiceResult<TokenO
     Ok(find_token(state.store.as_ref(), token_id).await?.into())
 }
 
-/// Revokes a token at once, on every node: it is looked up on each request.
+/// Revokes a token at once, on every node: it is looked up on each request,
+/// and each dashboard page of a session it opened.
 pub async fn revoke_token(state: &AppState, token_id: &str) -> ServiceResult<()> {
     let token = find_token(state.store.as_ref(), token_id).await?;
     state.store.revoke_token(&token.id, state.clock.now()).await?;
     Ok(())
+}
+
+/// Whether the made token `token_id` still works: not revoked, not expired,
+/// not removed with its application. One lookup by id.
+pub async fn is_live(state: &AppState, token_id: &str) -> ServiceResult<bool> {
+    let found = match TokenId::parse(token_id) {
+        Some(id) => state.store.get_token(&id).await?,
+        None => None,
+    };
+    Ok(found.is_some_and(|t| t.is_live(state.clock.now())))
 }
 
 async fn find_token(store: &dyn Store, id: &str) -> ServiceResult<ApiToken> {

@@ -41,6 +41,24 @@ impl SourceOutcome {
     }
 }
 
+/// Where a token was presented, as the `surface` label says it.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthSurface {
+    /// A bearer token on the API.
+    Api,
+    /// The dashboard's sign-in form, or a page of a session.
+    Dashboard,
+}
+
+impl AuthSurface {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Dashboard => "dashboard",
+        }
+    }
+}
+
 /// How an attempt ended, as the `outcome` label says it.
 #[derive(Debug, Clone, Copy)]
 pub enum Outcome {
@@ -77,6 +95,9 @@ pub struct Metrics {
     source_reconnects: Family<SourceLabels, Counter>,
     history_removed: Family<Labels, Counter>,
     oldest_message_age_seconds: Gauge<f64, AtomicU64>,
+    auth_failures: Family<Labels, Counter>,
+    auth_rate_limited: Family<Labels, Counter>,
+    auth_token_lookups: Counter,
     /// What the queue's lag is measured against.
     clock: Clock,
 }
@@ -147,10 +168,31 @@ impl Metrics {
             "Age of the oldest message kept (0 when none is): stays near the history window when the sweep keeps up",
             oldest_message_age_seconds.clone(),
         );
+        let auth_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Tokens presented that did not authenticate, by surface: api, dashboard (sign-in)",
+            auth_failures.clone(),
+        );
+        let auth_rate_limited = Family::<Labels, Counter>::default();
+        registry.register(
+            "auth_rate_limited",
+            "Requests answered 429 without a lookup because their address had too many failed authentications, by surface",
+            auth_rate_limited.clone(),
+        );
+        let auth_token_lookups = Counter::default();
+        registry.register(
+            "auth_token_lookups",
+            "Database lookups of a presented token by its hash (the admin token and remembered unknown tokens need none)",
+            auth_token_lookups.clone(),
+        );
         Arc::new(Self {
             registry,
             history_removed,
             oldest_message_age_seconds,
+            auth_failures,
+            auth_rate_limited,
+            auth_token_lookups,
             source_messages,
             source_connected,
             source_reconnects,
@@ -173,6 +215,20 @@ impl Metrics {
         if let Some(s) = seconds {
             self.attempt_seconds.observe(s);
         }
+    }
+
+    pub fn auth_failed(&self, surface: AuthSurface) {
+        self.auth_failures.get_or_create(&[("surface", surface.label())]).inc();
+    }
+
+    pub fn auth_rate_limited(&self, surface: AuthSurface) {
+        self.auth_rate_limited
+            .get_or_create(&[("surface", surface.label())])
+            .inc();
+    }
+
+    pub fn auth_token_lookup(&self) {
+        self.auth_token_lookups.inc();
     }
 
     pub fn source_message(&self, source: &str, outcome: SourceOutcome) {

@@ -1,8 +1,13 @@
-//! Signing in with the admin token or a portal link, and signing out.
+//! Signing in with the admin token, a made token or a portal link, and
+//! signing out. Wrong tokens spend from the client address's budget of
+//! failures, shared with the API; past it the form answers 429.
+
+use std::net::SocketAddr;
 
 use axum::Form;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar};
 use serde::Deserialize;
@@ -10,7 +15,8 @@ use serde::Deserialize;
 use super::UiError;
 use super::render::{self, Layout};
 use super::session::{self, Scope, Viewer};
-use crate::service::AppState;
+use crate::domain::guard::retry_after_secs;
+use crate::service::{AppState, ServiceError};
 
 /// The first page of a viewer: operators see the applications, a customer
 /// their application.
@@ -63,18 +69,24 @@ pub struct SignIn {
 
 pub async fn sign_in(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<SignIn>,
 ) -> Result<Response, UiError> {
     session::same_origin(&headers)?;
-    let Some(granted) = session::grant_for_token(&state, &form.token, state.clock.now()) else {
-        tracing::info!("a dashboard sign-in was refused");
-        return Ok(login_form(
-            StatusCode::UNAUTHORIZED,
-            &form.next,
-            Some("That token is not valid, or the portal link has expired."),
-        ));
+    let granted = match session::grant_for_token(&state, &form.token, peer.ip()).await {
+        Ok(Some(granted)) => granted,
+        Ok(None) => {
+            tracing::info!("a dashboard sign-in was refused");
+            return Ok(login_form(
+                StatusCode::UNAUTHORIZED,
+                &form.next,
+                Some("That token is not valid, or the portal link has expired."),
+            ));
+        }
+        Err(ServiceError::TooManyFailures(wait)) => return Ok(too_many_failures(&form.next, wait)),
+        Err(e) => return Err(e.into()),
     };
     let target = match (&granted.scope, safe_next(&form.next)) {
         (Scope::Admin, Some(next)) => next.to_owned(),
@@ -82,6 +94,15 @@ pub async fn sign_in(
     };
     let cookie = session::start(&state, &headers, granted);
     Ok((jar.add(cookie), Redirect::to(&target)).into_response())
+}
+
+/// The form again, 429, saying when the address may try again.
+fn too_many_failures(next: &str, wait: std::time::Duration) -> Response {
+    let seconds = retry_after_secs(wait);
+    let message = format!("Too many wrong tokens came from your address. Try again in {seconds} seconds.");
+    let mut page = login_form(StatusCode::TOO_MANY_REQUESTS, next, Some(&message));
+    page.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
+    page
 }
 
 pub async fn sign_out(

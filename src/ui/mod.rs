@@ -81,7 +81,7 @@ pub fn status_of(e: &ServiceError) -> StatusCode {
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         ServiceError::Conflict(_) => StatusCode::CONFLICT,
         ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        ServiceError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        ServiceError::RateLimited(_) | ServiceError::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
         ServiceError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

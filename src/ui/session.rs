@@ -4,6 +4,10 @@
 //! https) holding the viewer's scope, an expiry and a CSRF token. Nothing is
 //! kept on the server, so any node of a cluster serves any request. Every
 //! form carries the CSRF token and is refused from another origin.
+//!
+//! A session opened with a made token also holds the token's id, and every
+//! page looks the token up by id (one lookup a page), so revoking it ends
+//! the session at the next page on every node.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -12,6 +16,8 @@ use axum::http::request::Parts;
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::net::IpAddr;
+
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use serde::de::DeserializeOwned;
@@ -19,9 +25,10 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::UiError;
-use crate::service::AppState;
-use crate::service::auth::hash_token;
+use crate::service::auth::{self as guard, hash_token};
 use crate::service::portal::{PORTAL_TOKEN_PREFIX, Signer};
+use crate::service::{AppState, ServiceResult, tokens};
+use crate::telemetry::metrics::AuthSurface;
 
 pub const COOKIE: &str = "herald_session";
 const PURPOSE: &str = "session";
@@ -39,6 +46,9 @@ struct Claims {
     /// A read-only portal link's session: it reads, and changes nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     read_only: bool,
+    /// The made token the session was opened with; it must stay live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_id: Option<String>,
 }
 
 /// The signed-in person, as an extractor: a page that takes one is
@@ -77,30 +87,60 @@ pub struct Granted {
     pub scope: Scope,
     pub expires_at: i64,
     pub read_only: bool,
+    /// A made token's id: its session lasts while the token is live.
+    pub token_id: Option<String>,
 }
 
-/// What a typed token grants: the admin token, or a portal link's token
-/// (read-only when the link was made so).
-pub fn grant_for_token(state: &AppState, token: &str, now: DateTime<Utc>) -> Option<Granted> {
+/// What a typed token grants: the admin token, a portal link's token
+/// (read-only when the link was made so), or a live made token (its scope:
+/// an administrator's opens every application, an application's or an
+/// owner's that application as a portal link would). `None` for a token
+/// that grants nothing, which spends from `client`'s budget of failures;
+/// once that is spent, `TooManyFailures` before any lookup.
+pub async fn grant_for_token(state: &AppState, token: &str, client: IpAddr) -> ServiceResult<Option<Granted>> {
     let token = token.trim();
+    let now = state.clock.now();
     let longest = (now + Duration::hours(SESSION_HOURS)).timestamp();
-    if token.starts_with(PORTAL_TOKEN_PREFIX) {
-        let grant = state.signer.check_portal(token, now)?;
-        return Some(Granted {
+    let matches: bool = hash_token(token).ct_eq(&state.admin_token_hash).into();
+    if matches {
+        return Ok(Some(Granted {
+            scope: Scope::Admin,
+            expires_at: longest,
+            read_only: false,
+            token_id: None,
+        }));
+    }
+    if token.starts_with(PORTAL_TOKEN_PREFIX)
+        && let Some(grant) = state.signer.check_portal(token, now)
+    {
+        return Ok(Some(Granted {
             scope: Scope::App {
                 app: grant.app,
                 owner: grant.owner,
             },
             expires_at: grant.expires_at.min(longest),
             read_only: grant.read_only,
-        });
+            token_id: None,
+        }));
     }
-    let matches: bool = hash_token(token).ct_eq(&state.admin_token_hash).into();
-    matches.then_some(Granted {
-        scope: Scope::Admin,
-        expires_at: longest,
-        read_only: false,
-    })
+    guard::admit_client(state, client, AuthSurface::Dashboard)?;
+    let made = if token.starts_with(PORTAL_TOKEN_PREFIX) {
+        None
+    } else {
+        guard::find_made_token(state, &hash_token(token)).await?
+    };
+    match made.filter(|t| t.is_live(now)) {
+        Some(t) => Ok(Some(Granted {
+            scope: t.scope,
+            expires_at: t.expires_at.map_or(longest, |until| until.timestamp().min(longest)),
+            read_only: false,
+            token_id: Some(t.id.to_string()),
+        })),
+        None => {
+            guard::failed(state, client, AuthSurface::Dashboard);
+            Ok(None)
+        }
+    }
 }
 
 /// A new session cookie for what was granted, with a fresh CSRF token.
@@ -112,6 +152,7 @@ pub fn start(state: &AppState, headers: &HeaderMap, granted: Granted) -> Cookie<
         csrf: URL_SAFE_NO_PAD.encode(csrf),
         expires_at: granted.expires_at,
         read_only: granted.read_only,
+        token_id: granted.token_id,
     };
     cookie(state.signer.sign(PURPOSE, &claims), secure(state, headers))
 }
@@ -142,27 +183,36 @@ fn secure(state: &AppState, headers: &HeaderMap) -> bool {
     }
 }
 
-fn read(signer: &Signer, jar: &CookieJar, now: DateTime<Utc>) -> Option<Viewer> {
+/// The session's viewer, and the made token it must still be opened by.
+fn read(signer: &Signer, jar: &CookieJar, now: DateTime<Utc>) -> Option<(Viewer, Option<String>)> {
     let claims: Claims = signer.verify(PURPOSE, jar.get(COOKIE)?.value())?;
-    (claims.expires_at > now.timestamp()).then_some(Viewer {
-        scope: claims.scope,
-        csrf: claims.csrf,
-        read_only: claims.read_only,
-    })
+    (claims.expires_at > now.timestamp()).then_some((
+        Viewer {
+            scope: claims.scope,
+            csrf: claims.csrf,
+            read_only: claims.read_only,
+        },
+        claims.token_id,
+    ))
 }
 
 impl FromRequestParts<AppState> for Viewer {
     type Rejection = UiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let jar = CookieJar::from_headers(&parts.headers);
-        read(&state.signer, &jar, state.clock.now()).ok_or_else(|| UiError::SignIn {
+        let sign_in = || UiError::SignIn {
             next: parts
                 .uri
                 .path_and_query()
                 .map(|p| p.as_str().to_owned())
                 .unwrap_or_default(),
-        })
+        };
+        let jar = CookieJar::from_headers(&parts.headers);
+        let (viewer, token_id) = read(&state.signer, &jar, state.clock.now()).ok_or_else(sign_in)?;
+        match token_id {
+            Some(id) if !tokens::is_live(state, &id).await? => Err(sign_in()),
+            _ => Ok(viewer),
+        }
     }
 }
 
@@ -285,9 +335,10 @@ mod tests {
             csrf: "c".into(),
             expires_at: now.timestamp() + 10,
             read_only: false,
+            token_id: None,
         };
         let jar = CookieJar::new().add(Cookie::new(COOKIE, signer.sign(PURPOSE, &claims)));
-        assert!(read(&signer, &jar, now).is_some_and(|v| v.is_admin()));
+        assert!(read(&signer, &jar, now).is_some_and(|(v, _)| v.is_admin()));
         assert!(read(&signer, &jar, now + Duration::seconds(11)).is_none());
         let other = Signer::new(b"k", &[2; 32]);
         assert!(read(&other, &jar, now).is_none());
