@@ -57,15 +57,7 @@ fn time(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
 
 /// One sample of `/metrics`, by its full name with labels.
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .unwrap_or_else(|| panic!("{name} not in:\n{text}"))

@@ -118,15 +118,7 @@ async fn rabbitmq_messages_all_arrive_once(backend: Backend) {
     assert_eq!(by_id.len(), N, "one Herald message per broker message");
     assert!(by_n.values().all(|&c| c == 1), "a message arrived twice: {by_n:?}");
     assert_eq!(stored_messages(&app).await.len(), N);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(&format!(
             "herald_source_messages_total{{source=\"orders\",outcome=\"accepted\"}} {N}"

@@ -261,6 +261,17 @@ impl TestApp {
         self.call(reqwest::Method::DELETE, path, None).await
     }
 
+    /// The Prometheus text of `/metrics` (it needs no token).
+    pub async fn metrics_text(&self) -> String {
+        let answer = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics answered");
+        answer.text().await.expect("metrics text")
+    }
+
     /// Creates an application and answers its id.
     pub async fn create_app(&self, name: &str) -> String {
         let a = self.post("/api/v1/app", json!({"name": name})).await;

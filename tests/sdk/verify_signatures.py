@@ -22,24 +22,22 @@ from svix.webhooks import Webhook as SvixWebhook
 from svix.webhooks import WebhookVerificationError as SvixVerificationError
 
 
-def verify_v1(check):
-    hook = Webhook(check["secret"])
+def verified_by(hook, refusal, check):
+    """Checks with `hook`; a changed body must raise `refusal`."""
     hook.verify(check["body"], check["headers"])
     try:
         hook.verify(check["body"] + " ", check["headers"])
-    except WebhookVerificationError:
+    except refusal:
         return
     raise AssertionError("a changed body still verified")
+
+
+def verify_v1(check):
+    verified_by(Webhook(check["secret"]), WebhookVerificationError, check)
 
 
 def verify_svix(check):
-    hook = SvixWebhook(check["secret"])
-    hook.verify(check["body"], check["headers"])
-    try:
-        hook.verify(check["body"] + " ", check["headers"])
-    except SvixVerificationError:
-        return
-    raise AssertionError("a changed body still verified")
+    verified_by(SvixWebhook(check["secret"]), SvixVerificationError, check)
 
 
 def body_hmac(secret, body, encoding):
