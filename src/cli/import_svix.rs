@@ -334,34 +334,24 @@ impl WantedEventType {
     }
 
     fn patch(self, existing: &EventTypeOut) -> (EventTypePatch, Vec<&'static str>) {
-        let mut patch = EventTypePatch::default();
-        let mut changed = Vec::new();
-        if existing.description != self.description {
-            patch.description = Some(self.description);
-            changed.push("description");
+        let mut changes = Changes::default();
+        let mut patch = EventTypePatch {
+            description: changes.of("description", existing.description.clone(), self.description),
+            archived: changes.of("archived", existing.archived, self.archived),
+            deprecated: changes.of("deprecated", existing.deprecated, self.deprecated),
+            schemas: changes.of("schemas", no_empty_schemas(existing.schemas.clone()), self.schemas),
+            feature_flags: changes.of(
+                "featureFlags",
+                existing.feature_flags.clone().filter(|f| !f.is_empty()),
+                self.feature_flags,
+            ),
+            ..Default::default()
+        };
+        // Svix may leave the group out; Herald then keeps the one it derived.
+        if self.group_name.is_some() {
+            patch.group_name = changes.of("groupName", existing.group_name.clone(), self.group_name);
         }
-        if existing.archived != self.archived {
-            patch.archived = Some(self.archived);
-            changed.push("archived");
-        }
-        if existing.deprecated != self.deprecated {
-            patch.deprecated = Some(self.deprecated);
-            changed.push("deprecated");
-        }
-        if no_empty_schemas(existing.schemas.clone()) != self.schemas {
-            patch.schemas = Some(self.schemas);
-            changed.push("schemas");
-        }
-        if self.group_name.is_some() && existing.group_name != self.group_name {
-            patch.group_name = Some(self.group_name);
-            changed.push("groupName");
-        }
-        let flags = existing.feature_flags.clone().filter(|f| !f.is_empty());
-        if flags != self.feature_flags {
-            patch.feature_flags = Some(self.feature_flags);
-            changed.push("featureFlags");
-        }
-        (patch, changed)
+        (patch, changes.0)
     }
 }
 
@@ -444,21 +434,29 @@ fn app_patch(
     rate_limit: Option<i64>,
     metadata: &Metadata,
 ) -> (ApplicationPatch, Vec<&'static str>) {
-    let mut patch = ApplicationPatch::default();
-    let mut changed = Vec::new();
-    if existing.name != name {
-        patch.name = Some(name.to_owned());
-        changed.push("name");
+    let mut changes = Changes::default();
+    let patch = ApplicationPatch {
+        name: changes.of("name", existing.name.as_str(), name).map(str::to_owned),
+        rate_limit: changes.of("rateLimit", existing.rate_limit, rate_limit),
+        metadata: changes.of("metadata", &existing.metadata, metadata).cloned(),
+        ..Default::default()
+    };
+    (patch, changes.0)
+}
+
+/// The fields an update changes, named as the summary prints them.
+#[derive(Default)]
+struct Changes(Vec<&'static str>);
+
+impl Changes {
+    /// `wanted` when it differs from `existing`, noting `field`; else `None`.
+    fn of<T: PartialEq>(&mut self, field: &'static str, existing: T, wanted: T) -> Option<T> {
+        if existing == wanted {
+            return None;
+        }
+        self.0.push(field);
+        Some(wanted)
     }
-    if existing.rate_limit != rate_limit {
-        patch.rate_limit = Some(rate_limit);
-        changed.push("rateLimit");
-    }
-    if &existing.metadata != metadata {
-        patch.metadata = Some(metadata.clone());
-        changed.push("metadata");
-    }
-    (patch, changed)
 }
 
 // ---- endpoints ----
@@ -518,45 +516,26 @@ impl WantedEndpoint {
     }
 
     fn patch(self, existing: &Endpoint) -> (EndpointPatch, Vec<&'static str>) {
-        let mut patch = EndpointPatch::default();
-        let mut changed = Vec::new();
-        if existing.url != self.url {
-            patch.url = Some(self.url);
-            changed.push("url");
-        }
-        if existing.description != self.description {
-            patch.description = Some(self.description);
-            changed.push("description");
-        }
-        if existing.filter_types != self.filter_types {
-            patch.filter_types = Some(self.filter_types);
-            changed.push("filterTypes");
-        }
-        if existing.channels.clone().filter(|c| !c.is_empty()) != self.channels {
-            patch.channels = Some(self.channels);
-            changed.push("channels");
-        }
-        if existing.disabled != self.disabled {
-            patch.disabled = Some(self.disabled);
-            changed.push("disabled");
-        }
-        if existing.rate_limit != self.rate_limit {
-            patch.rate_limit = Some(self.rate_limit);
-            changed.push("rateLimit");
-        }
-        if existing.metadata != self.metadata {
-            patch.metadata = Some(self.metadata);
-            changed.push("metadata");
-        }
-        if existing.headers != self.headers {
-            patch.headers = Some(self.headers);
-            changed.push("headers");
-        }
-        if existing.secret.expose() != self.secret {
-            patch.secret = Some(self.secret);
-            changed.push("secret");
-        }
-        (patch, changed)
+        let mut changes = Changes::default();
+        let patch = EndpointPatch {
+            url: changes.of("url", existing.url.clone(), self.url),
+            description: changes.of("description", existing.description.clone(), self.description),
+            filter_types: changes.of("filterTypes", existing.filter_types.clone(), self.filter_types),
+            channels: changes.of(
+                "channels",
+                existing.channels.clone().filter(|c| !c.is_empty()),
+                self.channels,
+            ),
+            disabled: changes.of("disabled", existing.disabled, self.disabled),
+            rate_limit: changes.of("rateLimit", existing.rate_limit, self.rate_limit),
+            metadata: changes.of("metadata", existing.metadata.clone(), self.metadata),
+            headers: changes.of("headers", existing.headers.clone(), self.headers),
+            secret: changes
+                .of("secret", existing.secret.expose(), self.secret.as_str())
+                .map(str::to_owned),
+            ..Default::default()
+        };
+        (patch, changes.0)
     }
 }
 
