@@ -71,7 +71,7 @@ pub struct BenchArgs {
     /// API token of the server given with --compare
     #[arg(long, value_name = "TOKEN", requires = "compare", hide_env_values = true)]
     pub compare_token: Option<String>,
-    /// Write the report here as JSON (with --compare: `{"herald", "compare"}`)
+    /// Write the report here as JSON (with --compare: `{"herald", "compare_url", "compare"}`)
     #[arg(long, value_name = "FILE", default_value = "bench.json")]
     pub out: std::path::PathBuf,
 }
