@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
 use herald_fuzz::domain::secret::{EndpointSecret, SecretKind};
-use herald_fuzz::domain::signature::{Algorithm, Encoding, SignatureStyle};
+use herald_fuzz::domain::signature::{Algorithm, Encoding, HeaderNames, SignatureStyle};
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -35,19 +35,21 @@ enum SecretInput {
 
 #[derive(Debug, Arbitrary)]
 enum StyleInput {
-    StandardHmac,
-    StandardEd25519,
+    StandardHmac { svix_names: bool },
+    StandardEd25519 { svix_names: bool },
     Body { prefix: String, base64: bool },
 }
 
 fuzz_target!(|input: Input| {
     let secrets: Vec<EndpointSecret> = input.secrets.iter().take(4).filter_map(secret).collect();
     let style = match input.style {
-        StyleInput::StandardHmac => SignatureStyle::StandardWebhooks {
+        StyleInput::StandardHmac { svix_names } => SignatureStyle::StandardWebhooks {
             algorithm: Algorithm::HmacSha256,
+            names: header_names(svix_names),
         },
-        StyleInput::StandardEd25519 => SignatureStyle::StandardWebhooks {
+        StyleInput::StandardEd25519 { svix_names } => SignatureStyle::StandardWebhooks {
             algorithm: Algorithm::Ed25519,
+            names: header_names(svix_names),
         },
         StyleInput::Body { prefix, base64 } => SignatureStyle::BodyHmac {
             header: "X-Product-Signature".into(),
@@ -62,8 +64,8 @@ fuzz_target!(|input: Input| {
         return;
     };
     match &style {
-        SignatureStyle::StandardWebhooks { .. } => {
-            assert_eq!(name, "webhook-signature");
+        SignatureStyle::StandardWebhooks { names, .. } => {
+            assert_eq!(name, names.signature());
             let signed = [
                 input.msg_id.as_bytes(),
                 b".",
@@ -97,6 +99,11 @@ fuzz_target!(|input: Input| {
         }
     }
 });
+
+/// Svix's header names carry the same signature under `svix-signature`.
+fn header_names(svix: bool) -> HeaderNames {
+    if svix { HeaderNames::Svix } else { HeaderNames::Webhook }
+}
 
 fn secret(input: &SecretInput) -> Option<EndpointSecret> {
     match input {
