@@ -61,7 +61,7 @@ pub struct Settings {
 
     /// Most API requests per second one token may make on this node; over
     /// it the API answers 429 with Retry-After. 0 turns the limit off; a
-    /// token made with its own rateLimit uses that [default: 5000]
+    /// token made with its own rateLimit uses that [default: 25000]
     #[arg(long, env = "HERALD_API_RATE_LIMIT", value_name = "N")]
     pub api_rate_limit: Option<String>,
 
@@ -450,7 +450,7 @@ impl Config {
             given => given.map(|(_, v)| Redacted::new(v)),
         };
         let secret_key = secret_key_source(get!(secret_key), get!(secret_key_file), &database)?;
-        let api_rate_limit = parse_or(get!(api_rate_limit), "5000", |s| match s.parse::<u32>() {
+        let api_rate_limit = parse_or(get!(api_rate_limit), "25000", |s| match s.parse::<u32>() {
             Ok(0) => Ok(None),
             Ok(n) if n <= 1_000_000 => Ok(Some(n)),
             _ => Err(format!("'{s}' is not a number between 0 (no limit) and 1000000")),
