@@ -43,7 +43,6 @@ async fn an_operator_runs_herald_from_the_console(backend: Backend) {
     let app = spawn_app(&backend).await;
     let receiver = Receiver::start().await;
     sign_in(&browser, &app).await;
-    browser.screenshot("overview").await;
 
     // An application: an empty name is refused at the name, keeping the rest.
     browser.follow("a[href='/ui/apps']").await;
@@ -97,7 +96,9 @@ async fn an_operator_runs_herald_from_the_console(backend: Backend) {
     assert_eq!(browser.value("#schema").await, schema);
     assert_eq!(browser.value("#name").await, "invoice.paid");
     browser.screenshot("event-type-form").await;
-    browser.fill("#example", r#"{"invoiceId": "INV-7", "amount": 1200}"#).await;
+    browser
+        .fill("#example", r#"{"invoiceId": "INV-7", "amount": 1200}"#)
+        .await;
     browser.follow("#save-event-type").await;
     assert!(browser.text("#notice").await.contains("created"));
     browser.assert_accessible().await;
@@ -134,9 +135,11 @@ async fn an_operator_runs_herald_from_the_console(backend: Backend) {
     browser.follow("a[href='/ui/tokens']").await;
     browser.assert_accessible().await;
     browser.follow("#make-token").await;
-    assert!(browser.text("#name-error").await.contains("characters"), "an empty name");
+    assert!(
+        browser.text("#name-error").await.contains("characters"),
+        "an empty name"
+    );
     browser.fill("#token-name", "billing service").await;
-    browser.screenshot("tokens").await;
     browser.follow("#make-token").await;
     browser.assert_accessible().await;
     let token = browser.text("#token-value").await;
@@ -147,6 +150,7 @@ async fn an_operator_runs_herald_from_the_console(backend: Backend) {
     browser.follow("#continue").await;
     let row = format!("#tokens tr[data-token='{token_id}']");
     assert!(!browser.text(&format!("{row} .last-used")).await.contains("never"));
+    browser.screenshot("tokens").await;
     browser.follow(&format!("{row} button.revoke")).await;
     assert!(browser.text("#notice").await.contains("revoked"));
     assert_eq!(browser.count(&format!("{row}[data-state='revoked']")).await, 1);
@@ -177,7 +181,10 @@ async fn an_operator_runs_herald_from_the_console(backend: Backend) {
     // The check can fail: a field without a label is a critical finding.
     browser
         .client
-        .execute("document.querySelector('main').append(document.createElement('input'));", vec![])
+        .execute(
+            "document.querySelector('main').append(document.createElement('input'));",
+            vec![],
+        )
         .await
         .expect("an unlabelled field");
     let problems = browser.accessibility_problems().await;
@@ -190,7 +197,10 @@ async fn an_operator_runs_herald_from_the_console(backend: Backend) {
     browser.assert_accessible().await;
     browser.follow("#confirm-delete").await;
     assert_eq!(browser.path().await, "/ui/apps");
-    assert_eq!(app.get(&format!("/api/v1/app/{app_id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("/api/v1/app/{app_id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
     browser.close().await;
 }
 
@@ -214,15 +224,19 @@ async fn the_overview_shows_a_failing_endpoint_within_a_minute(backend: Backend)
     assert_eq!(browser.count("#no-trouble").await, 1);
 
     let started = Instant::now();
-    app.publish(&app_id, "invoice.paid", json!({"invoiceId": "INV-8"})).await;
+    app.publish(&app_id, "invoice.paid", json!({"invoiceId": "INV-8"}))
+        .await;
     let row = format!("#troubled tr[data-endpoint='{ep_id}']");
     browser.reload_until(&row).await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(60), "shown after {took:?}");
-    common::report(&format!("the overview showed the failing endpoint {took:?} after publishing"));
+    common::report(&format!(
+        "the overview showed the failing endpoint {took:?} after publishing"
+    ));
     assert!(browser.text(&row).await.to_lowercase().contains("failing"));
     assert_eq!(browser.text("#failing-count").await, "1");
     browser.assert_accessible().await;
+    browser.screenshot("overview").await;
     let chart = browser.text("#traffic-hour figcaption").await;
     // Three attempts (one and two retries), all of a delivery that gave up.
     assert!(chart.contains("3 failed"), "{chart}");
@@ -272,7 +286,12 @@ async fn session(app: &TestApp, token: &str) -> (String, String) {
 async fn portal_sessions_see_none_of_the_operator_pages(backend: Backend) {
     let app = spawn_app(&backend).await;
     let app_id = app.create_app("Acme").await;
-    let et = app.post("/api/v1/event-type", json!({"name": "ticket.created", "description": "x"})).await;
+    let et = app
+        .post(
+            "/api/v1/event-type",
+            json!({"name": "ticket.created", "description": "x"}),
+        )
+        .await;
     assert_eq!(et.status, StatusCode::CREATED);
     let msg = app.publish(&app_id, "ticket.created", json!({})).await;
     let msg_id = msg["id"].as_str().expect("id");
@@ -299,11 +318,18 @@ async fn portal_sessions_see_none_of_the_operator_pages(backend: Backend) {
         (format!("/ui/app/{app_id}/delete"), vec![]),
         ("/ui/event-types/new".to_owned(), vec![("name", "x.y")]),
         ("/ui/event-type/ticket.created".to_owned(), vec![("description", "y")]),
-        ("/ui/event-type/ticket.created/archive".to_owned(), vec![("to", "archive")]),
+        (
+            "/ui/event-type/ticket.created/archive".to_owned(),
+            vec![("to", "archive")],
+        ),
         ("/ui/tokens".to_owned(), vec![("name", "mine")]),
         (format!("/ui/token/{token_id}/revoke"), vec![]),
     ];
-    for (body, read_only) in [(json!({"ownerId": "acme"}), false), (json!({}), false), (json!({"readOnly": true}), true)] {
+    for (body, read_only) in [
+        (json!({"ownerId": "acme"}), false),
+        (json!({}), false),
+        (json!({"readOnly": true}), true),
+    ] {
         let link = app
             .post(&format!("/api/v1/auth/app-portal-access/{app_id}"), body)
             .await;
@@ -311,25 +337,51 @@ async fn portal_sessions_see_none_of_the_operator_pages(backend: Backend) {
         let token = link.body["token"].as_str().expect("token");
         let (cookie, csrf) = session(&app, token).await;
         for path in &pages {
-            let resp = http.get(app.url(path)).header("cookie", &cookie).send().await.expect("page");
+            let resp = http
+                .get(app.url(path))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .expect("page");
             assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
         }
-        let page = http.get(app.url(&format!("/ui/app/{app_id}"))).header("cookie", &cookie).send().await.expect("page");
+        let page = http
+            .get(app.url(&format!("/ui/app/{app_id}")))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("page");
         let html = page.text().await.expect("html");
         for operator_only in ["/ui/tokens", "/ui/overview", "id=\"find\"", "/edit\"", "delete-app"] {
-            assert!(!html.contains(operator_only), "{operator_only} shown to a portal session");
+            assert!(
+                !html.contains(operator_only),
+                "{operator_only} shown to a portal session"
+            );
         }
         for (path, fields) in &forms {
             let mut form = vec![("csrf", csrf.as_str())];
             form.extend(fields.iter().copied());
-            let resp = http.post(app.url(path)).header("cookie", &cookie).form(&form).send().await.expect("post");
-            let expected = if read_only { StatusCode::FORBIDDEN } else { StatusCode::NOT_FOUND };
+            let resp = http
+                .post(app.url(path))
+                .header("cookie", &cookie)
+                .form(&form)
+                .send()
+                .await
+                .expect("post");
+            let expected = if read_only {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::NOT_FOUND
+            };
             assert_eq!(resp.status(), expected, "{path}");
         }
     }
     // Nothing changed.
     assert_eq!(app.get(&format!("/api/v1/app/{app_id}")).await.body["name"], "Acme");
-    assert_eq!(app.get("/api/v1/event-type/ticket.created").await.body["archived"], false);
+    assert_eq!(
+        app.get("/api/v1/event-type/ticket.created").await.body["archived"],
+        false
+    );
     assert!(app.get(&format!("/api/v1/auth/token/{token_id}")).await.body["revokedAt"].is_null());
     let admin_overview = app.get("/health").await;
     assert_eq!(admin_overview.status, StatusCode::OK);

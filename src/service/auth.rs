@@ -191,7 +191,8 @@ const LAST_USED_EVERY: chrono::Duration = chrono::Duration::minutes(1);
 /// costs the request nothing.
 async fn note_use(state: &AppState, token: &ApiToken, now: chrono::DateTime<chrono::Utc>) {
     let stale = token.last_used_at.is_none_or(|at| now - at >= LAST_USED_EVERY);
-    if stale && token.is_live(now)
+    if stale
+        && token.is_live(now)
         && let Err(e) = state.store.touch_token(&token.id, now).await
     {
         tracing::warn!(token = %token.id, error = %e, "could not note a token's last use");

@@ -272,7 +272,10 @@ pub fn compose_schemas(
         )
     })?;
     let Some(object) = schema.as_object_mut() else {
-        return Err(ServiceError::body_field(&["schemas", &version], "must be a JSON object"));
+        return Err(ServiceError::body_field(
+            &["schemas", &version],
+            "must be a JSON object",
+        ));
     };
     if !object.contains_key("examples")
         && let Some(kept) = versions.get(&version).and_then(|s| s.get("examples"))
@@ -295,7 +298,10 @@ pub fn compose_schemas(
     }
     if let Some(example) = example {
         compiled.check(&example).map_err(|problems| {
-            ServiceError::body_field(&["example"], format!("does not fit the schema: {}", describe(&problems)))
+            ServiceError::body_field(
+                &["example"],
+                format!("does not fit the schema: {}", describe(&problems)),
+            )
         })?;
         let list = object.entry("examples").or_insert_with(|| Value::Array(Vec::new()));
         match list.as_array_mut() {

@@ -73,7 +73,10 @@ async fn traffic(state: &AppState, periods: i64, period: Duration) -> ServiceRes
     Ok(Traffic {
         periods,
         period_seconds: period.as_secs(),
-        buckets: buckets.into_iter().filter(|b| (0..periods).contains(&b.period)).collect(),
+        buckets: buckets
+            .into_iter()
+            .filter(|b| (0..periods).contains(&b.period))
+            .collect(),
     })
 }
 

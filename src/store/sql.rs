@@ -722,12 +722,11 @@ where
     }
 
     async fn troubled_endpoints(&self, limit: u32) -> StoreResult<Vec<Endpoint>> {
-        let rows: Vec<EndpointRow> = sqlx::query_as(
-            "SELECT * FROM endpoints WHERE disabled OR failing_since IS NOT NULL ORDER BY id LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(D::exec(&mut *self.read().await?))
-        .await?;
+        let rows: Vec<EndpointRow> =
+            sqlx::query_as("SELECT * FROM endpoints WHERE disabled OR failing_since IS NOT NULL ORDER BY id LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(D::exec(&mut *self.read().await?))
+                .await?;
         rows.into_iter().map(|r| r.into_endpoint(&self.sealer)).collect()
     }
 

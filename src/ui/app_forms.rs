@@ -84,7 +84,11 @@ fn form_page(
     form: &AppForm,
     errors: BTreeMap<String, String>,
 ) -> Response {
-    let title = if app.is_some() { "Edit application" } else { "New application" };
+    let title = if app.is_some() {
+        "Edit application"
+    } else {
+        "New application"
+    };
     let profiles: Vec<&str> = state.config.profiles.names().collect();
     render::page(
         status,
@@ -96,10 +100,20 @@ fn form_page(
 
 pub async fn new_form(State(state): State<AppState>, viewer: Viewer) -> UiResult<Response> {
     operator(&viewer)?;
-    Ok(form_page(&state, &viewer, StatusCode::OK, None, &AppForm::default(), BTreeMap::new()))
+    Ok(form_page(
+        &state,
+        &viewer,
+        StatusCode::OK,
+        None,
+        &AppForm::default(),
+        BTreeMap::new(),
+    ))
 }
 
-pub async fn create(State(state): State<AppState>, Submitted { viewer, form }: Submitted<AppForm>) -> UiResult<Response> {
+pub async fn create(
+    State(state): State<AppState>,
+    Submitted { viewer, form }: Submitted<AppForm>,
+) -> UiResult<Response> {
     operator(&viewer)?;
     let created = async {
         let input = ApplicationIn {
@@ -122,7 +136,14 @@ pub async fn edit_form(State(state): State<AppState>, viewer: Viewer, Path(app):
     operator(&viewer)?;
     let app = open_app(&state, &viewer, &app).await?;
     let form = AppForm::from_app(&app);
-    Ok(form_page(&state, &viewer, StatusCode::OK, Some(&app), &form, BTreeMap::new()))
+    Ok(form_page(
+        &state,
+        &viewer,
+        StatusCode::OK,
+        Some(&app),
+        &form,
+        BTreeMap::new(),
+    ))
 }
 
 pub async fn save(
@@ -145,7 +166,14 @@ pub async fn save(
     .await;
     match saved {
         Ok(app) => Ok(Redirect::to(&format!("/ui/app/{}?notice=saved", app.id)).into_response()),
-        Err(e) => Ok(form_page(&state, &viewer, status_of(&e), Some(&app), &form, field_errors(&e))),
+        Err(e) => Ok(form_page(
+            &state,
+            &viewer,
+            status_of(&e),
+            Some(&app),
+            &form,
+            field_errors(&e),
+        )),
     }
 }
 
@@ -182,7 +210,10 @@ pub struct DeleteForm {}
 pub async fn delete(
     State(state): State<AppState>,
     Path(app): Path<String>,
-    Submitted { viewer, form: DeleteForm {} }: Submitted<DeleteForm>,
+    Submitted {
+        viewer,
+        form: DeleteForm {},
+    }: Submitted<DeleteForm>,
 ) -> UiResult<Response> {
     operator(&viewer)?;
     let app = open_app(&state, &viewer, &app).await?;

@@ -169,13 +169,26 @@ mod tests {
     #[test]
     fn traffic_stacks_outcomes_and_scales_to_the_busiest_period() {
         let b = [
-            TrafficBucket { period: 0, succeeded: 6, failed: 1, retrying: 1 },
-            TrafficBucket { period: 59, succeeded: 4, failed: 0, retrying: 0 },
+            TrafficBucket {
+                period: 0,
+                succeeded: 6,
+                failed: 1,
+                retrying: 1,
+            },
+            TrafficBucket {
+                period: 59,
+                succeeded: 4,
+                failed: 0,
+                retrying: 0,
+            },
         ];
         let c = traffic_chart(60, 60, &b, "hour");
         assert_eq!(c.columns.len(), 2);
         let first = &c.columns[0];
-        assert_eq!(first.segments.iter().map(|s| s.class).collect::<Vec<_>>(), ["ok", "retrying", "bad"]);
+        assert_eq!(
+            first.segments.iter().map(|s| s.class).collect::<Vec<_>>(),
+            ["ok", "retrying", "bad"]
+        );
         assert_eq!(first.segments[0].height, TRAFFIC_HEIGHT * 6 / 8);
         assert!(first.segments.iter().all(|s| s.y >= 0));
         assert_eq!(c.columns[1].x, 59 * 5);

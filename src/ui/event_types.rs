@@ -122,7 +122,10 @@ pub async fn new_form(viewer: Viewer) -> UiResult<Response> {
     ))
 }
 
-pub async fn create(State(state): State<AppState>, Submitted { viewer, form }: Submitted<EventTypeForm>) -> UiResult<Response> {
+pub async fn create(
+    State(state): State<AppState>,
+    Submitted { viewer, form }: Submitted<EventTypeForm>,
+) -> UiResult<Response> {
     operator(&viewer)?;
     let created = async {
         let schema = json_field("schemas", &form.schema);
@@ -187,7 +190,14 @@ pub async fn edit_form(
         schema: schema_and_examples(&et).0,
         example: String::new(),
     };
-    Ok(form_page(&viewer, StatusCode::OK, Some(&et), &form, BTreeMap::new(), &q.notice))
+    Ok(form_page(
+        &viewer,
+        StatusCode::OK,
+        Some(&et),
+        &form,
+        BTreeMap::new(),
+        &q.notice,
+    ))
 }
 
 pub async fn save(

@@ -51,7 +51,13 @@ pub async fn message(
         return Err(UiError::NotFound);
     }
     let app = open_app(&state, &viewer, &app).await?;
-    let message = get_message(&state, &app.id, &msg, &QueryParams::from_pairs([("with_content", "true")])).await?;
+    let message = get_message(
+        &state,
+        &app.id,
+        &msg,
+        &QueryParams::from_pairs([("with_content", "true")]),
+    )
+    .await?;
     let destinations = list_attempted_destinations(
         &state,
         &app.id,

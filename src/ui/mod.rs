@@ -14,8 +14,8 @@ mod history;
 mod login;
 mod overview;
 mod render;
-mod tokens;
 pub mod session;
+mod tokens;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -118,9 +118,18 @@ pub fn router() -> Router<AppState> {
         .route("/ui/apps", get(apps::list))
         .route("/ui/apps/new", get(app_forms::new_form).post(app_forms::create))
         .route("/ui/event-types", get(catalog::list))
-        .route("/ui/event-types/new", get(event_types::new_form).post(event_types::create))
-        .route("/ui/event-type/{name}", get(event_types::edit_form).post(event_types::save))
-        .route("/ui/event-type/{name}/archive", axum::routing::post(event_types::archive))
+        .route(
+            "/ui/event-types/new",
+            get(event_types::new_form).post(event_types::create),
+        )
+        .route(
+            "/ui/event-type/{name}",
+            get(event_types::edit_form).post(event_types::save),
+        )
+        .route(
+            "/ui/event-type/{name}/archive",
+            axum::routing::post(event_types::archive),
+        )
         .route("/ui/tokens", get(tokens::list).post(tokens::make))
         .route("/ui/token/{id}/revoke", axum::routing::post(tokens::revoke))
         .route("/ui/app/{app}", get(apps::app_page))

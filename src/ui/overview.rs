@@ -16,8 +16,18 @@ pub async fn page(State(state): State<AppState>, viewer: Viewer) -> UiResult<Res
         return Err(UiError::NotFound);
     }
     let o = overview(&state).await?;
-    let hour = traffic_chart(o.last_hour.periods, o.last_hour.period_seconds, &o.last_hour.buckets, "hour");
-    let day = traffic_chart(o.last_day.periods, o.last_day.period_seconds, &o.last_day.buckets, "24 hours");
+    let hour = traffic_chart(
+        o.last_hour.periods,
+        o.last_hour.period_seconds,
+        &o.last_hour.buckets,
+        "hour",
+    );
+    let day = traffic_chart(
+        o.last_day.periods,
+        o.last_day.period_seconds,
+        &o.last_day.buckets,
+        "24 hours",
+    );
     let more_troubled = o.troubled.len() >= TROUBLED_SHOWN as usize;
     Ok(render::ok(
         "overview.html",

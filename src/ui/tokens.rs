@@ -48,7 +48,10 @@ impl TokenForm {
         };
         let app_scoped = self.scope == "app";
         if app_scoped && text(&self.app_id).is_none() {
-            return Err(ServiceError::body_field(&["appId"], "name the application the token is for"));
+            return Err(ServiceError::body_field(
+                &["appId"],
+                "name the application the token is for",
+            ));
         }
         Ok(TokenIn {
             name: self.name.trim().to_owned(),
@@ -129,14 +132,26 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer, Query(q): Query
     .await
 }
 
-pub async fn make(State(state): State<AppState>, Submitted { viewer, form }: Submitted<TokenForm>) -> UiResult<Response> {
+pub async fn make(
+    State(state): State<AppState>,
+    Submitted { viewer, form }: Submitted<TokenForm>,
+) -> UiResult<Response> {
     operator(&viewer)?;
     let made = async { make_token(state.store.as_ref(), form.to_input()?, state.clock.now()).await }.await;
     match made {
         Ok(token) => Ok(made_page(&viewer, &token)),
         Err(e) => {
             let status = status_of(&e);
-            page(&state, &viewer, status, "", &form, field_errors(&e), minijinja::context! {}).await
+            page(
+                &state,
+                &viewer,
+                status,
+                "",
+                &form,
+                field_errors(&e),
+                minijinja::context! {},
+            )
+            .await
         }
     }
 }
@@ -155,7 +170,10 @@ pub struct RevokeForm {}
 pub async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Submitted { viewer, form: RevokeForm {} }: Submitted<RevokeForm>,
+    Submitted {
+        viewer,
+        form: RevokeForm {},
+    }: Submitted<RevokeForm>,
 ) -> UiResult<Response> {
     operator(&viewer)?;
     revoke_token(&state, &id).await?;

@@ -242,7 +242,12 @@ impl Browser {
     /// Fails when axe-core finds a serious or critical problem on the page.
     pub async fn assert_accessible(&self) {
         let problems = self.accessibility_problems().await;
-        assert!(problems.is_empty(), "{} is not accessible:\n{}", self.path().await, problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "{} is not accessible:\n{}",
+            self.path().await,
+            problems.join("\n")
+        );
     }
 
     /// Presses Tab until the element with id `id` has the focus, as someone
@@ -256,8 +261,12 @@ impl Browser {
                 return;
             }
             let tab = KeyActions::new("keyboard".into())
-                .then(KeyAction::Down { value: char::from(Key::Tab) })
-                .then(KeyAction::Up { value: char::from(Key::Tab) });
+                .then(KeyAction::Down {
+                    value: char::from(Key::Tab),
+                })
+                .then(KeyAction::Up {
+                    value: char::from(Key::Tab),
+                });
             self.client.perform_actions(tab).await.expect("Tab");
         }
         panic!("Tab never reached #{id} on {}", self.path().await);
