@@ -72,6 +72,7 @@ async fn an_operator_runs_herald_from_the_console(backend: Backend) {
     browser.fill("#name", "Acme Support").await;
     browser.follow("#save-app").await;
     assert!(browser.text("#notice").await.contains("Saved"));
+    browser.assert_accessible().await;
     assert_eq!(app.get("/api/v1/app/acme").await.body["name"], "Acme Support");
 
     // An event type: a schema that is not one, then an example that does
@@ -111,22 +112,28 @@ async fn an_operator_runs_herald_from_the_console(backend: Backend) {
     );
     // Archived and restored.
     browser.follow("#archive").await;
+    browser.assert_accessible().await;
     assert_eq!(browser.count("#archived-badge").await, 1);
     assert_eq!(app.get("/api/v1/event-type/invoice.paid").await.body["archived"], true);
     browser.follow("#restore").await;
+    browser.assert_accessible().await;
     assert_eq!(app.get("/api/v1/event-type/invoice.paid").await.body["archived"], false);
 
     // An endpoint on the loopback receiver; the example reaches it.
     browser.goto(&app.url(&format!("/ui/app/{app_id}"))).await;
+    browser.assert_accessible().await;
     browser.follow("#new-endpoint").await;
+    browser.assert_accessible().await;
     browser.fill("#description", "Billing sync").await;
     browser.fill("#url", &format!("{}/billing", receiver.url)).await;
     browser.follow("#save-endpoint").await;
+    browser.assert_accessible().await;
     browser.follow("#continue").await;
     browser.assert_accessible().await;
     let before = receiver.count();
     browser.select("#test-event-type", "invoice.paid").await;
     browser.follow("#send-test").await;
+    browser.assert_accessible().await;
     let got = receiver.wait_for(before + 1, Duration::from_secs(10)).await;
     let body: serde_json::Value = serde_json::from_slice(&got[before].body).expect("JSON");
     assert_eq!(body, json!({"invoiceId": "INV-7", "amount": 1200}));
@@ -139,6 +146,7 @@ async fn an_operator_runs_herald_from_the_console(backend: Backend) {
         browser.text("#name-error").await.contains("characters"),
         "an empty name"
     );
+    browser.assert_accessible().await;
     browser.fill("#token-name", "billing service").await;
     browser.follow("#make-token").await;
     browser.assert_accessible().await;
@@ -151,6 +159,7 @@ async fn an_operator_runs_herald_from_the_console(backend: Backend) {
     let row = format!("#tokens tr[data-token='{token_id}']");
     assert!(!browser.text(&format!("{row} .last-used")).await.contains("never"));
     browser.screenshot("tokens").await;
+    browser.assert_accessible().await;
     browser.follow(&format!("{row} button.revoke")).await;
     assert!(browser.text("#notice").await.contains("revoked"));
     assert_eq!(browser.count(&format!("{row}[data-state='revoked']")).await, 1);
@@ -197,6 +206,7 @@ async fn an_operator_runs_herald_from_the_console(backend: Backend) {
     browser.assert_accessible().await;
     browser.follow("#confirm-delete").await;
     assert_eq!(browser.path().await, "/ui/apps");
+    browser.assert_accessible().await;
     assert_eq!(
         app.get(&format!("/api/v1/app/{app_id}")).await.status,
         StatusCode::NOT_FOUND
@@ -236,13 +246,16 @@ async fn the_overview_shows_a_failing_endpoint_within_a_minute(backend: Backend)
     assert!(browser.text(&row).await.to_lowercase().contains("failing"));
     assert_eq!(browser.text("#failing-count").await, "1");
     browser.assert_accessible().await;
-    browser.screenshot("overview").await;
+    // The last attempt may be written just after the endpoint is marked failing.
+    browser.reload_until("#traffic-hour[data-failed='3']").await;
     let chart = browser.text("#traffic-hour figcaption").await;
     // Three attempts (one and two retries), all of a delivery that gave up.
     assert!(chart.contains("3 failed"), "{chart}");
     assert!(chart.contains("0 retrying"), "{chart}");
+    browser.screenshot("overview").await;
     browser.follow(&format!("{row} a")).await;
     assert_eq!(browser.path().await, format!("/ui/app/{app_id}/endpoint/{ep_id}"));
+    browser.assert_accessible().await;
     browser.close().await;
 }
 
