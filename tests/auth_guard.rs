@@ -216,7 +216,7 @@ async fn wrong_tokens_at_sign_in_are_limited(backend: Backend) {
 
     let admin = sign_in(&client_from(ADMIN), &app, TOKEN).await;
     assert_eq!(admin.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&admin), "/ui/apps");
+    assert_eq!(location(&admin), "/ui/overview");
     assert_eq!(metric(&app, "herald_auth_failures_total").await, 10.0);
 }
 
@@ -233,7 +233,7 @@ async fn made_tokens_sign_in_until_revoked(backend: Backend) {
     let operator = make_token(&app, json!({"name": "operator"})).await;
     let signed = sign_in(&http, &app, operator["token"].as_str().expect("token")).await;
     assert_eq!(signed.status(), StatusCode::SEE_OTHER);
-    assert_eq!(location(&signed), "/ui/apps");
+    assert_eq!(location(&signed), "/ui/overview");
     let operator_cookie = cookie_of(&signed);
     let apps = page(operator_cookie.clone(), "/ui/apps".into()).await;
     assert_eq!(apps.status(), StatusCode::OK);

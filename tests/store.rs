@@ -9,14 +9,15 @@ use std::time::Duration;
 use chrono::Utc;
 use common::Backend;
 use herald::config::{Config, Settings};
+use herald::domain::access::Scope;
 use herald::domain::clock::Clock;
 use herald::domain::format::PayloadFormat;
-use herald::domain::ids::{AppId, AttemptId, MessageId};
+use herald::domain::ids::{AppId, AttemptId, MessageId, TokenId};
 use herald::domain::secret::{EndpointSecret, SecretKind};
 use herald::domain::status::{DeliveryOrder, DeliveryStatus, TriggerType, WhileDisabled};
 use herald::store::{
-    Application, Attempt, DeliveryJob, Endpoint, IdempotencyState, Message, NextStep, Order, Page, Recovery, Store,
-    StoreError, Window,
+    ApiToken, Application, Attempt, DeliveryJob, Endpoint, IdempotencyState, Message, NextStep, Order, Page, Recovery,
+    Store, StoreError, Window,
 };
 
 /// A store on `backend`, with the temp dir that holds its file (if any).
@@ -916,7 +917,95 @@ async fn the_history_sweep_removes_old_finished_messages_with_their_history(back
     assert_eq!(again.messages, 0, "nothing old and finished is left");
 }
 
+/// What the operator's overview, search and tokens page read.
+async fn the_console_reads_traffic_trouble_messages_and_token_use(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (a, ep) = app_with_endpoint(store.as_ref()).await;
+    store
+        .publish(&message(&a.id, "ticket.created", Some("evt-1")))
+        .await
+        .unwrap();
+    store.publish(&message(&a.id, "ticket.created", None)).await.unwrap();
+    store.publish(&message(&a.id, "ticket.created", None)).await.unwrap();
+    let jobs = store.claim_due(Utc::now(), 10, LEASE).await.unwrap();
+    assert_eq!(jobs.len(), 3);
+    let later = Utc::now() + chrono::Duration::minutes(5);
+    let steps = [
+        (false, NextStep::RetryAt(later)),
+        (false, NextStep::Exhausted),
+        (true, NextStep::Succeeded),
+    ];
+    for (job, (ok, next)) in jobs.iter().zip(steps) {
+        store.complete_attempt(job, &attempt(job, ok), next).await.unwrap();
+    }
+    let since = Utc::now() - chrono::Duration::hours(1);
+    let traffic = store.traffic(since, Duration::from_secs(60)).await.unwrap();
+    let sum = traffic.iter().fold((0, 0, 0), |(s, f, r), b| {
+        (s + b.succeeded, f + b.failed, r + b.retrying)
+    });
+    assert_eq!(sum, (1, 1, 1), "succeeded, failed for good, retrying: {traffic:?}");
+    assert!(traffic.iter().all(|b| (55..60).contains(&b.period)), "{traffic:?}");
+    let future = store
+        .traffic(Utc::now() + chrono::Duration::hours(1), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(future.is_empty());
+
+    // Endpoints in trouble, across applications; healthy ones are left out.
+    assert!(store.troubled_endpoints(10).await.unwrap().is_empty());
+    let other = app(Some("globex"));
+    store.create_app(&other).await.unwrap();
+    let off = endpoint(&other.id, None);
+    store.create_endpoint(&off).await.unwrap();
+    let fine = endpoint(&other.id, None);
+    store.create_endpoint(&fine).await.unwrap();
+    store.set_endpoint_failing(&ep.id, Some(Utc::now())).await.unwrap();
+    store.disable_endpoint(&off.id, "410 Gone", Utc::now()).await.unwrap();
+    let troubled: HashSet<_> = store
+        .troubled_endpoints(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id.to_string(), e.disabled, e.failing_since.is_some()))
+        .collect();
+    let expected: HashSet<_> = [(ep.id.to_string(), false, true), (off.id.to_string(), true, false)].into();
+    assert_eq!(troubled, expected);
+    assert_eq!(store.troubled_endpoints(1).await.unwrap().len(), 1);
+
+    // A message by id or eventId, in any application.
+    let theirs = message(&other.id, "ticket.created", Some("evt-1"));
+    store.publish(&theirs).await.unwrap();
+    assert_eq!(store.find_messages("evt-1", 10).await.unwrap().len(), 2);
+    let by_id = store.find_messages(theirs.id.as_str(), 10).await.unwrap();
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(by_id[0].app_id, other.id);
+    assert!(store.find_messages("evt-none", 10).await.unwrap().is_empty());
+
+    // A token's last use.
+    let token = ApiToken {
+        id: TokenId::generate(),
+        name: "ops".into(),
+        token_hash: "00".repeat(32),
+        scope: Scope::Admin,
+        rate_limit: None,
+        created_at: Utc::now(),
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    store.create_token(&token).await.unwrap();
+    assert_eq!(store.get_token(&token.id).await.unwrap().unwrap().last_used_at, None);
+    let used = Clock::system().now();
+    store.touch_token(&token.id, used).await.unwrap();
+    let read = store.get_token(&token.id).await.unwrap().unwrap();
+    assert_eq!(
+        read.last_used_at.map(|t| t.timestamp_millis()),
+        Some(used.timestamp_millis())
+    );
+}
+
 on_both_backends!(
+    the_console_reads_traffic_trouble_messages_and_token_use,
     the_history_sweep_removes_old_finished_messages_with_their_history,
     a_fifo_endpoint_offers_only_its_oldest_unfinished_delivery,
     a_fifo_head_whose_lease_ended_is_taken_over_not_skipped,

@@ -256,6 +256,19 @@ pub struct DeliveryCounts {
     pub dropped: i64,
 }
 
+/// Attempts to every endpoint in one period of a window, by outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficBucket {
+    /// Periods since the window's start.
+    pub period: i64,
+    pub succeeded: i64,
+    /// Failed attempts of deliveries that gave up.
+    pub failed: i64,
+    /// Failed attempts of deliveries still being retried, or that later
+    /// succeeded.
+    pub retrying: i64,
+}
+
 /// Attempts to one endpoint in one period of a recent window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActivityBucket {
@@ -363,6 +376,8 @@ pub struct ApiToken {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When it last authenticated, to the minute; `None` if never.
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 impl ApiToken {

@@ -169,6 +169,9 @@ pub async fn find_made_token(state: &AppState, hash: &TokenHash) -> ServiceResul
         return Ok(None);
     }
     let found = look_up(state, hash).await?;
+    if let Some(token) = &found {
+        note_use(state, token, now).await;
+    }
     if found.is_none() {
         state
             .guard
@@ -178,6 +181,22 @@ pub async fn find_made_token(state: &AppState, hash: &TokenHash) -> ServiceResul
             .remember(*hash, now);
     }
     Ok(found)
+}
+
+/// How stale a token's "last used" may get before it is written again:
+/// a busy token costs one write a minute, not one a request.
+const LAST_USED_EVERY: chrono::Duration = chrono::Duration::minutes(1);
+
+/// Notes that a live token authenticated. A failed write is logged and
+/// costs the request nothing.
+async fn note_use(state: &AppState, token: &ApiToken, now: chrono::DateTime<chrono::Utc>) {
+    let stale = token.last_used_at.is_none_or(|at| now - at >= LAST_USED_EVERY);
+    if stale
+        && token.is_live(now)
+        && let Err(e) = state.store.touch_token(&token.id, now).await
+    {
+        tracing::warn!(token = %token.id, error = %e, "could not note a token's last use");
+    }
 }
 
 /// The one place authentication reads a token from the store, counted, so

@@ -237,3 +237,129 @@ pub async fn delete_event_type(state: &AppState, name: &str, q: &QueryParams) ->
     }
     Ok(())
 }
+
+/// An event type's schemas with its newest version replaced by `schema`
+/// (version `1` when it has none), the examples it had carried over unless
+/// `schema` brings its own, and `example` added. Every example must fit the
+/// schema: a new one that does not is refused at `example`, an old one at
+/// `schemas`. No schema means no schemas, and then no example.
+pub fn compose_schemas(
+    existing: Option<&serde_json::Value>,
+    schema: Option<serde_json::Value>,
+    example: Option<serde_json::Value>,
+) -> ServiceResult<Option<serde_json::Value>> {
+    use serde_json::Value;
+    let Some(mut schema) = schema else {
+        return match example {
+            Some(_) => Err(ServiceError::body_field(
+                &["example"],
+                "an example needs a schema to be checked against",
+            )),
+            None => Ok(None),
+        };
+    };
+    let mut versions = existing.and_then(Value::as_object).cloned().unwrap_or_default();
+    let version = versions
+        .keys()
+        .filter_map(|v| v.parse::<u64>().ok())
+        .max()
+        .unwrap_or(1)
+        .to_string();
+    let compiled = PayloadSchema::compile(&schema).map_err(|e| {
+        ServiceError::body_field(
+            &["schemas", &version],
+            format!("is not a valid JSON Schema (draft 7): {e}"),
+        )
+    })?;
+    let Some(object) = schema.as_object_mut() else {
+        return Err(ServiceError::body_field(
+            &["schemas", &version],
+            "must be a JSON object",
+        ));
+    };
+    if !object.contains_key("examples")
+        && let Some(kept) = versions.get(&version).and_then(|s| s.get("examples"))
+    {
+        object.insert("examples".into(), kept.clone());
+    }
+    for (n, old) in object
+        .get("examples")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if let Err(problems) = compiled.check(old) {
+            return Err(ServiceError::body_field(
+                &["schemas", &version],
+                format!("example {} does not fit this schema: {}", n + 1, describe(&problems)),
+            ));
+        }
+    }
+    if let Some(example) = example {
+        compiled.check(&example).map_err(|problems| {
+            ServiceError::body_field(
+                &["example"],
+                format!("does not fit the schema: {}", describe(&problems)),
+            )
+        })?;
+        let list = object.entry("examples").or_insert_with(|| Value::Array(Vec::new()));
+        match list.as_array_mut() {
+            Some(list) => list.push(example),
+            None => *list = Value::Array(vec![example]),
+        }
+    }
+    versions.insert(version, schema);
+    Ok(Some(Value::Object(versions)))
+}
+
+fn describe(problems: &crate::domain::catalog::PayloadProblems) -> String {
+    problems
+        .iter()
+        .map(|(path, why)| match path.is_empty() {
+            true => why.clone(),
+            false => format!("{}: {why}", path.join(".")),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(e: &ServiceError) -> Vec<String> {
+        match e {
+            ServiceError::Validation(list) => list.iter().map(|f| f.loc.join(".")).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+
+    #[test]
+    fn an_example_is_added_to_the_newest_schema_once_it_fits() {
+        let existing = json!({"1": {"type": "object"}, "2": {"type": "object", "examples": [{"a": "x"}]}});
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+        let out = compose_schemas(Some(&existing), Some(schema.clone()), Some(json!({"a": "y"})))
+            .unwrap()
+            .unwrap();
+        assert_eq!(out["1"], existing["1"]);
+        assert_eq!(out["2"]["examples"], json!([{"a": "x"}, {"a": "y"}]));
+        let refused = compose_schemas(Some(&existing), Some(schema), Some(json!({"a": 1}))).unwrap_err();
+        assert_eq!(fields(&refused), ["body.example"]);
+    }
+
+    #[test]
+    fn a_broken_schema_or_a_schemaless_example_is_refused_at_its_field() {
+        let refused = compose_schemas(None, Some(json!({"type": "nonsense"})), None).unwrap_err();
+        assert_eq!(fields(&refused), ["body.schemas.1"]);
+        let refused = compose_schemas(None, None, Some(json!({}))).unwrap_err();
+        assert_eq!(fields(&refused), ["body.example"]);
+        assert_eq!(compose_schemas(None, None, None).unwrap(), None);
+        // An old example the new schema no longer accepts.
+        let existing = json!({"1": {"examples": [{"a": "x"}]}});
+        let stricter = json!({"properties": {"a": {"type": "integer"}}});
+        let refused = compose_schemas(Some(&existing), Some(stricter), None).unwrap_err();
+        assert_eq!(fields(&refused), ["body.schemas.1"]);
+    }
+}

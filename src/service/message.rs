@@ -273,3 +273,35 @@ pub async fn expunge_content(state: &AppState, app_id: &str, msg_id: &str) -> Se
     }
     Ok(())
 }
+
+/// Most messages an operator's search lists.
+const FOUND_AT_MOST: u32 = 20;
+
+/// A message found by an operator's search, with its application.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FoundMessage {
+    pub app_id: String,
+    pub app_name: String,
+    pub message: MessageOut,
+}
+
+/// The messages of every application whose id or eventId is
+/// `id_or_event_id` (an eventId is unique only within its application),
+/// newest first, without their payloads.
+pub async fn find_anywhere(state: &AppState, id_or_event_id: &str) -> ServiceResult<Vec<FoundMessage>> {
+    let wanted = id_or_event_id.trim();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    for msg in state.store.find_messages(wanted, FOUND_AT_MOST).await? {
+        let app = state.store.get_app(msg.app_id.as_str()).await?;
+        found.push(FoundMessage {
+            app_id: msg.app_id.to_string(),
+            app_name: app.map(|a| a.name).unwrap_or_default(),
+            message: MessageOut::from(msg).content_if(false),
+        });
+    }
+    Ok(found)
+}

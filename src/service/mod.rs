@@ -13,6 +13,7 @@ pub mod event_type;
 pub mod input;
 pub mod list;
 pub mod message;
+pub mod overview;
 pub mod portal;
 pub mod recovery;
 pub mod retention;

@@ -222,6 +222,7 @@ pub async fn logout(state: &AppState, token_hash: &TokenHash, grant: &PortalGran
         created_at: now,
         expires_at: DateTime::from_timestamp(grant.expires_at, 0),
         revoked_at: Some(now),
+        last_used_at: None,
     };
     Ok(state.store.create_token(&record).await?)
 }

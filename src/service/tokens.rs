@@ -59,6 +59,8 @@ pub struct TokenOut {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Herald: when it last authenticated (to the minute); `null` if never.
+    pub last_used_at: Option<DateTime<Utc>>,
     /// The token itself: in the answer that made it, and never again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -81,6 +83,7 @@ impl From<ApiToken> for TokenOut {
             created_at: t.created_at,
             expires_at: t.expires_at,
             revoked_at: t.revoked_at,
+            last_used_at: t.last_used_at,
             token: None,
         }
     }
@@ -131,6 +134,7 @@ pub async fn make_token(store: &dyn Store, input: TokenIn, now: DateTime<Utc>) -
         created_at: now,
         expires_at: input.expires_in.map(|s| now + Duration::seconds(s)),
         revoked_at: None,
+        last_used_at: None,
     };
     store.create_token(&token).await?;
     Ok(TokenOut {

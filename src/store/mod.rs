@@ -218,6 +218,9 @@ pub trait Store: Send + Sync + 'static {
     async fn publish_to(&self, msg: &Message, endpoint: &EndpointId) -> StoreResult<()>;
     async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> StoreResult<Option<Message>>;
     async fn list_messages(&self, app: &AppId, filter: &MessageFilter, page: &Page) -> StoreResult<Vec<Message>>;
+    /// Up to `limit` messages of any application whose id or eventId is
+    /// `id_or_event_id`, newest first.
+    async fn find_messages(&self, id_or_event_id: &str, limit: u32) -> StoreResult<Vec<Message>>;
 
     // Deliveries
     /// Reserves up to `limit` due deliveries for `lease`, marking them sending.
@@ -277,6 +280,12 @@ pub trait Store: Send + Sync + 'static {
         since: DateTime<Utc>,
         period: std::time::Duration,
     ) -> StoreResult<Vec<ActivityBucket>>;
+    /// Attempts to every endpoint since `since`, counted per `period` by
+    /// outcome; periods without attempts are absent.
+    async fn traffic(&self, since: DateTime<Utc>, period: std::time::Duration) -> StoreResult<Vec<TrafficBucket>>;
+    /// Up to `limit` endpoints of any application that are failing or
+    /// disabled, in id order.
+    async fn troubled_endpoints(&self, limit: u32) -> StoreResult<Vec<Endpoint>>;
 
     // Retention
     /// Removes up to `limit` payloads whose retention ended by `now` and
@@ -330,6 +339,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_tokens(&self, page: &Page) -> StoreResult<Vec<ApiToken>>;
     /// True when the token was live and is now revoked.
     async fn revoke_token(&self, id: &TokenId, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Notes that the token authenticated at `now`.
+    async fn touch_token(&self, id: &TokenId, now: DateTime<Utc>) -> StoreResult<()>;
 
     async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState>;
     async fn idempotency_finish(&self, key: &str, status: u16, body: &[u8]) -> StoreResult<()>;

@@ -730,6 +730,41 @@ pub(super) fn activity_rows(rows: Vec<(String, i64, i64, i64)>) -> Vec<ActivityB
         .collect()
 }
 
+/// Attempts to every endpoint since `since` per period, by outcome: a
+/// failed attempt counts as `retrying` unless its delivery gave up.
+pub(super) fn traffic_query<'a, DB>(since: DateTime<Utc>, period: std::time::Duration) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX).max(1);
+    let (ok, fail) = (state(DeliveryStatus::Success), state(DeliveryStatus::Fail));
+    let mut qb = QueryBuilder::new("SELECT (a.created_at - ");
+    qb.push_bind(ms(since)).push(") / ").push_bind(period_ms);
+    qb.push(format_args!(
+        " AS period, SUM(CASE WHEN a.status = {ok} THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN a.status <> {ok} AND d.status = {fail} THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN a.status <> {ok} AND (d.status IS NULL OR d.status <> {fail}) THEN 1 ELSE 0 END) \
+         FROM attempts a LEFT JOIN deliveries d ON d.id = a.delivery_id WHERE a.id >= "
+    ));
+    qb.push_bind(AttemptId::lowest_at(since));
+    qb.push(" AND a.created_at >= ").push_bind(ms(since));
+    qb.push(" GROUP BY period");
+    qb
+}
+
+pub(super) fn traffic_rows(rows: Vec<(i64, i64, i64, i64)>) -> Vec<TrafficBucket> {
+    rows.into_iter()
+        .map(|(period, succeeded, failed, retrying)| TrafficBucket {
+            period,
+            succeeded,
+            failed,
+            retrying,
+        })
+        .collect()
+}
+
 /// An endpoint's deliveries in a window, counted by state: `(status, count)` rows.
 pub(super) fn stats_query<'a, DB>(endpoint: &EndpointId, window: &Window) -> QueryBuilder<'a, DB>
 where
@@ -798,6 +833,7 @@ pub(super) struct TokenRow {
     pub(super) created_at: i64,
     pub(super) expires_at: Option<i64>,
     pub(super) revoked_at: Option<i64>,
+    pub(super) last_used_at: Option<i64>,
 }
 
 impl TryFrom<TokenRow> for ApiToken {
@@ -825,6 +861,7 @@ impl TryFrom<TokenRow> for ApiToken {
             created_at: from_ms(r.created_at),
             expires_at: r.expires_at.map(from_ms),
             revoked_at: r.revoked_at.map(from_ms),
+            last_used_at: r.last_used_at.map(from_ms),
         })
     }
 }

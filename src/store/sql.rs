@@ -481,6 +481,16 @@ where
         row.map(Message::try_from).transpose()
     }
 
+    async fn find_messages(&self, id_or_event_id: &str, limit: u32) -> StoreResult<Vec<Message>> {
+        let rows: Vec<MessageRow> =
+            sqlx::query_as("SELECT * FROM messages WHERE id = $1 OR event_id = $1 ORDER BY id DESC LIMIT $2")
+                .bind(id_or_event_id.to_owned())
+                .bind(i64::from(limit))
+                .fetch_all(D::exec(&mut *self.read().await?))
+                .await?;
+        rows.into_iter().map(Message::try_from).collect()
+    }
+
     async fn list_messages(&self, app: &AppId, filter: &MessageFilter, page: &Page) -> StoreResult<Vec<Message>> {
         let mut qb = QueryBuilder::new("SELECT * FROM messages WHERE app_id = ");
         qb.push_bind(app.as_str().to_owned());
@@ -700,6 +710,24 @@ where
                 .fetch_all(D::exec(&mut *self.read().await?))
                 .await?,
         ))
+    }
+
+    async fn traffic(&self, since: DateTime<Utc>, period: std::time::Duration) -> StoreResult<Vec<TrafficBucket>> {
+        let mut qb = traffic_query(since, period);
+        Ok(traffic_rows(
+            rows_as::<D, _>(&mut qb)
+                .fetch_all(D::exec(&mut *self.read().await?))
+                .await?,
+        ))
+    }
+
+    async fn troubled_endpoints(&self, limit: u32) -> StoreResult<Vec<Endpoint>> {
+        let rows: Vec<EndpointRow> =
+            sqlx::query_as("SELECT * FROM endpoints WHERE disabled OR failing_since IS NOT NULL ORDER BY id LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(D::exec(&mut *self.read().await?))
+                .await?;
+        rows.into_iter().map(|r| r.into_endpoint(&self.sealer)).collect()
     }
 
     async fn remove_expired_payloads(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
@@ -994,6 +1022,15 @@ where
         let mut qb = revoke_token_query(id, now);
         let done = execute::<D>(&mut qb, &mut *self.write().await?).await?;
         Ok(done > 0)
+    }
+
+    async fn touch_token(&self, id: &TokenId, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(ms(now))
+            .bind(id.as_str().to_owned())
+            .execute(D::exec(&mut *self.write().await?))
+            .await?;
+        Ok(())
     }
 
     async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState> {

@@ -28,6 +28,7 @@ const PAGE_SIZE: &str = "50";
 pub struct AppsQuery {
     q: String,
     iterator: String,
+    notice: String,
 }
 
 pub async fn list(State(state): State<AppState>, viewer: Viewer, Query(query): Query<AppsQuery>) -> UiResult<Response> {
@@ -43,7 +44,7 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer, Query(query): Q
     Ok(render::ok(
         "apps.html",
         Layout::for_viewer(&viewer, "Applications"),
-        minijinja::context! { apps, q => query.q },
+        minijinja::context! { apps, q => query.q, notice => query.notice },
     ))
 }
 

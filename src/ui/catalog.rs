@@ -68,11 +68,35 @@ fn pretty(v: &serde_json::Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-pub async fn list(State(state): State<AppState>, viewer: Viewer) -> UiResult<Response> {
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct Notice {
+    notice: String,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    axum::extract::Query(q): axum::extract::Query<Notice>,
+) -> UiResult<Response> {
     let groups = groups(&state).await?;
+    // Operators restore archived types from here; customers never see them.
+    let archived: Vec<EventTypeOut> = if viewer.is_admin() {
+        list_event_types(
+            &state,
+            &QueryParams::from_pairs([("limit", "250"), ("include_archived", "true")]),
+        )
+        .await?
+        .data
+        .into_iter()
+        .filter(|et| et.archived)
+        .collect()
+    } else {
+        Vec::new()
+    };
     Ok(render::ok(
         "catalog.html",
         Layout::for_viewer(&viewer, "Event catalog"),
-        minijinja::context! { groups },
+        minijinja::context! { groups, archived, notice => q.notice },
     ))
 }

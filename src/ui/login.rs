@@ -18,7 +18,7 @@ use super::session::{self, Scope, Viewer};
 use crate::domain::guard::retry_after_secs;
 use crate::service::{AppState, ServiceError};
 
-/// The first page of a viewer: operators see the applications, a customer
+/// The first page of a viewer: operators see the overview, a customer
 /// their application.
 pub async fn home(viewer: Viewer) -> Redirect {
     Redirect::to(&landing(&viewer.scope))
@@ -26,7 +26,7 @@ pub async fn home(viewer: Viewer) -> Redirect {
 
 fn landing(scope: &Scope) -> String {
     match scope {
-        Scope::Admin => "/ui/apps".to_owned(),
+        Scope::Admin => "/ui/overview".to_owned(),
         Scope::App { app, .. } => format!("/ui/app/{app}"),
     }
 }

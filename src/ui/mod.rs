@@ -2,15 +2,20 @@
 //! admin token) and for customers (with a portal link), built on the same
 //! workflows as the API (`service`) so both enforce the same rules.
 
+mod app_forms;
 mod apps;
 mod catalog;
 mod chart;
 mod endpoints;
+mod event_types;
+mod find;
 mod forms;
 mod history;
 mod login;
+mod overview;
 mod render;
 pub mod session;
+mod tokens;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -108,9 +113,32 @@ pub fn router() -> Router<AppState> {
             "/ui/assets/herald.js",
             get(|| async { asset("text/javascript; charset=utf-8", JS) }),
         )
+        .route("/ui/overview", get(overview::page))
+        .route("/ui/find", get(find::find))
         .route("/ui/apps", get(apps::list))
+        .route("/ui/apps/new", get(app_forms::new_form).post(app_forms::create))
         .route("/ui/event-types", get(catalog::list))
+        .route(
+            "/ui/event-types/new",
+            get(event_types::new_form).post(event_types::create),
+        )
+        .route(
+            "/ui/event-type/{name}",
+            get(event_types::edit_form).post(event_types::save),
+        )
+        .route(
+            "/ui/event-type/{name}/archive",
+            axum::routing::post(event_types::archive),
+        )
+        .route("/ui/tokens", get(tokens::list).post(tokens::make))
+        .route("/ui/token/{id}/revoke", axum::routing::post(tokens::revoke))
         .route("/ui/app/{app}", get(apps::app_page))
+        .route("/ui/app/{app}/edit", get(app_forms::edit_form).post(app_forms::save))
+        .route(
+            "/ui/app/{app}/delete",
+            get(app_forms::confirm_delete).post(app_forms::delete),
+        )
+        .route("/ui/app/{app}/msg/{msg}", get(find::message))
         .route("/ui/app/{app}/portal-link", axum::routing::post(apps::portal_link))
         .route(
             "/ui/app/{app}/endpoint/new",

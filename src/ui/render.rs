@@ -30,11 +30,23 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "attempt.html",
     "catalog.html",
     "error.html",
+    "overview.html",
+    "app_form.html",
+    "app_delete.html",
+    "event_type_form.html",
+    "tokens.html",
+    "token_made.html",
+    "find.html",
+    "message.html",
 ];
 
 static TEMPLATE_ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    // For query values and path segments (ids, event type names).
+    env.add_filter("urlencode", |value: String| {
+        url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
+    });
     for (name, source) in TEMPLATES {
         // The templates are part of the binary; a broken one fails every test.
         if let Err(e) = env.add_template(name, source) {
@@ -115,5 +127,16 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(1)"), "{html}");
         assert!(html.contains("&lt;b onclick=x&gt;"), "{html}");
         assert!(!html.contains("<script>alert") && !html.contains("<b onclick"));
+    }
+
+    #[test]
+    fn links_carry_their_values_encoded() {
+        let html = render(
+            "apps.html",
+            &Layout::default(),
+            &minijinja::context! { q => "a b&c", apps => minijinja::context! { data => vec![minijinja::context! { id => "app_1", name => "A", createdAt => "2026-11-26T10:00:00Z" }], done => false, iterator => "app_1" } },
+        )
+        .unwrap();
+        assert!(html.contains("q=a+b%26c&amp;iterator=app_1"), "{html}");
     }
 }

@@ -211,6 +211,100 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
     }
 
+    /// Runs axe-core (pinned in tests/sdk, installed by `npm ci` into
+    /// target/sdk-node) on the page: its serious and critical violations,
+    /// each with the elements it found them on.
+    pub async fn accessibility_problems(&self) -> Vec<String> {
+        let axe = super::node::sdk_node_dir().join("node_modules/axe-core/axe.min.js");
+        let source = std::fs::read_to_string(&axe).unwrap_or_else(|e| panic!("{}: {e}", axe.display()));
+        // Scripts run through WebDriver are not the page's, so its
+        // Content-Security-Policy does not stop them.
+        self.client
+            .execute(&format!("{source}\nreturn typeof axe;"), vec![])
+            .await
+            .expect("axe-core loads into the page");
+        let found = self
+            .client
+            .execute_async(
+                r#"const done = arguments[arguments.length - 1];
+                axe.run(document, { resultTypes: ["violations"] }).then(
+                  (r) => done(r.violations
+                    .filter((v) => v.impact === "serious" || v.impact === "critical")
+                    .map((v) => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`)),
+                  (e) => done([`axe failed: ${e}`]));"#,
+                vec![],
+            )
+            .await
+            .expect("axe-core runs");
+        serde_json::from_value(found).expect("a list of problems")
+    }
+
+    /// Fails when axe-core finds a serious or critical problem on the page.
+    pub async fn assert_accessible(&self) {
+        let problems = self.accessibility_problems().await;
+        assert!(
+            problems.is_empty(),
+            "{} is not accessible:\n{}",
+            self.path().await,
+            problems.join("\n")
+        );
+    }
+
+    /// Presses Tab until the element with id `id` has the focus, as someone
+    /// on a keyboard would; fails when it never comes.
+    pub async fn tab_to(&self, id: &str) {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        use fantoccini::key::Key;
+        for _ in 0..40 {
+            let active = self.client.active_element().await.expect("a focused element");
+            if active.attr("id").await.ok().flatten().as_deref() == Some(id) {
+                return;
+            }
+            let tab = KeyActions::new("keyboard".into())
+                .then(KeyAction::Down {
+                    value: char::from(Key::Tab),
+                })
+                .then(KeyAction::Up {
+                    value: char::from(Key::Tab),
+                });
+            self.client.perform_actions(tab).await.expect("Tab");
+        }
+        panic!("Tab never reached #{id} on {}", self.path().await);
+    }
+
+    /// Types `text` into the focused element and presses Enter, then waits
+    /// for the page that loads.
+    pub async fn type_and_enter(&self, text: &str) {
+        use fantoccini::key::Key;
+        let old = self.client.find(Locator::Css("html")).await.expect("a page");
+        let active = self.client.active_element().await.expect("a focused element");
+        active
+            .send_keys(&format!("{text}{}", char::from(Key::Enter)))
+            .await
+            .expect("type");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while old.tag_name().await.is_ok() {
+            assert!(tokio::time::Instant::now() < deadline, "Enter loaded no page");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("body"))
+            .await
+            .expect("the new page");
+    }
+
+    /// The value of the form field `css`, as the browser holds it.
+    pub async fn value(&self, css: &str) -> String {
+        self.element(css)
+            .await
+            .prop("value")
+            .await
+            .expect("value")
+            .unwrap_or_default()
+    }
+
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
     }

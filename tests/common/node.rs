@@ -1,5 +1,5 @@
 //! Node.js with the npm packages pinned in tests/sdk/package.json and
-//! package-lock.json (the Svix SDK and a Standard Webhooks verifier),
+//! package-lock.json (the Svix SDK, a Standard Webhooks verifier and axe-core),
 //! installed by `npm ci` into target/sdk-node on first use and reused while
 //! the pinned files are unchanged. npm fetches from the registry it is
 //! configured with (`npm config get registry`, `NPM_CONFIG_REGISTRY`).
