@@ -80,6 +80,7 @@ pub async fn run_with_clock(
         background.spawn(delivery::verify::run_reverifier(
             store.clone(),
             state.notifier.clone(),
+            dispatcher.wake_handle(),
             config.clone(),
             outbound.clone(),
             clock.clone(),

@@ -257,6 +257,72 @@ async fn an_email_the_server_never_takes_is_given_up_as_failed(backend: Backend)
     );
 }
 
+/// Waits until the operational receiver got an event of `kind`; answers it.
+async fn event_of(ops: &Receiver, kind: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(e) = events(ops).into_iter().find(|e| e["type"] == kind) {
+            return e;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{kind} never arrived: {:#?}",
+            events(ops)
+        );
+        ops.next_arrival(Duration::from_millis(200)).await;
+    }
+}
+
+async fn a_failed_repeated_check_disables_the_endpoint_and_says_so(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let ops = Receiver::start().await;
+    let sink = smtp::start().await;
+    let healthy = Arc::new(AtomicBool::new(true));
+    let flag = healthy.clone();
+    let watched =
+        Receiver::answering(move |_| Reply::status(if flag.load(Ordering::SeqCst) { 200 } else { 503 })).await;
+    let toml = "[profiles.watched]\nverify = \"head\"\nreverify_every = \"1s\"\n";
+    let app = common::spawn_app_with_file_and(&backend, toml, |s| {
+        s.operational_webhook_url = Some(ops.url.clone());
+        s.smtp_url = Some(sink.url());
+        s.notify_email = Some("oncall@example.test".into());
+    })
+    .await;
+    let app_id = app.create_app("Acme").await;
+    let ep = app
+        .create_endpoint(&app_id, &watched.url, json!({"profile": "watched"}))
+        .await;
+    let path = format!("/api/v1/app/{app_id}/endpoint/{}", ep["id"].as_str().unwrap());
+    healthy.store(false, Ordering::SeqCst);
+    app.wait_until(&path, |e| e["disabled"] == true).await;
+
+    let disabled = event_of(&ops, "endpoint.disabled").await;
+    assert_eq!(disabled["data"]["trigger"], "automatic", "{disabled}");
+    assert_eq!(disabled["data"]["endpointId"], ep["id"], "{disabled}");
+    assert!(
+        disabled["data"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("repeated endpoint check failed"),
+        "{disabled}"
+    );
+    let mails = sink.wait_for(1).await;
+    assert!(
+        mails[0].subject().unwrap_or_default().contains("disabled endpoint"),
+        "{:?}",
+        mails[0]
+    );
+
+    // A person switches it back on: endpoint.enabled.
+    healthy.store(true, Ordering::SeqCst);
+    let back = app.patch(&path, json!({"disabled": false})).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    let enabled = event_of(&ops, "endpoint.enabled").await;
+    assert_eq!(enabled["data"]["endpointId"], ep["id"], "{enabled}");
+}
+
 /// Publishes one message to a new application whose endpoint always fails:
 /// its exhaustion queues one "is failing" email.
 async fn make_an_endpoint_fail(http: &reqwest::Client, base: &str, failing: &Receiver, name: &str) {
@@ -368,6 +434,7 @@ mod in_process {
     use super::*;
 
     on_both_backends!(
+        a_failed_repeated_check_disables_the_endpoint_and_says_so,
         an_email_waits_out_a_smtp_outage_and_arrives_once,
         an_email_the_server_never_takes_is_given_up_as_failed,
     );

@@ -124,6 +124,7 @@ pub async fn check(outbound: &Outbound, profile: &Profile, endpoint: &Endpoint) 
 pub async fn run_reverifier(
     store: Arc<dyn Store>,
     notifier: Notifier,
+    wake: Arc<tokio::sync::Notify>,
     config: Arc<Config>,
     outbound: Outbound,
     clock: Clock,
@@ -135,7 +136,7 @@ pub async fn run_reverifier(
     let tick = shortest.clamp(Duration::from_secs(1), REVERIFY_TICK);
     tracing::info!(every = ?tick, "repeating endpoint checks");
     while !shutdown.is_cancelled() {
-        if let Err(e) = reverify_due(store.as_ref(), &notifier, &config, &outbound, &clock).await {
+        if let Err(e) = reverify_due(store.as_ref(), (&notifier, &wake), &config, &outbound, &clock).await {
             tracing::error!(error = %e, "repeating endpoint checks failed; trying again later");
         }
         tokio::select! {
@@ -145,9 +146,10 @@ pub async fn run_reverifier(
     }
 }
 
+/// `told`: who hears of a disable, and the dispatcher's wake-up for its event.
 async fn reverify_due(
     store: &dyn Store,
-    notifier: &Notifier,
+    told: (&Notifier, &tokio::sync::Notify),
     config: &Config,
     outbound: &Outbound,
     clock: &Clock,
@@ -169,7 +171,7 @@ async fn reverify_due(
             continue; // the profile no longer repeats its check
         };
         if let Err(reason) = check(outbound, profile, &endpoint).await {
-            disable(store, notifier, &endpoint, &reason, clock.now()).await?;
+            disable(store, told, &endpoint, &reason, clock.now()).await?;
         }
     }
     Ok(())
@@ -178,7 +180,7 @@ async fn reverify_due(
 /// Disables the endpoint and tells the operator, in one transaction.
 async fn disable(
     store: &dyn Store,
-    notifier: &Notifier,
+    (notifier, wake): (&Notifier, &tokio::sync::Notify),
     endpoint: &Endpoint,
     reason: &str,
     now: DateTime<Utc>,
@@ -197,6 +199,9 @@ async fn disable(
         .await?
     {
         notifier.written(&notices);
+        if !notices.messages.is_empty() {
+            wake.notify_one();
+        }
     }
     Ok(())
 }
