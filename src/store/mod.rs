@@ -382,6 +382,9 @@ pub trait Store: Send + Sync + 'static {
     /// Emails newest first (paged by id), of one state if given.
     async fn list_emails(&self, page: &Page, state: Option<EmailState>) -> StoreResult<Vec<EmailRecord>>;
     async fn email_counts(&self) -> StoreResult<EmailCounts>;
+    /// Removes sent and failed emails queued before `before` (pending ones
+    /// stay until they end). Answers how many went.
+    async fn remove_old_emails(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
     // Idempotency
     // API tokens.

@@ -1140,6 +1140,14 @@ where
         Ok(counts)
     }
 
+    async fn remove_old_emails(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM operator_emails WHERE state <> 'pending' AND created_at < $1")
+            .bind(ms(before))
+            .execute(D::exec(&mut *self.write().await?))
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState> {
         let oldest = ms(now) - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
         let mut tx = self.writer.begin().await?;
