@@ -1069,6 +1069,20 @@ async fn an_email_given_up_is_failed_for_good(backend: Backend) {
         .unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(store.email_counts().await.unwrap().failed, 1);
+
+    // The history sweep removes emails that ended, never a pending one.
+    let other = endpoint(&a.id, None);
+    store.create_endpoint(&other).await.unwrap();
+    let notices = notices_for(&ops.id, &a, &other, now);
+    store
+        .disable_endpoint_noting(&other.id, "410 Gone", now, &notices)
+        .await
+        .unwrap();
+    assert_eq!(store.remove_old_emails(now).await.unwrap(), 0, "none queued before now");
+    let later = now + chrono::Duration::days(1);
+    assert_eq!(store.remove_old_emails(later).await.unwrap(), 1);
+    let counts = store.email_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (1, 0));
 }
 
 on_both_backends!(
