@@ -20,6 +20,7 @@ use ipnet::IpNet;
 use self::email::EmailSettings;
 use self::outbound::{OutboundProxy, TrustAnchors};
 use self::source::{SourceConfig, SourceSpec};
+use crate::domain::operational::EmailSchedule;
 use crate::domain::profile::{ProfileSpec, Profiles, ServerDefaults, parse_timeout};
 use crate::domain::redacted::Redacted;
 use crate::domain::retry::{RetrySchedule, parse_duration};
@@ -172,6 +173,22 @@ pub struct Settings {
     #[arg(long, env = "HERALD_NOTIFY_FROM", value_name = "ADDRESS")]
     pub notify_from: Option<String>,
 
+    /// Delays between tries at an operator email the SMTP server did not
+    /// take, comma-separated; the last one repeats [default: 1m,5m,30m,2h,1h]
+    #[arg(long, env = "HERALD_EMAIL_RETRY_SCHEDULE", value_name = "DELAYS")]
+    pub email_retry_schedule: Option<String>,
+
+    /// How long after it was queued an operator email is given up as
+    /// failed [default: 24h]
+    #[arg(long, env = "HERALD_EMAIL_GIVE_UP_AFTER", value_name = "DURATION")]
+    pub email_give_up_after: Option<String>,
+
+    /// For crash tests only: `endpoint-committed` aborts the process right
+    /// after an endpoint change and its operational events commit. Unset,
+    /// it does nothing [default: none]
+    #[arg(long, env = "HERALD_FAILPOINT", value_name = "NAME")]
+    pub failpoint: Option<String>,
+
     /// The address people use to reach Herald, e.g. https://herald.example.com;
     /// portal links start with it, and an https one marks the dashboard's
     /// session cookie Secure [default: the address of the request]
@@ -248,6 +265,10 @@ pub struct Config {
     lease_explicit: bool,
     pub operational_webhook: Option<OperationalWebhook>,
     pub email: Option<EmailSettings>,
+    /// When operator emails the SMTP server did not take are tried again.
+    pub email_schedule: EmailSchedule,
+    /// A test's crash point; `None` in any real run.
+    pub failpoint: Option<Failpoint>,
     pub validate_payloads: bool,
     pub payload_retention: Duration,
     /// How long a message and its history are kept; an application may shorten it.
@@ -279,6 +300,24 @@ pub enum SecretKeySource {
 pub struct OperationalWebhook {
     pub url: url::Url,
     pub secret: Option<EndpointSecret>,
+}
+
+/// Where a crash test stops the process (HERALD_FAILPOINT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failpoint {
+    /// Right after an endpoint change and its notices committed.
+    EndpointCommitted,
+}
+
+impl Failpoint {
+    fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "endpoint-committed" => Ok(Self::EndpointCommitted),
+            other => Err(format!(
+                "'{other}' is not a failpoint; the one known is endpoint-committed"
+            )),
+        }
+    }
 }
 
 /// Which parts of Herald a node runs.
@@ -502,6 +541,16 @@ impl Config {
         let disable_after = parse_or(get!(disable_after), "5d", duration_at_least(Duration::ZERO))?;
         let operational_webhook = operational_webhook(get!(operational_webhook_url), get!(operational_webhook_secret))?;
         let email = email_settings(get!(smtp_url), get!(notify_email), get!(notify_from))?;
+        let email_schedule = EmailSchedule {
+            delays: parse(get!(email_retry_schedule), EmailSchedule::parse_delays)?
+                .unwrap_or_else(|| EmailSchedule::default().delays),
+            give_up_after: parse_or(
+                get!(email_give_up_after),
+                "24h",
+                duration_at_least(Duration::from_secs(1)),
+            )?,
+        };
+        let failpoint = parse(get!(failpoint), Failpoint::parse)?;
         let public_url = parse(get!(public_url), parse_public_url)?;
         let cors_origins = parse_or(get!(cors_origins), "", parse_origins)?;
         let validate_payloads = parse_or(get!(validate_payloads), "false", parse_bool)?;
@@ -569,6 +618,8 @@ impl Config {
             disable_after,
             operational_webhook,
             email,
+            email_schedule,
+            failpoint,
             validate_payloads,
             payload_retention,
             history_retention,

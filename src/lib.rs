@@ -79,6 +79,8 @@ pub async fn run_with_clock(
         background.spawn(dispatcher.clone().run(shutdown.clone(), attempts.clone()));
         background.spawn(delivery::verify::run_reverifier(
             store.clone(),
+            state.notifier.clone(),
+            dispatcher.wake_handle(),
             config.clone(),
             outbound.clone(),
             clock.clone(),
@@ -97,6 +99,9 @@ pub async fn run_with_clock(
             clock: clock.clone(),
             background: tasks.clone(),
         }));
+        if let Some(sender) = state.notifier.mail_sender() {
+            background.spawn(sender.run(state.metrics.clone(), shutdown.clone()));
+        }
         let (store, wake, shutdown) = (store.clone(), dispatcher.wake_handle(), shutdown.clone());
         background.spawn(async move { store.forward_wakeups(wake, shutdown).await });
     }

@@ -13,11 +13,12 @@ use herald::domain::access::Scope;
 use herald::domain::clock::Clock;
 use herald::domain::format::PayloadFormat;
 use herald::domain::ids::{AppId, AttemptId, MessageId, TokenId};
+use herald::domain::operational::{DisableTrigger, Listeners};
 use herald::domain::secret::{EndpointSecret, SecretKind};
 use herald::domain::status::{DeliveryOrder, DeliveryStatus, TriggerType, WhileDisabled};
 use herald::store::{
-    ApiToken, Application, Attempt, DeliveryJob, Endpoint, IdempotencyState, Message, NextStep, Order, Page, Recovery,
-    Store, StoreError, Window,
+    ApiToken, Application, Attempt, DeliveryJob, EmailState, Endpoint, IdempotencyState, Message, NextStep, Notices,
+    Order, Page, Recovery, Store, StoreError, Window,
 };
 
 /// A store on `backend`, with the temp dir that holds its file (if any).
@@ -1004,8 +1005,179 @@ async fn the_console_reads_traffic_trouble_messages_and_token_use(backend: Backe
     );
 }
 
+/// Operational notices built for an operational application `ops`.
+fn notices_for(ops: &AppId, about: &Application, ep: &Endpoint, now: chrono::DateTime<Utc>) -> Notices {
+    let listeners = Listeners {
+        operational_app: Some(ops.clone()),
+        email: true,
+    };
+    listeners.endpoint_disabled(about, ep, DisableTrigger::Automatic, Some("410 Gone"), now)
+}
+
+async fn notices_commit_with_the_change_they_report(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (ops, ops_ep) = app_with_endpoint(store.as_ref()).await;
+    let (a, e) = app_with_endpoint(store.as_ref()).await;
+    let now = Clock::system().now();
+    let notices = notices_for(&ops.id, &a, &e, now);
+    assert_eq!((notices.messages.len(), notices.emails.len()), (1, 1));
+
+    assert!(
+        store
+            .disable_endpoint_noting(&e.id, "410 Gone", now, &notices)
+            .await
+            .unwrap()
+    );
+    // Already disabled: nothing changes, nothing is reported again.
+    assert!(
+        !store
+            .disable_endpoint_noting(&e.id, "410 Gone", now, &notices)
+            .await
+            .unwrap()
+    );
+    let jobs = store.claim_due(now, 10, LEASE).await.unwrap();
+    assert_eq!(jobs.len(), 1, "one delivery of the event: {jobs:?}");
+    assert_eq!(jobs[0].endpoint.id, ops_ep.id);
+    assert_eq!(jobs[0].event_type, "endpoint.disabled");
+    let emails = store.list_emails(&Page::first(10), None).await.unwrap();
+    assert_eq!(emails.len(), 1);
+    assert_eq!(emails[0].state, EmailState::Pending);
+    assert_eq!(store.email_counts().await.unwrap().pending, 1);
+
+    // A delete that finds nothing writes no notice.
+    let gone = endpoint(&a.id, None);
+    let more = notices_for(&ops.id, &a, &gone, now);
+    assert!(!store.delete_endpoint_noting(&a.id, &gone.id, &more).await.unwrap());
+    assert!(store.claim_due(now, 10, LEASE).await.unwrap().is_empty());
+    assert_eq!(store.list_emails(&Page::first(10), None).await.unwrap().len(), 1);
+
+    // Notices ride with an attempt's record, in its group commit.
+    let msg = message(&a.id, "ticket.created", None);
+    let other = endpoint(&a.id, None);
+    store
+        .create_endpoint_noting(&other, &notices_for(&ops.id, &a, &other, now))
+        .await
+        .unwrap();
+    store.publish(&msg).await.unwrap();
+    let jobs = store.claim_due(Clock::system().now(), 10, LEASE).await.unwrap();
+    let job = jobs
+        .iter()
+        .find(|j| j.msg_id == msg.id)
+        .expect("the message's delivery");
+    let noted = notices_for(&ops.id, &a, &other, now);
+    store
+        .complete_attempt_noting(job, &attempt(job, false), NextStep::Exhausted, noted)
+        .await
+        .unwrap();
+    let ops_jobs = store.claim_due(Clock::system().now(), 10, LEASE).await.unwrap();
+    assert_eq!(
+        ops_jobs.iter().filter(|j| j.endpoint.id == ops_ep.id).count(),
+        1,
+        "{ops_jobs:?}"
+    );
+    assert_eq!(store.email_counts().await.unwrap().pending, 3);
+}
+
+async fn an_email_is_claimed_by_one_sender_and_marked_by_its_lease_holder(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (ops, _) = app_with_endpoint(store.as_ref()).await;
+    let (a, e) = app_with_endpoint(store.as_ref()).await;
+    let t0 = Clock::system().now();
+    let at = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
+    store
+        .disable_endpoint_noting(&e.id, "410 Gone", t0, &notices_for(&ops.id, &a, &e, t0))
+        .await
+        .unwrap();
+
+    let first = store.claim_emails(at(0), 10, LEASE).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].tries, 1);
+    assert!(store.claim_emails(at(0), 10, LEASE).await.unwrap().is_empty(), "leased");
+    assert_eq!(store.next_email_due().await.unwrap(), Some(at(30_000)));
+
+    // The server refused it: due again at the retry time, by anyone.
+    assert!(
+        store
+            .email_not_sent(&first[0], "connection refused", Some(at(1_000)), at(10))
+            .await
+            .unwrap()
+    );
+    assert!(store.claim_emails(at(500), 10, LEASE).await.unwrap().is_empty());
+    let second = store.claim_emails(at(1_000), 10, LEASE).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].tries, 2);
+    // The old claim marks nothing.
+    assert!(!store.email_sent(&first[0], at(1_001)).await.unwrap());
+
+    // Its holder died: once the lease ends another sender takes it, and
+    // only the new holder's mark counts.
+    let third = store.claim_emails(at(1_000 + 30_000), 10, LEASE).await.unwrap();
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].tries, 3);
+    assert!(!store.email_sent(&second[0], at(31_001)).await.unwrap());
+    assert!(store.email_sent(&third[0], at(31_002)).await.unwrap());
+    assert!(
+        store.claim_emails(at(999_999), 10, LEASE).await.unwrap().is_empty(),
+        "sent for good"
+    );
+    assert_eq!(store.next_email_due().await.unwrap(), None);
+    let listed = store
+        .list_emails(&Page::first(10), Some(EmailState::Sent))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].sent_at, Some(at(31_002)));
+    assert_eq!(listed[0].next_attempt_at, None);
+    assert_eq!(listed[0].last_error.as_deref(), Some("connection refused"));
+    let counts = store.email_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.sent, counts.failed), (0, 1, 0));
+}
+
+async fn an_email_given_up_is_failed_for_good(backend: Backend) {
+    let (store, _dir) = open(&backend).await;
+    let (ops, _) = app_with_endpoint(store.as_ref()).await;
+    let (a, e) = app_with_endpoint(store.as_ref()).await;
+    let now = Clock::system().now();
+    store
+        .disable_endpoint_noting(&e.id, "410 Gone", now, &notices_for(&ops.id, &a, &e, now))
+        .await
+        .unwrap();
+    let claimed = store.claim_emails(now, 10, LEASE).await.unwrap();
+    assert!(store.email_not_sent(&claimed[0], "refused", None, now).await.unwrap());
+    assert!(
+        store
+            .claim_emails(now + chrono::Duration::days(2), 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let failed = store
+        .list_emails(&Page::first(10), Some(EmailState::Failed))
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(store.email_counts().await.unwrap().failed, 1);
+
+    // The history sweep removes emails that ended, never a pending one.
+    let other = endpoint(&a.id, None);
+    store.create_endpoint(&other).await.unwrap();
+    let notices = notices_for(&ops.id, &a, &other, now);
+    store
+        .disable_endpoint_noting(&other.id, "410 Gone", now, &notices)
+        .await
+        .unwrap();
+    assert_eq!(store.remove_old_emails(now).await.unwrap(), 0, "none queued before now");
+    let later = now + chrono::Duration::days(1);
+    assert_eq!(store.remove_old_emails(later).await.unwrap(), 1);
+    let counts = store.email_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (1, 0));
+}
+
 on_both_backends!(
     the_console_reads_traffic_trouble_messages_and_token_use,
+    notices_commit_with_the_change_they_report,
+    an_email_is_claimed_by_one_sender_and_marked_by_its_lease_holder,
+    an_email_given_up_is_failed_for_good,
     the_history_sweep_removes_old_finished_messages_with_their_history,
     a_fifo_endpoint_offers_only_its_oldest_unfinished_delivery,
     a_fifo_head_whose_lease_ended_is_taken_over_not_skipped,

@@ -24,6 +24,10 @@ pub struct HealthOut {
     /// is, or when the database does not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oldest_record: Option<DateTime<Utc>>,
+    /// Herald: operator emails by state (HERALD_NOTIFY_EMAIL); absent when
+    /// the database does not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator_email: Option<crate::service::operational::OperatorEmailCounts>,
     /// Herald: each broker source's connection state and counts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<crate::service::sources::SourceHealth>,
@@ -33,10 +37,13 @@ pub struct HealthOut {
     responses((status = 200, body = HealthOut), (status = 503, body = HealthOut)))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthOut>) {
     let database_ok = state.store.get_setting("health-probe").await.is_ok();
-    let oldest_record = if database_ok {
-        state.store.oldest_message_at().await.ok().flatten()
+    let (oldest_record, operator_email) = if database_ok {
+        (
+            state.store.oldest_message_at().await.ok().flatten(),
+            state.store.email_counts().await.ok().map(Into::into),
+        )
     } else {
-        None
+        (None, None)
     };
     let (status, text, db) = if database_ok {
         (StatusCode::OK, "ok", "ok")
@@ -51,6 +58,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthOu
             version: env!("CARGO_PKG_VERSION"),
             history_retention: crate::config::format_window(state.config.history_retention),
             oldest_record,
+            operator_email,
             sources: state.sources.health(),
         }),
     )

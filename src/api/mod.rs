@@ -11,6 +11,7 @@ pub mod health;
 pub mod idempotency;
 pub mod list;
 pub mod message;
+pub mod operational;
 pub mod portal;
 pub mod recovery;
 pub mod token;
@@ -100,6 +101,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(token::list_tokens, token::create_token))
         .routes(routes!(token::get_token, token::revoke_token))
         .routes(routes!(token::logout))
+        .routes(routes!(operational::list_emails))
         .split_for_parts()
 }
 

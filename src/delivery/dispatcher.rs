@@ -22,7 +22,7 @@ use crate::domain::ids::AttemptId;
 use crate::domain::profile::DEFAULT_PROFILE;
 use crate::domain::retry::Verdict;
 use crate::domain::status::{DeliveryStatus, WhileDisabled};
-use crate::store::{Attempt, DROPPED_WHILE_DISABLED, DeliveryJob, NextStep, Store};
+use crate::store::{Attempt, DROPPED_WHILE_DISABLED, DeliveryJob, NextStep, Notices, Store, StoreResult};
 use crate::telemetry::metrics::{Metrics, Outcome};
 use crate::telemetry::notify::{AttemptEvent, DisableTrigger, Notifier};
 
@@ -245,7 +245,9 @@ impl Dispatcher {
             tracing::warn!(msg_id = %job.msg_id, endpoint_id = %job.endpoint.id, attempts = attempts_made,
                 "delivery exhausted its retries");
         }
-        self.record(&job, &attempt, next).await;
+        // What this attempt tells the operator is recorded with it.
+        let notices = self.report(&job, &attempt, verdict, attempts_made).await;
+        self.record(&job, &attempt, next, notices).await;
         if succeeded
             && !inner.config.retain_payloads
             && let Err(e) = inner
@@ -255,7 +257,6 @@ impl Dispatcher {
         {
             tracing::warn!(error = %e, msg_id = %job.msg_id, "removing a delivered payload failed");
         }
-        self.report(&job, &attempt, verdict, attempts_made).await;
         if verdict == Verdict::Gone {
             self.disable_gone(&job, started_at).await;
         } else {
@@ -296,45 +297,57 @@ impl Dispatcher {
             WhileDisabled::Drop => {
                 let result = sender::AttemptResult::recorded_as(DROPPED_WHILE_DISABLED.to_owned());
                 let attempt = attempt_record(&job, result, false, self.inner.clock.now());
-                self.record(&job, &attempt, NextStep::Dropped).await;
+                self.record(&job, &attempt, NextStep::Dropped, Notices::default()).await;
                 self.inner.metrics.attempt(Outcome::Dropped, None);
             }
         }
     }
 
-    /// Operational webhooks about this attempt, as the Svix API sends them.
-    async fn report(&self, job: &DeliveryJob, attempt: &Attempt, verdict: Verdict, attempts_made: u32) {
+    /// Operational webhooks (and an email) about this attempt, as the Svix
+    /// API sends them, to be recorded with it.
+    async fn report(&self, job: &DeliveryJob, attempt: &Attempt, verdict: Verdict, attempts_made: u32) -> Notices {
         let notifier = &self.inner.notifier;
         match verdict {
             Verdict::RetryIn(_) if attempts_made == FAILING_AT_ATTEMPT => {
-                notifier.attempt(AttemptEvent::Failing, job, attempt, false).await;
+                notifier.attempt(AttemptEvent::Failing, job, attempt, false).await
             }
             Verdict::GiveUp | Verdict::Gone => {
                 let became_failing = job.endpoint.failing_since.is_none();
                 notifier
                     .attempt(AttemptEvent::Exhausted, job, attempt, became_failing)
-                    .await;
+                    .await
             }
             Verdict::Delivered if attempts_made > FAILING_AT_ATTEMPT => {
-                notifier.attempt(AttemptEvent::Recovered, job, attempt, false).await;
+                notifier.attempt(AttemptEvent::Recovered, job, attempt, false).await
             }
-            _ => {}
+            _ => Notices::default(),
         }
     }
 
-    /// Tells the operator that Herald switched an endpoint off.
-    async fn report_disabled(&self, job: &DeliveryJob, reason: &str) {
+    /// Switches an endpoint off on Herald's own decision and tells the
+    /// operator, in one transaction.
+    async fn disable(&self, job: &DeliveryJob, reason: &str) -> StoreResult<()> {
         let store = &self.inner.store;
         let endpoint = match store.get_endpoint(&job.app_id, job.endpoint.id.as_str()).await {
             Ok(Some(ep)) => ep,
             _ => job.endpoint.clone(),
         };
-        if let Ok(Some(app)) = store.get_app(job.app_id.as_str()).await {
-            self.inner
-                .notifier
-                .endpoint_disabled(&app, &endpoint, DisableTrigger::Automatic, Some(reason))
-                .await;
+        let notices = match store.get_app(job.app_id.as_str()).await {
+            Ok(Some(app)) => {
+                self.inner
+                    .notifier
+                    .endpoint_disabled(&app, &endpoint, DisableTrigger::Automatic, Some(reason))
+            }
+            _ => Notices::default(),
+        };
+        let now = self.inner.clock.now();
+        if store
+            .disable_endpoint_noting(&job.endpoint.id, reason, now, &notices)
+            .await?
+        {
+            self.inner.notifier.written(&notices);
         }
+        Ok(())
     }
 
     /// An exhausted delivery makes its endpoint failing; a success makes it
@@ -362,11 +375,7 @@ impl Dispatcher {
                     humantime::format_duration(self.inner.config.disable_after)
                 );
                 tracing::warn!(endpoint_id = %id, %reason, "disabling a failing endpoint");
-                let done = store.disable_endpoint(id, &reason, now).await;
-                if done.is_ok() {
-                    self.report_disabled(job, &reason).await;
-                }
-                done
+                self.disable(job, &reason).await
             }
             _ => Ok(()),
         };
@@ -382,24 +391,23 @@ impl Dispatcher {
             at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
         tracing::warn!(endpoint_id = %job.endpoint.id, "endpoint answered 410 Gone; disabling it");
-        match self
-            .inner
-            .store
-            .disable_endpoint(&job.endpoint.id, &reason, self.inner.clock.now())
-            .await
-        {
-            Ok(()) => self.report_disabled(job, &reason).await,
-            Err(e) => tracing::error!(error = %e, endpoint_id = %job.endpoint.id, "disabling a gone endpoint failed"),
+        if let Err(e) = self.disable(job, &reason).await {
+            tracing::error!(error = %e, endpoint_id = %job.endpoint.id, "disabling a gone endpoint failed");
         }
     }
 
     /// Records an attempt, riding out a short database outage: if it cannot
     /// be recorded, the lease expires and the delivery is sent again.
-    async fn record(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) {
+    async fn record(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep, notices: Notices) {
         let mut pause = Duration::from_millis(100);
         for tries_left in (0..RECORD_TRIES).rev() {
-            match self.inner.store.complete_attempt(job, attempt, next).await {
-                Ok(()) => return,
+            let written = self
+                .inner
+                .store
+                .complete_attempt_noting(job, attempt, next, notices.clone())
+                .await;
+            match written {
+                Ok(()) => return self.inner.notifier.written(&notices),
                 Err(e) if e.is_unavailable() && tries_left > 0 => {
                     tracing::warn!(error = %e, msg_id = %job.msg_id, "recording an attempt failed; retrying");
                     tokio::time::sleep(pause).await;

@@ -14,8 +14,10 @@ use super::client::Outbound;
 use super::sender::{describe_send_error, overruled, read_bounded};
 use crate::config::Config;
 use crate::domain::clock::Clock;
+use crate::domain::operational::{DisableTrigger, Notices};
 use crate::domain::profile::{Profile, VerifyMethod};
 use crate::store::{Endpoint, Store};
+use crate::telemetry::notify::Notifier;
 
 /// Enough of a GET answer to compare with a challenge.
 const CHALLENGE_BODY_LIMIT: usize = 1024;
@@ -121,6 +123,8 @@ pub async fn check(outbound: &Outbound, profile: &Profile, endpoint: &Endpoint) 
 /// endpoint whose check fails. Runs only if some profile asks for it.
 pub async fn run_reverifier(
     store: Arc<dyn Store>,
+    notifier: Notifier,
+    wake: Arc<tokio::sync::Notify>,
     config: Arc<Config>,
     outbound: Outbound,
     clock: Clock,
@@ -132,7 +136,7 @@ pub async fn run_reverifier(
     let tick = shortest.clamp(Duration::from_secs(1), REVERIFY_TICK);
     tracing::info!(every = ?tick, "repeating endpoint checks");
     while !shutdown.is_cancelled() {
-        if let Err(e) = reverify_due(store.as_ref(), &config, &outbound, &clock).await {
+        if let Err(e) = reverify_due(store.as_ref(), (&notifier, &wake), &config, &outbound, &clock).await {
             tracing::error!(error = %e, "repeating endpoint checks failed; trying again later");
         }
         tokio::select! {
@@ -142,8 +146,10 @@ pub async fn run_reverifier(
     }
 }
 
+/// `told`: who hears of a disable, and the dispatcher's wake-up for its event.
 async fn reverify_due(
     store: &dyn Store,
+    told: (&Notifier, &tokio::sync::Notify),
     config: &Config,
     outbound: &Outbound,
     clock: &Clock,
@@ -165,14 +171,16 @@ async fn reverify_due(
             continue; // the profile no longer repeats its check
         };
         if let Err(reason) = check(outbound, profile, &endpoint).await {
-            disable(store, &endpoint, &reason, clock.now()).await?;
+            disable(store, told, &endpoint, &reason, clock.now()).await?;
         }
     }
     Ok(())
 }
 
+/// Disables the endpoint and tells the operator, in one transaction.
 async fn disable(
     store: &dyn Store,
+    (notifier, wake): (&Notifier, &tokio::sync::Notify),
     endpoint: &Endpoint,
     reason: &str,
     now: DateTime<Utc>,
@@ -182,5 +190,18 @@ async fn disable(
         "the repeated endpoint check failed at {}: {reason}",
         now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    store.disable_endpoint(&endpoint.id, &reason, now).await
+    let notices = match store.get_app(endpoint.app_id.as_str()).await? {
+        Some(app) => notifier.endpoint_disabled(&app, endpoint, DisableTrigger::Automatic, Some(&reason)),
+        None => Notices::default(),
+    };
+    if store
+        .disable_endpoint_noting(&endpoint.id, &reason, now, &notices)
+        .await?
+    {
+        notifier.written(&notices);
+        if !notices.messages.is_empty() {
+            wake.notify_one();
+        }
+    }
+    Ok(())
 }

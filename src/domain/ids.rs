@@ -85,6 +85,7 @@ prefixed_id!(AttemptId, "atmpt_");
 prefixed_id!(DeliveryId, "dlv_");
 prefixed_id!(TaskId, "qtask_");
 prefixed_id!(TokenId, "tok_");
+prefixed_id!(EmailId, "email_");
 
 #[cfg(test)]
 mod tests {

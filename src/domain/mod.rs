@@ -12,6 +12,7 @@ pub mod guard;
 pub mod headers;
 pub mod ids;
 pub mod model;
+pub mod operational;
 pub mod profile;
 pub mod rate;
 pub mod redacted;

@@ -14,6 +14,7 @@ use super::app::{Created, find_app};
 use super::error::{ServiceError, ServiceResult};
 use super::input::{QueryParams, double_option};
 use super::list::{Listed, Paging};
+use crate::config::Failpoint;
 use crate::domain::access::Scope;
 use crate::domain::filter::every_event_if_empty;
 use crate::domain::format::PayloadFormat;
@@ -24,7 +25,7 @@ use crate::domain::secret::{EndpointSecret, SecretKind};
 use crate::domain::signature::SignatureStyle;
 use crate::domain::status::{DeliveryOrder, WhileDisabled};
 use crate::domain::validate::{Problems, check_channels, check_name, check_subscriptions, check_uid};
-use crate::store::{Application, Endpoint, Metadata, Order};
+use crate::store::{Application, Endpoint, Metadata, Notices, Order};
 use crate::telemetry::notify::{DisableTrigger, EndpointEvent};
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -460,8 +461,9 @@ async fn create_from(
     ep.secret = secret_for("secret", secret_text, &profile)?;
     check(state, &ep, None, &profile)?;
     verify(state, &mut ep, None, &profile).await?;
-    state.store.create_endpoint(&ep).await?;
-    state.notifier.endpoint_changed(EndpointEvent::Created, app, &ep).await;
+    let notices = state.notifier.endpoint_changed(EndpointEvent::Created, app, &ep);
+    state.store.create_endpoint_noting(&ep, &notices).await?;
+    committed(state, &notices);
     let shown = ep.secret.for_consumer();
     let mut out = EndpointOut::from(ep);
     out.secret = Some(shown);
@@ -491,18 +493,18 @@ async fn save_changes(
     }
     verify(state, &mut ep, Some(before), &profile).await?;
     ep.updated_at = state.clock.now();
-    state.store.update_endpoint(&ep).await?;
+    let mut notices = state.notifier.endpoint_changed(EndpointEvent::Updated, app, &ep);
+    if ep.disabled && !before.disabled {
+        notices = notices.and(state.notifier.endpoint_disabled(app, &ep, DisableTrigger::Manual, None));
+    } else if !ep.disabled && before.disabled {
+        notices = notices.and(state.notifier.endpoint_enabled(app, &ep));
+    }
+    state.store.update_endpoint_noting(&ep, &notices).await?;
+    committed(state, &notices);
     if !ep.disabled || ep.ordering != before.ordering {
         // Held deliveries were released with the update, or a queue's head
         // came due.
         state.dispatcher.wake();
-    }
-    state.notifier.endpoint_changed(EndpointEvent::Updated, app, &ep).await;
-    if ep.disabled && !before.disabled {
-        state
-            .notifier
-            .endpoint_disabled(app, &ep, DisableTrigger::Manual, None)
-            .await;
     }
     Ok(ep)
 }
@@ -715,9 +717,25 @@ fn apply_patch(ep: &mut Endpoint, patch: EndpointPatch) -> ServiceResult<()> {
 pub async fn delete_endpoint(state: &AppState, app_id: &str, endpoint_id: &str) -> ServiceResult<()> {
     let app = find_app(state, app_id).await?;
     let ep = find_endpoint(state, &app.id, endpoint_id).await?;
-    state.store.delete_endpoint(&app.id, &ep.id).await?;
-    state.notifier.endpoint_changed(EndpointEvent::Deleted, &app, &ep).await;
+    let notices = state.notifier.endpoint_changed(EndpointEvent::Deleted, &app, &ep);
+    if state.store.delete_endpoint_noting(&app.id, &ep.id, &notices).await? {
+        committed(state, &notices);
+    }
     Ok(())
+}
+
+/// After an endpoint change committed with its notices: their deliveries
+/// and emails are due now. The `endpoint-committed` failpoint stops the
+/// process here, to show that nothing after the commit is needed for them.
+fn committed(state: &AppState, notices: &Notices) {
+    if state.config.failpoint == Some(Failpoint::EndpointCommitted) {
+        tracing::error!("HERALD_FAILPOINT=endpoint-committed: aborting right after the commit");
+        std::process::abort();
+    }
+    state.notifier.written(notices);
+    if !notices.messages.is_empty() {
+        state.dispatcher.wake();
+    }
 }
 
 /// The secret as a consumer verifies with it, where the profile shows it.

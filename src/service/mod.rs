@@ -14,6 +14,7 @@ pub mod input;
 pub mod list;
 pub mod message;
 pub mod overview;
+pub mod operational;
 pub mod portal;
 pub mod recovery;
 pub mod retention;
@@ -86,7 +87,7 @@ impl AppState {
         let admin_token_hash = auth::admin_token_hash(store.as_ref(), &config).await?;
         let signer = portal::Signer::load(store.as_ref(), &admin_token_hash).await?;
         let outbound = Outbound::new(&config)?;
-        let notifier = Notifier::start(store.clone(), &config, clock.clone(), background.tasks.clone()).await?;
+        let notifier = Notifier::start(store.clone(), &config, clock.clone()).await?;
         let metrics = Metrics::new(clock.clone());
         let dispatcher = Dispatcher::new(
             store.clone(),

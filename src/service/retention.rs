@@ -57,6 +57,12 @@ async fn sweep_history(store: &dyn Store, config: &Config, clock: &Clock, metric
         }
         Err(e) => tracing::warn!(error = %e, "reading applications' history windows failed; trying again later"),
     }
+    // Operator emails that ended keep as long as the server's history.
+    match store.remove_old_emails(before(now, server)).await {
+        Ok(0) => {}
+        Ok(emails) => tracing::info!(emails, "operator emails past the history retention removed"),
+        Err(e) => tracing::warn!(error = %e, "removing old operator emails failed; trying again later"),
+    }
     if removed.messages > 0 {
         tracing::info!(
             messages = removed.messages,

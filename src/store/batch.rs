@@ -21,7 +21,8 @@ pub(super) type Answer<T> = oneshot::Sender<StoreResult<T>>;
 
 enum Write {
     Publish(Message, Answer<usize>),
-    Complete(Completion, Answer<()>),
+    /// Boxed: an attempt is far larger than the other writes.
+    Complete(Box<Completion>, Answer<()>),
     Defer(Deferral, Answer<()>),
 }
 
@@ -41,6 +42,8 @@ pub(super) struct Completion {
     pub(super) lease_token: i64,
     pub(super) attempt: Attempt,
     pub(super) next: NextStep,
+    /// What the attempt tells the operator, written with it.
+    pub(super) notices: Notices,
 }
 
 /// One batch, sorted by kind.
@@ -131,7 +134,7 @@ impl Batcher {
 
     pub(super) async fn complete(&self, completion: Completion) -> StoreResult<()> {
         let (tx, rx) = oneshot::channel();
-        self.submit(Write::Complete(completion, tx), rx).await
+        self.submit(Write::Complete(Box::new(completion), tx), rx).await
     }
 
     async fn submit<T>(&self, write: Write, answer: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
@@ -149,7 +152,7 @@ async fn run<F: Future<Output = ()>>(commit: impl Fn(Batch) -> F, mut rx: mpsc::
             match write {
                 Write::Publish(msg, answer) if msg.event_id.is_some() => batch.keyed.push((msg, answer)),
                 Write::Publish(msg, answer) => batch.plain.push((msg, answer)),
-                Write::Complete(c, answer) => batch.completions.push((c, answer)),
+                Write::Complete(c, answer) => batch.completions.push((*c, answer)),
                 Write::Defer(d, answer) => batch.deferrals.push((d, answer)),
             }
         }

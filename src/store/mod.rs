@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::domain::model::*;
+pub use crate::domain::operational::{ClaimedEmail, EmailCounts, EmailRecord, EmailState, Notices, OperatorEmail};
 
 use crate::config::{Config, DatabaseUrl};
 use crate::domain::clock::Clock;
@@ -171,19 +172,47 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_app(&self, id: &AppId) -> StoreResult<bool>;
 
     // Endpoints
-    async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()>;
+    async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
+        self.create_endpoint_noting(ep, &Notices::default()).await
+    }
+    /// Creates an endpoint and writes `notices` in the same transaction.
+    async fn create_endpoint_noting(&self, ep: &Endpoint, notices: &Notices) -> StoreResult<()>;
     async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> StoreResult<Option<Endpoint>>;
     /// With `owner`, only that owner's endpoints.
     async fn list_endpoints(&self, app: &AppId, page: &Page, owner: Option<&str>) -> StoreResult<Vec<Endpoint>>;
     /// Saves an endpoint; an enabled one gets its held deliveries due now,
     /// in the same transaction, so none stays held behind an enabled endpoint.
-    async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()>;
-    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> StoreResult<bool>;
+    async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
+        self.update_endpoint_noting(ep, &Notices::default()).await
+    }
+    /// Saves an endpoint as [`Store::update_endpoint`] does and writes
+    /// `notices` in the same transaction.
+    async fn update_endpoint_noting(&self, ep: &Endpoint, notices: &Notices) -> StoreResult<()>;
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> StoreResult<bool> {
+        self.delete_endpoint_noting(app, id, &Notices::default()).await
+    }
+    /// Deletes an endpoint and, if it was there, writes `notices` in the
+    /// same transaction.
+    async fn delete_endpoint_noting(&self, app: &AppId, id: &EndpointId, notices: &Notices) -> StoreResult<bool>;
     /// Marks an endpoint failing since `since` (kept if already failing), or
     /// healthy again with `None`.
     async fn set_endpoint_failing(&self, id: &EndpointId, since: Option<DateTime<Utc>>) -> StoreResult<()>;
     /// Switches an endpoint off on Herald's own decision, saying why.
-    async fn disable_endpoint(&self, id: &EndpointId, reason: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn disable_endpoint(&self, id: &EndpointId, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.disable_endpoint_noting(id, reason, now, &Notices::default())
+            .await
+            .map(|_| ())
+    }
+    /// Disables an endpoint that is still enabled and writes `notices` in
+    /// the same transaction; answers false (writing nothing) when it was
+    /// already disabled or is gone.
+    async fn disable_endpoint_noting(
+        &self,
+        id: &EndpointId,
+        reason: &str,
+        now: DateTime<Utc>,
+        notices: &Notices,
+    ) -> StoreResult<bool>;
     /// Enabled endpoints whose check is due by `now`, with their
     /// application's profile, most overdue first.
     async fn endpoints_to_reverify(
@@ -226,7 +255,19 @@ pub trait Store: Send + Sync + 'static {
     /// Reserves up to `limit` due deliveries for `lease`, marking them sending.
     async fn claim_due(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> StoreResult<Vec<DeliveryJob>>;
     /// Records an attempt and moves the delivery on, if the lease is still ours.
-    async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()>;
+    async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
+        self.complete_attempt_noting(job, attempt, next, Notices::default())
+            .await
+    }
+    /// Records an attempt as [`Store::complete_attempt`] does and writes
+    /// `notices` (what the attempt tells the operator) in the same transaction.
+    async fn complete_attempt_noting(
+        &self,
+        job: &DeliveryJob,
+        attempt: &Attempt,
+        next: NextStep,
+        notices: Notices,
+    ) -> StoreResult<()>;
     /// Sends a claimed delivery back to wait until `until`, without an
     /// attempt (its endpoint is at its limit).
     async fn defer(&self, job: &DeliveryJob, until: DateTime<Utc>) -> StoreResult<()>;
@@ -329,6 +370,30 @@ pub trait Store: Send + Sync + 'static {
     // Attempts
     async fn list_attempts(&self, app: &AppId, filter: &AttemptFilter, page: &Page) -> StoreResult<Vec<Attempt>>;
     async fn get_attempt(&self, app: &AppId, id: &AttemptId) -> StoreResult<Option<Attempt>>;
+
+    // Operator emails
+    /// Reserves up to `limit` emails due by `now` for `lease`: each counts
+    /// a try and is not due again before the lease ends.
+    async fn claim_emails(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> StoreResult<Vec<ClaimedEmail>>;
+    /// Marks a claimed email sent, if the lease is still ours.
+    async fn email_sent(&self, email: &ClaimedEmail, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Records a failed try: due again at `retry_at`, or failed for good
+    /// with `None`. Only while the lease is ours.
+    async fn email_not_sent(
+        &self,
+        email: &ClaimedEmail,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// When the earliest pending email comes due, if any.
+    async fn next_email_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Emails newest first (paged by id), of one state if given.
+    async fn list_emails(&self, page: &Page, state: Option<EmailState>) -> StoreResult<Vec<EmailRecord>>;
+    async fn email_counts(&self) -> StoreResult<EmailCounts>;
+    /// Removes sent and failed emails queued before `before` (pending ones
+    /// stay until they end). Answers how many went.
+    async fn remove_old_emails(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
     // Idempotency
     // API tokens.

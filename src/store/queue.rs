@@ -94,6 +94,58 @@ where
         Ok(rows)
     }
 
+    /// Writes `notices` inside `tx`: the operational messages with their
+    /// deliveries (queued behind FIFO heads like any publish) and the
+    /// emails. Wakes other nodes when a delivery was created.
+    pub async fn note(tx: &mut Transaction<'_, D::Db>, notices: &Notices) -> StoreResult<()> {
+        if notices.is_empty() {
+            return Ok(());
+        }
+        let mut targets = TargetCache::new();
+        let mut candidates = BTreeSet::new();
+        for msg in &notices.messages {
+            let publication = publication(msg);
+            let matched = matching_endpoints(&publication, Self::targets_of(tx, &msg.app_id, &mut targets).await?);
+            candidates.extend(matched.filter(|(t, _)| t.is_fifo()).map(|(t, _)| t.id.clone()));
+        }
+        let fifo = Self::lock_fifo(tx, &candidates).await?;
+        let created: usize = Self::publish_many(tx, notices.messages.iter(), &mut targets, &fifo)
+            .await?
+            .iter()
+            .sum();
+        if let Some(first) = notices.messages.first() {
+            Self::promote_heads(tx, &fifo, ms(first.created_at)).await?;
+        }
+        let emails: Vec<&OperatorEmail> = notices.emails.iter().collect();
+        Self::insert_emails(tx, &emails).await?;
+        if created > 0 {
+            D::wake_others(tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues operator emails, due now.
+    async fn insert_emails(tx: &mut Transaction<'_, D::Db>, emails: &[&OperatorEmail]) -> StoreResult<()> {
+        for chunk in emails.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO operator_emails (id, subject, body, state, tries, next_attempt_at, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut row, e| {
+                let now = ms(e.created_at);
+                row.push_bind(e.id.as_str().to_owned())
+                    .push_bind(e.subject.clone())
+                    .push_bind(e.body.clone())
+                    .push_bind(EmailState::Pending.name().to_owned())
+                    .push_bind(0_i64)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            execute::<D>(&mut qb, &mut **tx).await?;
+        }
+        Ok(())
+    }
+
     /// Removes a message's payload and every body rendered from it.
     pub async fn clear_payload(tx: &mut Transaction<'_, D::Db>, msg: &str, now: i64) -> StoreResult<()> {
         sqlx::query("UPDATE messages SET payload = '{}', payload_removed_at = $1 WHERE id = $2")
@@ -146,13 +198,19 @@ where
         // fails the whole batch.
         let keyed_created: usize = written.published.iter().map(|(_, n)| *n).sum();
         let bulk = async {
-            let counts = Self::publish_many(&mut tx, plain.iter().map(|(m, _)| m), &mut targets, &fifo).await?;
+            // The operator's notices of the attempts ride with the publishes.
+            let noted = completions.iter().flat_map(|(c, _)| &c.notices.messages);
+            let mut counts =
+                Self::publish_many(&mut tx, plain.iter().map(|(m, _)| m).chain(noted), &mut targets, &fifo).await?;
+            let noted_created: usize = counts.split_off(plain.len()).iter().sum();
             Self::complete_many(&mut tx, completions.iter().map(|(c, _)| c)).await?;
+            let emails: Vec<&OperatorEmail> = completions.iter().flat_map(|(c, _)| &c.notices.emails).collect();
+            Self::insert_emails(&mut tx, &emails).await?;
             for (d, _) in &deferrals {
                 Self::defer_one(&mut tx, d).await?;
             }
             Self::promote_heads(&mut tx, &fifo, ms(now)).await?;
-            if keyed_created + counts.iter().sum::<usize>() > 0 {
+            if keyed_created + noted_created + counts.iter().sum::<usize>() > 0 {
                 D::wake_others(&mut tx).await?;
             }
             Ok::<_, StoreError>(counts)
@@ -193,7 +251,8 @@ where
             .iter()
             .map(|(c, _)| c.endpoint_id.as_str().to_owned())
             .collect();
-        for (msg, _) in batch.keyed.iter().chain(&batch.plain) {
+        let noted = batch.completions.iter().flat_map(|(c, _)| &c.notices.messages);
+        for msg in batch.keyed.iter().chain(&batch.plain).map(|(m, _)| m).chain(noted) {
             let targets = Self::targets_of(tx, &msg.app_id, cache).await?;
             if !targets.iter().any(Target::is_fifo) {
                 continue;

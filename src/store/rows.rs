@@ -1008,3 +1008,35 @@ where
     }
     qb
 }
+
+#[derive(FromRow)]
+pub(super) struct EmailRow {
+    pub(super) id: String,
+    pub(super) subject: String,
+    pub(super) body: String,
+    pub(super) state: String,
+    pub(super) tries: i64,
+    pub(super) next_attempt_at: Option<i64>,
+    pub(super) last_error: Option<String>,
+    pub(super) created_at: i64,
+    pub(super) sent_at: Option<i64>,
+}
+
+impl TryFrom<EmailRow> for EmailRecord {
+    type Error = StoreError;
+    fn try_from(r: EmailRow) -> StoreResult<Self> {
+        let state = EmailState::parse(&r.state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown email state {:?}", r.state)))?;
+        Ok(EmailRecord {
+            id: crate::domain::ids::EmailId::from_trusted(r.id),
+            subject: r.subject,
+            body: r.body,
+            state,
+            tries: u32::try_from(r.tries).unwrap_or(u32::MAX),
+            next_attempt_at: r.next_attempt_at.filter(|_| state == EmailState::Pending).map(from_ms),
+            last_error: r.last_error,
+            created_at: from_ms(r.created_at),
+            sent_at: r.sent_at.map(from_ms),
+        })
+    }
+}

@@ -250,7 +250,7 @@ where
         Ok(done.rows_affected() == 1)
     }
 
-    async fn create_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
+    async fn create_endpoint_noting(&self, ep: &Endpoint, notices: &Notices) -> StoreResult<()> {
         let insert = sqlx::query(
             "INSERT INTO endpoints (uid, url, description, filter_types, channels, disabled, \
              rate_limit, metadata, headers, secret, previous_secret, previous_secret_expires_at, profile, verify_token, \
@@ -258,11 +258,14 @@ where
              app_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
              $18, $19, $20, $21, $22, $23, $24, $25, $26)",
         );
+        let mut tx = self.writer.begin().await?;
         bind_endpoint(insert, ep, &self.sealer)
             .bind(ms(ep.created_at))
-            .execute(D::exec(&mut *self.write().await?))
+            .execute(D::exec(&mut *tx))
             .await
             .map_err(|e| uid_conflict(e, "an endpoint with this uid already exists in this application"))?;
+        Queue::<D>::note(&mut tx, notices).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -284,7 +287,7 @@ where
         rows.into_iter().map(|r| r.into_endpoint(&self.sealer)).collect()
     }
 
-    async fn update_endpoint(&self, ep: &Endpoint) -> StoreResult<()> {
+    async fn update_endpoint_noting(&self, ep: &Endpoint, notices: &Notices) -> StoreResult<()> {
         let update = sqlx::query(
             "UPDATE endpoints SET uid = $1, url = $2, description = $3, filter_types = $4, channels = $5, \
              disabled = $6, rate_limit = $7, metadata = $8, headers = $9, secret = $10, previous_secret = $11, \
@@ -335,17 +338,24 @@ where
         if due_now > 0 {
             D::wake_others(&mut tx).await?;
         }
+        Queue::<D>::note(&mut tx, notices).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> StoreResult<bool> {
+    async fn delete_endpoint_noting(&self, app: &AppId, id: &EndpointId, notices: &Notices) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query("DELETE FROM endpoints WHERE id = $1 AND app_id = $2")
             .bind(id.as_str().to_owned())
             .bind(app.as_str().to_owned())
-            .execute(D::exec(&mut *self.write().await?))
+            .execute(D::exec(&mut *tx))
             .await?;
-        Ok(done.rows_affected() == 1)
+        let deleted = done.rows_affected() == 1;
+        if deleted {
+            Queue::<D>::note(&mut tx, notices).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     async fn set_endpoint_failing(&self, id: &EndpointId, since: Option<DateTime<Utc>>) -> StoreResult<()> {
@@ -361,14 +371,29 @@ where
         Ok(())
     }
 
-    async fn disable_endpoint(&self, id: &EndpointId, reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("UPDATE endpoints SET disabled = TRUE, disabled_reason = $1, updated_at = $2 WHERE id = $3")
-            .bind(reason.to_owned())
-            .bind(ms(now))
-            .bind(id.as_str().to_owned())
-            .execute(D::exec(&mut *self.write().await?))
-            .await?;
-        Ok(())
+    async fn disable_endpoint_noting(
+        &self,
+        id: &EndpointId,
+        reason: &str,
+        now: DateTime<Utc>,
+        notices: &Notices,
+    ) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        let done = sqlx::query(
+            "UPDATE endpoints SET disabled = TRUE, disabled_reason = $1, updated_at = $2 WHERE id = $3 \
+             AND disabled = FALSE",
+        )
+        .bind(reason.to_owned())
+        .bind(ms(now))
+        .bind(id.as_str().to_owned())
+        .execute(D::exec(&mut *tx))
+        .await?;
+        let disabled = done.rows_affected() == 1;
+        if disabled {
+            Queue::<D>::note(&mut tx, notices).await?;
+        }
+        tx.commit().await?;
+        Ok(disabled)
     }
 
     async fn endpoints_to_reverify(
@@ -530,7 +555,13 @@ where
             .await
     }
 
-    async fn complete_attempt(&self, job: &DeliveryJob, attempt: &Attempt, next: NextStep) -> StoreResult<()> {
+    async fn complete_attempt_noting(
+        &self,
+        job: &DeliveryJob,
+        attempt: &Attempt,
+        next: NextStep,
+        notices: Notices,
+    ) -> StoreResult<()> {
         self.batcher
             .complete(Completion {
                 delivery_id: job.delivery_id.clone(),
@@ -539,6 +570,7 @@ where
                 lease_token: job.lease_token,
                 attempt: attempt.clone(),
                 next,
+                notices,
             })
             .await
     }
@@ -1031,6 +1063,126 @@ where
             .execute(D::exec(&mut *self.write().await?))
             .await?;
         Ok(())
+    }
+
+    async fn claim_emails(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> StoreResult<Vec<ClaimedEmail>> {
+        let lease_until = ms(now) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let token: i64 = rand::Rng::gen_range(&mut rand::thread_rng(), 1..i64::MAX);
+        // Claim: nodes claiming at once each get different emails, and the
+        // due time moves to the lease's end, so an email whose sender died
+        // comes due again then, and not before.
+        let sql = format!(
+            "UPDATE operator_emails SET next_attempt_at = $1, lease_token = $2, tries = tries + 1, updated_at = $3 \
+             WHERE id IN (SELECT id FROM operator_emails WHERE state = 'pending' AND next_attempt_at <= $3 \
+                          ORDER BY next_attempt_at LIMIT $4{}) \
+             RETURNING id, subject, body, tries, created_at, lease_token",
+            D::lock(RowLock::Claim),
+        );
+        let rows: Vec<(String, String, String, i64, i64, i64)> = sqlx::query_as(&sql)
+            .bind(lease_until)
+            .bind(token)
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(D::exec(&mut *self.write().await?))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, subject, body, tries, created_at, lease_token)| ClaimedEmail {
+                id: crate::domain::ids::EmailId::from_trusted(id),
+                subject,
+                body,
+                tries: u32::try_from(tries).unwrap_or(u32::MAX),
+                created_at: from_ms(created_at),
+                lease_token,
+            })
+            .collect())
+    }
+
+    async fn email_sent(&self, email: &ClaimedEmail, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE operator_emails SET state = 'sent', sent_at = $1, updated_at = $1, next_attempt_at = NULL, \
+             lease_token = NULL WHERE id = $2 AND lease_token = $3 AND state = 'pending'",
+        )
+        .bind(ms(now))
+        .bind(email.id.as_str().to_owned())
+        .bind(email.lease_token)
+        .execute(D::exec(&mut *self.write().await?))
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn email_not_sent(
+        &self,
+        email: &ClaimedEmail,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let state = if retry_at.is_some() {
+            EmailState::Pending
+        } else {
+            EmailState::Failed
+        };
+        let done = sqlx::query(
+            "UPDATE operator_emails SET state = $1, next_attempt_at = $2, last_error = $3, updated_at = $4, \
+             lease_token = NULL WHERE id = $5 AND lease_token = $6 AND state = 'pending'",
+        )
+        .bind(state.name().to_owned())
+        .bind(retry_at.map(ms))
+        .bind(error.to_owned())
+        .bind(ms(now))
+        .bind(email.id.as_str().to_owned())
+        .bind(email.lease_token)
+        .execute(D::exec(&mut *self.write().await?))
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn next_email_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM operator_emails WHERE state = 'pending'")
+                .fetch_one(D::exec(&mut *self.read().await?))
+                .await?;
+        Ok(next.map(from_ms))
+    }
+
+    async fn list_emails(&self, page: &Page, state: Option<EmailState>) -> StoreResult<Vec<EmailRecord>> {
+        let mut qb = QueryBuilder::new(
+            "SELECT id, subject, body, state, tries, next_attempt_at, last_error, created_at, sent_at \
+             FROM operator_emails WHERE TRUE",
+        );
+        if let Some(state) = state {
+            qb.push(" AND state = ").push_bind(state.name().to_owned());
+        }
+        push_page(&mut qb, "id", page);
+        let rows: Vec<EmailRow> = rows_as::<D, _>(&mut qb)
+            .fetch_all(D::exec(&mut *self.read().await?))
+            .await?;
+        collect(rows)
+    }
+
+    async fn email_counts(&self) -> StoreResult<EmailCounts> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM operator_emails GROUP BY state")
+            .fetch_all(D::exec(&mut *self.read().await?))
+            .await?;
+        let mut counts = EmailCounts::default();
+        for (state, n) in rows {
+            match EmailState::parse(&state) {
+                Some(EmailState::Pending) => counts.pending = n,
+                Some(EmailState::Sent) => counts.sent = n,
+                Some(EmailState::Failed) => counts.failed = n,
+                None => return Err(StoreError::Corrupt(format!("unknown email state {state:?}"))),
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn remove_old_emails(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM operator_emails WHERE state <> 'pending' AND created_at < $1")
+            .bind(ms(before))
+            .execute(D::exec(&mut *self.write().await?))
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn idempotency_begin(&self, key: &str, now: DateTime<Utc>, ttl: Duration) -> StoreResult<IdempotencyState> {

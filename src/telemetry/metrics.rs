@@ -98,6 +98,10 @@ pub struct Metrics {
     auth_failures: Family<Labels, Counter>,
     auth_rate_limited: Family<Labels, Counter>,
     auth_token_lookups: Counter,
+    operator_emails: Family<Labels, Gauge>,
+    operator_emails_sent: Counter,
+    operator_emails_failed: Counter,
+    operator_email_errors: Counter,
     /// What the queue's lag is measured against.
     clock: Clock,
 }
@@ -186,8 +190,36 @@ impl Metrics {
             "Database lookups of a presented token by its hash (the admin token and remembered unknown tokens need none)",
             auth_token_lookups.clone(),
         );
+        let operator_emails = Family::<Labels, Gauge>::default();
+        registry.register(
+            "operator_emails",
+            "Operator emails in the outbox by state: pending (waiting for a try), sent, failed (given up)",
+            operator_emails.clone(),
+        );
+        let operator_emails_sent = Counter::default();
+        registry.register(
+            "operator_emails_sent",
+            "Operator emails the SMTP server accepted, sent by this node",
+            operator_emails_sent.clone(),
+        );
+        let operator_emails_failed = Counter::default();
+        registry.register(
+            "operator_emails_failed",
+            "Operator emails given up on this node after their retry schedule ran out",
+            operator_emails_failed.clone(),
+        );
+        let operator_email_errors = Counter::default();
+        registry.register(
+            "operator_email_errors",
+            "Tries at sending an operator email that failed (each is retried on schedule)",
+            operator_email_errors.clone(),
+        );
         Arc::new(Self {
             registry,
+            operator_emails,
+            operator_emails_sent,
+            operator_emails_failed,
+            operator_email_errors,
             history_removed,
             oldest_message_age_seconds,
             auth_failures,
@@ -252,6 +284,18 @@ impl Metrics {
             .inc();
     }
 
+    /// One try at sending an operator email: sent, or failed (`gave_up`: for good).
+    pub fn operator_email(&self, sent: bool, gave_up: bool) {
+        if sent {
+            self.operator_emails_sent.inc();
+        } else {
+            self.operator_email_errors.inc();
+            if gave_up {
+                self.operator_emails_failed.inc();
+            }
+        }
+    }
+
     /// Counts what one history sweep batch removed.
     pub fn history_removed(&self, removed: Removed) {
         for (table, n) in [
@@ -285,6 +329,14 @@ impl Metrics {
             ("disabled", g.endpoints_disabled),
         ] {
             self.endpoints.get_or_create(&[("state", state)]).set(n);
+        }
+        let emails = store.email_counts().await?;
+        for (state, n) in [
+            ("pending", emails.pending),
+            ("sent", emails.sent),
+            ("failed", emails.failed),
+        ] {
+            self.operator_emails.get_or_create(&[("state", state)]).set(n);
         }
         let mut out = String::new();
         // Writing to a String cannot fail.

@@ -5,3 +5,4 @@
 pub mod email;
 pub mod metrics;
 pub mod notify;
+pub mod outbox;

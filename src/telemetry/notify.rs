@@ -3,23 +3,26 @@
 //! Operational webhooks are ordinary Herald messages in an application of
 //! Herald's own (`herald-operational`), so they are stored, signed, retried
 //! and listed like any other, and an operator may add more endpoints to it
-//! (a Slack-formatted one, say). Emails are best effort: one try, logged.
+//! (a Slack-formatted one, say). Emails are queued in the database and sent
+//! by [`super::outbox`]. Both are built as [`Notices`] (by the domain) and
+//! written by the store in the same transaction as the change they report,
+//! so a crash never keeps one without the other.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Value, json};
-use tokio_util::task::TaskTracker;
+use chrono::DateTime;
+use chrono::Utc;
+use tokio::sync::Notify;
 
 use super::email::{EmailError, Mailer};
 use crate::config::Config;
 use crate::domain::clock::Clock;
-use crate::domain::ids::{AppId, MessageId};
+use crate::domain::ids::AppId;
+pub use crate::domain::operational::{AttemptEvent, DisableTrigger, EndpointEvent, OPERATIONAL_APP_UID};
+use crate::domain::operational::{EmailSchedule, Listeners, Notices};
 use crate::domain::secret::{EndpointSecret, SecretKind};
-use crate::store::{Application, Attempt, DeliveryJob, Endpoint, Message, Store, StoreError};
+use crate::store::{Application, Attempt, DeliveryJob, Endpoint, Store, StoreError};
 
-/// The uid of the application that carries operational webhooks.
-pub const OPERATIONAL_APP_UID: &str = "herald-operational";
 /// The uid of its endpoint pointing at `HERALD_OPERATIONAL_WEBHOOK_URL`.
 pub const OPERATIONAL_ENDPOINT_UID: &str = "operational";
 
@@ -31,52 +34,6 @@ pub enum NotifyError {
     Email(#[from] EmailError),
 }
 
-/// What happened to an endpoint, as operational webhooks name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndpointEvent {
-    Created,
-    Updated,
-    Deleted,
-}
-
-impl EndpointEvent {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Created => "endpoint.created",
-            Self::Updated => "endpoint.updated",
-            Self::Deleted => "endpoint.deleted",
-        }
-    }
-}
-
-/// What happened to a delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptEvent {
-    /// A delivery failed its fourth attempt in a row and will be retried.
-    Failing,
-    /// A delivery ran out of retries.
-    Exhausted,
-    /// A delivery that was reported failing succeeded.
-    Recovered,
-}
-
-impl AttemptEvent {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Failing => "message.attempt.failing",
-            Self::Exhausted => "message.attempt.exhausted",
-            Self::Recovered => "message.attempt.recovered",
-        }
-    }
-}
-
-/// Who switched an endpoint off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisableTrigger {
-    Manual,
-    Automatic,
-}
-
 #[derive(Clone, Default)]
 pub struct Notifier {
     inner: Option<Arc<Inner>>,
@@ -85,23 +42,18 @@ pub struct Notifier {
 struct Inner {
     store: Arc<dyn Store>,
     clock: Clock,
-    /// Where operator emails are sent from, so shutdown waits for them.
-    tasks: TaskTracker,
-    /// Where operational webhooks are published, when configured.
-    operational_app: Option<AppId>,
+    listeners: Listeners,
     mailer: Option<Mailer>,
+    schedule: EmailSchedule,
+    /// Wakes the email sender when an email was queued.
+    mail_queued: Arc<Notify>,
 }
 
 impl Notifier {
     /// Prepares what the configuration asks for: the operational
     /// application and its endpoint (created, or brought up to date), and
-    /// the mailer. Emails are sent on `tasks`.
-    pub async fn start(
-        store: Arc<dyn Store>,
-        config: &Config,
-        clock: Clock,
-        tasks: TaskTracker,
-    ) -> Result<Self, NotifyError> {
+    /// the mailer.
+    pub async fn start(store: Arc<dyn Store>, config: &Config, clock: Clock) -> Result<Self, NotifyError> {
         let operational_app = match &config.operational_webhook {
             Some(hook) => Some(prepare_operational_app(store.as_ref(), hook, clock.now()).await?),
             None => None,
@@ -117,161 +69,98 @@ impl Notifier {
             inner: Some(Arc::new(Inner {
                 store,
                 clock,
-                tasks,
-                operational_app,
+                listeners: Listeners {
+                    operational_app,
+                    email: mailer.is_some(),
+                },
                 mailer,
+                schedule: config.email_schedule.clone(),
+                mail_queued: Arc::new(Notify::new()),
             })),
         })
     }
 
     /// The operational application's id, which never reports on itself.
     pub fn operational_app(&self) -> Option<&AppId> {
-        self.inner.as_ref()?.operational_app.as_ref()
+        self.inner.as_ref()?.listeners.operational_app.as_ref()
     }
 
-    pub async fn endpoint_changed(&self, event: EndpointEvent, app: &Application, ep: &Endpoint) {
-        let data = endpoint_data(app, ep);
-        self.publish(&app.id, event.name(), data).await;
+    fn listeners(&self) -> Option<(&Listeners, DateTime<Utc>)> {
+        let inner = self.inner.as_ref()?;
+        Some((&inner.listeners, inner.clock.now()))
     }
 
-    pub async fn endpoint_disabled(
+    pub fn endpoint_changed(&self, event: EndpointEvent, app: &Application, ep: &Endpoint) -> Notices {
+        self.listeners()
+            .map(|(l, now)| l.endpoint_changed(event, app, ep, now))
+            .unwrap_or_default()
+    }
+
+    pub fn endpoint_enabled(&self, app: &Application, ep: &Endpoint) -> Notices {
+        self.listeners()
+            .map(|(l, now)| l.endpoint_enabled(app, ep, now))
+            .unwrap_or_default()
+    }
+
+    pub fn endpoint_disabled(
         &self,
         app: &Application,
         ep: &Endpoint,
         trigger: DisableTrigger,
         reason: Option<&str>,
-    ) {
-        let mut data = endpoint_data(app, ep);
-        data["trigger"] = json!(match trigger {
-            DisableTrigger::Manual => "manual",
-            DisableTrigger::Automatic => "automatic",
-        });
-        data["failSince"] = json!(ep.failing_since.map(rfc3339));
-        data["reason"] = json!(reason);
-        self.publish(&app.id, "endpoint.disabled", data).await;
-        if trigger == DisableTrigger::Automatic {
-            let subject = format!("Herald disabled endpoint {} of {}", ep.id, app.name);
-            let body = format!(
-                "Herald stopped delivering to an endpoint.\n\n\
-                 Application: {} ({})\nEndpoint: {} {}\nURL: {}\nReason: {}\n\n\
-                 Fix the receiver, then enable the endpoint again; \
-                 POST .../endpoint/{}/recover resends what failed meanwhile.\n",
-                app.name,
-                app.id,
-                ep.id,
-                ep.uid.as_deref().unwrap_or(""),
-                ep.url,
-                reason.unwrap_or("disabled by Herald"),
-                ep.id
-            );
-            self.email(&app.id, subject, body);
-        }
+    ) -> Notices {
+        self.listeners()
+            .map(|(l, now)| l.endpoint_disabled(app, ep, trigger, reason, now))
+            .unwrap_or_default()
     }
 
-    /// `became_failing`: this exhaustion turned a healthy endpoint failing,
-    /// which is worth an email; later ones are not.
-    pub async fn attempt(&self, event: AttemptEvent, job: &DeliveryJob, attempt: &Attempt, became_failing: bool) {
-        let Some(inner) = &self.inner else { return };
-        if inner.operational_app.as_ref() == Some(&job.app_id) {
-            return;
+    /// What an attempt tells the operator; reads the application (by id)
+    /// when someone listens. `became_failing`: see [`Listeners::attempt`].
+    pub async fn attempt(
+        &self,
+        event: AttemptEvent,
+        job: &DeliveryJob,
+        attempt: &Attempt,
+        became_failing: bool,
+    ) -> Notices {
+        let Some(inner) = &self.inner else {
+            return Notices::default();
+        };
+        if inner.listeners.operational_app.as_ref() == Some(&job.app_id) {
+            return Notices::default();
         }
-        let app = match inner.store.get_app(job.app_id.as_str()).await {
-            Ok(Some(app)) => app,
-            Ok(None) => return,
+        match inner.store.get_app(job.app_id.as_str()).await {
+            Ok(Some(app)) => inner
+                .listeners
+                .attempt(event, &app, job, attempt, became_failing, inner.clock.now()),
+            Ok(None) => Notices::default(),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the application of an operational event");
-                return;
+                Notices::default()
             }
-        };
-        let data = json!({
-            "appId": app.id.as_str(),
-            "appUid": app.uid,
-            "msgId": job.msg_id.as_str(),
-            "msgEventId": job.event_id,
-            "endpointId": job.endpoint.id.as_str(),
-            "lastAttempt": {
-                "id": attempt.id.as_str(),
-                "timestamp": rfc3339(attempt.created_at),
-                "responseStatusCode": attempt.response_status_code,
-            },
-        });
-        self.publish(&app.id, event.name(), data).await;
-        if event == AttemptEvent::Exhausted && became_failing {
-            let ep = &job.endpoint;
-            let subject = format!("Herald: endpoint {} of {} is failing", ep.id, app.name);
-            let body = format!(
-                "A message ran out of delivery attempts, so the endpoint is now failing.\n\n\
-                 Application: {} ({})\nEndpoint: {} {}\nURL: {}\nMessage: {} ({})\n\
-                 Last answer: {} {}\n\n\
-                 Herald keeps trying new messages. Once the receiver is fixed, \
-                 POST .../endpoint/{}/recover resends what failed.\n",
-                app.name,
-                app.id,
-                ep.id,
-                ep.uid.as_deref().unwrap_or(""),
-                ep.url,
-                job.msg_id,
-                job.event_type,
-                attempt.response_status_code,
-                attempt.response.chars().take(200).collect::<String>(),
-                ep.id
-            );
-            self.email(&app.id, subject, body);
         }
     }
 
-    async fn publish(&self, about: &AppId, event_type: &str, data: Value) {
-        let Some(inner) = &self.inner else { return };
-        let Some(ops_app) = &inner.operational_app else { return };
-        if about == ops_app {
-            return;
-        }
-        let now = inner.clock.now();
-        let payload = json!({ "type": event_type, "timestamp": rfc3339(now), "data": data });
-        let msg = Message {
-            id: MessageId::generate(),
-            app_id: ops_app.clone(),
-            event_type: event_type.to_owned(),
-            event_id: None,
-            payload: payload.to_string().into(),
-            channels: None,
-            tags: None,
-            audience: None,
-            expires_at: None,
-            payload_removed_at: None,
-            created_at: now,
-        };
-        if let Err(e) = inner.store.publish(&msg).await {
-            tracing::error!(error = %e, event_type, "publishing an operational webhook failed");
+    /// Tells the email sender that `notices` were committed.
+    pub fn written(&self, notices: &Notices) {
+        if let Some(inner) = &self.inner
+            && !notices.emails.is_empty()
+        {
+            inner.mail_queued.notify_one();
         }
     }
 
-    fn email(&self, about: &AppId, subject: String, body: String) {
-        let Some(inner) = &self.inner else { return };
-        let Some(mailer) = inner.mailer.clone() else { return };
-        if inner.operational_app.as_ref() == Some(about) {
-            return;
-        }
-        inner.tasks.spawn(async move {
-            match mailer.send(&subject, &body).await {
-                Ok(()) => tracing::info!(%subject, "operator email sent"),
-                Err(e) => tracing::warn!(error = %e, %subject, "sending the operator email failed"),
-            }
-        });
+    /// What the email sender needs, when email is configured.
+    pub fn mail_sender(&self) -> Option<super::outbox::MailSender> {
+        let inner = self.inner.as_ref()?;
+        Some(super::outbox::MailSender {
+            store: inner.store.clone(),
+            mailer: inner.mailer.clone()?,
+            schedule: inner.schedule.clone(),
+            clock: inner.clock.clone(),
+            wake: inner.mail_queued.clone(),
+        })
     }
-}
-
-fn endpoint_data(app: &Application, ep: &Endpoint) -> Value {
-    json!({
-        "appId": app.id.as_str(),
-        "appUid": app.uid,
-        "endpointId": ep.id.as_str(),
-        "endpointUid": ep.uid,
-    })
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Creates the operational application and endpoint on first start, and

@@ -28,7 +28,19 @@ pub struct SmtpSink {
 
 /// Starts the server on a random loopback port; it stops when the sink is dropped.
 pub async fn start() -> SmtpSink {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the SMTP sink");
+    start_at("127.0.0.1:0".parse().expect("an address")).await
+}
+
+/// A loopback port nothing listens on (yet): an SMTP server that is down,
+/// until [`start_at`] starts one there.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// Starts the server at `addr`.
+pub async fn start_at(addr: SocketAddr) -> SmtpSink {
+    let listener = TcpListener::bind(addr).await.expect("bind the SMTP sink");
     let addr = listener.local_addr().expect("SMTP sink address");
     let (tx, mails) = watch::channel(Vec::new());
     let server = tokio::spawn(async move {
