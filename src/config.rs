@@ -123,6 +123,18 @@ pub struct Settings {
     /// Split roles need PostgreSQL [default: all]
     #[arg(long, env = "HERALD_ROLE", value_name = "ROLE")]
     pub role: Option<String>,
+    /// Memory one payload template render may use, in MiB. Templates render
+    /// in worker processes held to this budget; a render past it fails its
+    /// attempt. 0 renders in Herald's own process, without a memory bound
+    /// [default: 64]
+    #[arg(long, env = "HERALD_TEMPLATE_MEMORY_LIMIT", value_name = "MIB")]
+    pub template_memory_limit: Option<String>,
+
+    /// The program started as a template render worker, with the argument
+    /// `render-worker` [default: this herald executable]
+    #[arg(long, env = "HERALD_TEMPLATE_WORKER", value_name = "FILE")]
+    pub template_worker: Option<String>,
+
 
     /// Most database connections this node opens (on SQLite: readers beside
     /// the one writer) [default: 10]
@@ -246,6 +258,10 @@ pub struct Config {
     pub disable_after: Duration,
     /// Whether the lease was set rather than derived from the timeouts.
     lease_explicit: bool,
+    /// Bytes one template render may use; `None`: rendered in process, unbounded.
+    pub template_memory_limit: Option<u64>,
+    /// The render worker's program; `None`: this executable.
+    pub template_worker: Option<PathBuf>,
     pub operational_webhook: Option<OperationalWebhook>,
     pub email: Option<EmailSettings>,
     pub validate_payloads: bool,
@@ -486,6 +502,21 @@ impl Config {
         let db_pool_size = parse_or(get!(db_pool_size), "10", number_in(1..=1000))?;
         let db_statement_timeout = parse_or(
             get!(db_statement_timeout),
+        let template_memory_limit = parse_or(get!(template_memory_limit), "64", |s| match s.parse::<u64>() {
+            Ok(0) => Ok(0),
+            Ok(n) if (16..=1_048_576).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "'{s}' is not 0 (off) or a number of MiB between 16 and 1048576"
+            )),
+        })?;
+        let template_memory_limit = (template_memory_limit > 0).then(|| template_memory_limit * 1024 * 1024);
+        let template_worker = parse(get!(template_worker), |s| {
+            if s.is_empty() {
+                Err("must name a program".to_owned())
+            } else {
+                Ok(PathBuf::from(s))
+            }
+        })?;
             "30s",
             duration_at_least(Duration::from_millis(1)),
         )?;
@@ -574,6 +605,8 @@ impl Config {
             history_retention,
             retain_payloads,
             cleanup_interval,
+            template_memory_limit,
+            template_worker,
             public_url,
             cors_origins,
             profiles,

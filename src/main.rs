@@ -43,6 +43,13 @@ enum Command {
     /// Copy another webhook server's data into this Herald's database
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Render payload templates from stdin within a memory budget (Herald
+    /// starts these workers itself)
+    #[command(name = "render-worker", hide = true)]
+    RenderWorker {
+        /// Bytes of data memory this process may use
+        limit: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -140,6 +147,9 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(bench) => return run_bench(bench),
         Command::Token(command) => return run_token(command),
         Command::Import(command) => return run_import(command),
+        Command::RenderWorker { limit } => {
+            return herald::delivery::render::serve_worker(limit).context("the render worker failed");
+        }
         Command::Serve(args) => (args, false),
         Command::Migrate(args) => (args, true),
     };
