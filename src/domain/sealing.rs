@@ -388,8 +388,12 @@ mod tests {
         assert!(!sealed.contains("whsec_abc"));
         assert_eq!(sealer.open("endpoint:ep_1", &sealed).unwrap(), "whsec_abc");
         assert_eq!(sealer.open("endpoint:ep_2", &sealed), Err(SealError::WrongKey));
+        // Another key: the value names the key it needs.
         let other = Sealer::new(&SecretKey::generate());
-        assert_eq!(other.open("endpoint:ep_1", &sealed), Err(SealError::WrongKey));
+        assert_eq!(
+            other.open("endpoint:ep_1", &sealed),
+            Err(SealError::UnknownKey(sealer.sealing_id()))
+        );
     }
 
     #[test]
