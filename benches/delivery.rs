@@ -3,6 +3,8 @@
 //! `herald bench` (docs/performance.md).
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use herald::config::{Config, Settings};
+use herald::delivery::render::Renderer;
 use herald::domain::format::{EventInfo, PayloadFormat};
 use herald::domain::secret::{EndpointSecret, SecretKind};
 use herald::domain::signature::{Algorithm, Encoding, HeaderNames, SignatureStyle};
@@ -83,6 +85,31 @@ fn rendering(c: &mut Criterion) {
         };
         c.bench_function(&format!("render_1kb/{name}"), |b| {
             b.iter(|| format.render(&event, &body))
+        });
+    }
+    // What the server does: raw in process, templates in a bounded worker
+    // (a round trip over a pipe to a kept `herald render-worker`).
+    let settings = Settings {
+        template_worker: Some(env!("CARGO_BIN_EXE_herald").into()),
+        ..Default::default()
+    };
+    let Ok(config) = Config::load(&settings, None) else {
+        panic!("the default configuration loads");
+    };
+    let renderer = Renderer::new(&config);
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        panic!("a runtime");
+    };
+    for name in ["raw", "template"] {
+        let Ok(format) = PayloadFormat::parse(
+            Some(name),
+            (name == "template")
+                .then_some(r#"{"event": {{ event_type | tojson }}, "subject": {{ payload.ticket.subject | tojson }}}"#),
+        ) else {
+            panic!("the {name} format does not parse");
+        };
+        c.bench_function(&format!("render_1kb_served/{name}"), |b| {
+            b.iter(|| runtime.block_on(renderer.render(&format, &event, &body)))
         });
     }
 }

@@ -49,16 +49,24 @@ pub struct Settings {
     pub admin_token: Option<String>,
 
     /// The key that seals endpoint secrets at rest: 32 bytes in base64 or
-    /// hex. Every node of one database needs the same key. Unset: read from
+    /// hex; several, comma-separated, during a key rotation. Every node of
+    /// one database needs the key that seals. Unset: read from
     /// HERALD_SECRET_KEY_FILE
     #[arg(long, env = "HERALD_SECRET_KEY", value_name = "KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
 
-    /// File holding the secret key; created (mode 0600, with a warning) when
-    /// missing [default: secret.key beside the SQLite file, or
-    /// ./herald-data/secret.key with PostgreSQL]
+    /// File holding the secret key (one key a line: several during a key
+    /// rotation); created (mode 0600, with a warning) when missing, and read
+    /// again every HERALD_KEY_RELOAD_INTERVAL [default: secret.key beside the
+    /// SQLite file, or ./herald-data/secret.key with PostgreSQL]
     #[arg(long, env = "HERALD_SECRET_KEY_FILE", value_name = "FILE")]
     pub secret_key_file: Option<String>,
+
+    /// How often a node reads its key file again, learns which key the
+    /// database seals with, and reports the keys it holds (for `herald keys
+    /// rotate`) [default: 5s]
+    #[arg(long, env = "HERALD_KEY_RELOAD_INTERVAL", value_name = "DURATION")]
+    pub key_reload_interval: Option<String>,
 
     /// Most API requests per second one token may make on this node; over
     /// it the API answers 429 with Retry-After. 0 turns the limit off; a
@@ -115,6 +123,18 @@ pub struct Settings {
     /// take every slot [default: 64]
     #[arg(long, env = "HERALD_MAX_IN_FLIGHT_PER_ENDPOINT", value_name = "N")]
     pub max_in_flight_per_endpoint: Option<String>,
+
+    /// Memory one payload template render may use, in MiB. Templates render
+    /// in worker processes held to this budget; a render past it fails its
+    /// attempt. 0 renders in Herald's own process, without a memory bound
+    /// [default: 64]
+    #[arg(long, env = "HERALD_TEMPLATE_MEMORY_LIMIT", value_name = "MIB")]
+    pub template_memory_limit: Option<String>,
+
+    /// The program started as a template render worker, with the argument
+    /// `render-worker` [default: this herald executable]
+    #[arg(long, env = "HERALD_TEMPLATE_WORKER", value_name = "FILE")]
+    pub template_worker: Option<String>,
 
     /// On shutdown, how long in-flight deliveries may take to finish [default: 30s]
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", value_name = "DURATION")]
@@ -238,8 +258,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database: DatabaseUrl,
     pub admin_token: Option<Redacted<String>>,
-    /// Where the key that seals secrets at rest comes from.
+    /// Where the keys that seal secrets at rest come from.
     pub secret_key: SecretKeySource,
+    pub key_reload_interval: Duration,
     /// Requests per second per API token; `None`: no limit.
     pub api_rate_limit: Option<u32>,
     /// Failed authentications per minute per client address; `None`: no limit.
@@ -254,6 +275,10 @@ pub struct Config {
     pub outbound_proxy: Option<OutboundProxy>,
     pub max_concurrent_deliveries: usize,
     pub max_in_flight_per_endpoint: usize,
+    /// Bytes one template render may use; `None`: rendered in process, unbounded.
+    pub template_memory_limit: Option<u64>,
+    /// The render worker's program; `None`: this executable.
+    pub template_worker: Option<PathBuf>,
     pub shutdown_grace: Duration,
     pub log: String,
     pub role: Role,
@@ -285,12 +310,12 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
 }
 
-/// The key that seals secrets at rest: given, or kept in a file.
+/// The keys that seal secrets at rest: given, or kept in a file.
 #[derive(Debug, Clone)]
 pub enum SecretKeySource {
-    /// `SecretKey`'s `Debug` shows no byte of it.
-    Key(SecretKey),
-    /// Read at start; created with a fresh key when missing.
+    /// One or more keys (`SecretKey`'s `Debug` shows no byte of them).
+    Keys(Vec<SecretKey>),
+    /// Read at start, and again while running; created with a fresh key when missing.
     File(PathBuf),
 }
 
@@ -489,6 +514,11 @@ impl Config {
             given => given.map(|(_, v)| Redacted::new(v)),
         };
         let secret_key = secret_key_source(get!(secret_key), get!(secret_key_file), &database)?;
+        let key_reload_interval = parse_or(
+            get!(key_reload_interval),
+            "5s",
+            duration_at_least(Duration::from_millis(10)),
+        )?;
         let api_rate_limit = parse_or(get!(api_rate_limit), "25000", |s| match s.parse::<u32>() {
             Ok(0) => Ok(None),
             Ok(n) if n <= 1_000_000 => Ok(Some(n)),
@@ -511,6 +541,21 @@ impl Config {
         let outbound_proxy = parse(get!(outbound_proxy), OutboundProxy::parse)?;
         let max_concurrent_deliveries = parse_or(get!(max_concurrent_deliveries), "256", number_in(1..=100_000))?;
         let max_in_flight_per_endpoint = parse_or(get!(max_in_flight_per_endpoint), "64", number_in(1..=100_000))?;
+        let template_memory_limit = parse_or(get!(template_memory_limit), "64", |s| match s.parse::<u64>() {
+            Ok(0) => Ok(0),
+            Ok(n) if (16..=1_048_576).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "'{s}' is not 0 (off) or a number of MiB between 16 and 1048576"
+            )),
+        })?;
+        let template_memory_limit = (template_memory_limit > 0).then(|| template_memory_limit * 1024 * 1024);
+        let template_worker = parse(get!(template_worker), |s| {
+            if s.is_empty() {
+                Err("must name a program".to_owned())
+            } else {
+                Ok(PathBuf::from(s))
+            }
+        })?;
         let shutdown_grace = parse_or(get!(shutdown_grace), "30s", duration_at_least(Duration::ZERO))?;
         let log = get!(log).map_or_else(|| "info".to_owned(), |(_, v)| v);
         let role_given = get!(role);
@@ -595,6 +640,7 @@ impl Config {
             database,
             admin_token,
             secret_key,
+            key_reload_interval,
             api_rate_limit,
             auth_failure_limit,
             retry_schedule,
@@ -608,6 +654,8 @@ impl Config {
             outbound_proxy,
             max_concurrent_deliveries,
             max_in_flight_per_endpoint,
+            template_memory_limit,
+            template_worker,
             shutdown_grace,
             log,
             role,
@@ -677,8 +725,8 @@ fn settings_table() -> &'static [(String, String)] {
 fn secret_key_source(key: Given, file: Given, database: &DatabaseUrl) -> Result<SecretKeySource, ConfigError> {
     match (key, file) {
         (Some((key, _)), Some((file_key, _))) => Err(invalid(key, format!("set either it or {file_key}, not both"))),
-        (Some((key, text)), None) => SecretKey::parse(&text)
-            .map(SecretKeySource::Key)
+        (Some((key, text)), None) => SecretKey::parse_ring(&text)
+            .map(SecretKeySource::Keys)
             .map_err(|e| invalid(key, e.to_string())),
         (None, Some((key, path))) if path.trim().is_empty() => Err(invalid(key, "must name a file")),
         (None, Some((_, path))) => Ok(SecretKeySource::File(PathBuf::from(path))),

@@ -106,6 +106,15 @@ pub async fn run_with_clock(
         background.spawn(async move { store.forward_wakeups(wake, shutdown).await });
     }
 
+    // Every role: each node follows the database's sealing key and reports its keys.
+    background.spawn(store::keys::watch(
+        store.clone(),
+        config.secret_key.clone(),
+        config.key_reload_interval,
+        clock.clone(),
+        shutdown.clone(),
+    ));
+
     let closing = store.clone();
     sources::start(&state, &background, &shutdown);
     background.close();

@@ -43,6 +43,17 @@ enum Command {
     /// Copy another webhook server's data into this Herald's database
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Make a secret key, or rotate the key that seals endpoint secrets
+    /// (see docs/security.md, "Rotating the secret key")
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Render payload templates from stdin within a memory budget (Herald
+    /// starts these workers itself)
+    #[command(name = "render-worker", hide = true)]
+    RenderWorker {
+        /// Bytes of data memory this process may use
+        limit: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -65,6 +76,43 @@ enum ImportCommand {
         #[command(flatten)]
         args: Args,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a fresh 32-byte key in base64, for a key file
+    Generate,
+    /// Show which key seals, what is sealed under each key, and which keys
+    /// every node holds
+    Status {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Seal every endpoint secret again under the new key, batch by batch,
+    /// through a running Herald. Refused until every node holds the new key.
+    /// Safe to stop anywhere and run again; when it says done, the old key
+    /// may be removed from every node's key file.
+    Rotate {
+        /// The id of the key to rotate to [default: the first key of the
+        /// answering node's key file]
+        #[arg(long, value_name = "ID")]
+        key: Option<String>,
+        /// Endpoints sealed again per request
+        #[arg(long, default_value_t = 500, value_name = "N")]
+        batch_size: u32,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// A running Herald's address
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    url: String,
+    /// An administrator token of that Herald
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: String,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +188,10 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(bench) => return run_bench(bench),
         Command::Token(command) => return run_token(command),
         Command::Import(command) => return run_import(command),
+        Command::Keys(command) => return run_keys(command),
+        Command::RenderWorker { limit } => {
+            return herald::delivery::render::serve_worker(limit).context("the render worker failed");
+        }
         Command::Serve(args) => (args, false),
         Command::Migrate(args) => (args, true),
     };
@@ -194,6 +246,25 @@ fn run_import(command: ImportCommand) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let source = herald::cli::import_svix::Source { url, token };
     runtime.block_on(herald::cli::import_svix::run(config, source))?;
+    Ok(())
+}
+
+fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
+    use herald::cli::keys::{self, Server};
+    let server = |args: ServerArgs| Server {
+        url: args.url,
+        token: args.token,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match command {
+        KeysCommand::Generate => println!("{}", keys::generate()),
+        KeysCommand::Status { server: args } => println!("{}", runtime.block_on(keys::status(&server(args)))?),
+        KeysCommand::Rotate {
+            key,
+            batch_size,
+            server: args,
+        } => runtime.block_on(keys::rotate(&server(args), key, batch_size))?,
+    }
     Ok(())
 }
 

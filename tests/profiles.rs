@@ -587,6 +587,71 @@ async fn custom_headers_are_sent_and_credentials_are_not_read_back(backend: Back
     assert!(r.header("x-old").is_empty());
 }
 
+/// A template that builds a huge string: fuel counts instructions, not
+/// bytes, so only the render worker's memory budget stops it.
+fn doubling_template(times: usize) -> String {
+    format!(
+        r#"{{% set s = "xxxxxxxx" %}}{}{{"size": {{{{ s | length }}}}}}"#,
+        "{% set s = s ~ s %}".repeat(times)
+    )
+}
+
+async fn a_template_past_its_memory_budget_fails_its_attempt_and_the_rest_goes_on(backend: Backend) {
+    let app = common::spawn_app_with(&backend, |s| s.template_memory_limit = Some("32".into())).await;
+    let app_id = app.create_app("Acme").await;
+    let (hostile, huge, fine, raw) = (
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    );
+    // The issue's example: 8 bytes doubled 40 times, 8 TiB, in 80 instructions.
+    let hostile_ep = app
+        .create_endpoint(
+            &app_id,
+            &hostile.url,
+            json!({"format": "template", "template": doubling_template(40)}),
+        )
+        .await;
+    // 128 MiB: a size this machine could render unbounded, past a 32 MiB budget.
+    let huge_ep = app
+        .create_endpoint(
+            &app_id,
+            &huge.url,
+            json!({"format": "template", "template": doubling_template(24)}),
+        )
+        .await;
+    app.create_endpoint(
+        &app_id,
+        &fine.url,
+        json!({"format": "template", "template": doubling_template(10)}),
+    )
+    .await;
+    app.create_endpoint(&app_id, &raw.url, json!({})).await;
+
+    app.publish(&app_id, "ticket.created", json!({"id": 1})).await;
+    for ep in [&hostile_ep, &huge_ep] {
+        let path = format!("/api/v1/app/{app_id}/attempt/endpoint/{}", ep["id"].as_str().unwrap());
+        let attempts = app.wait_for_attempts(&path, |a| !a.is_empty()).await;
+        let reason = attempts[0]["response"].as_str().unwrap();
+        assert_eq!(
+            reason,
+            "not sent: the template failed: it used more than its memory budget of 32 MiB \
+             (HERALD_TEMPLATE_MEMORY_LIMIT) and its render was stopped",
+        );
+    }
+    let body: Value = serde_json::from_slice(&fine.wait_for(1, Duration::from_secs(10)).await[0].body).unwrap();
+    assert_eq!(body, json!({"size": 8 * 1024}));
+    raw.wait_for(1, Duration::from_secs(10)).await;
+
+    // The server is up, and later messages go out, templated ones included.
+    app.publish(&app_id, "ticket.created", json!({"id": 2})).await;
+    fine.wait_for(2, Duration::from_secs(10)).await;
+    raw.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(app.get("/health").await.status, StatusCode::OK);
+    assert!(hostile.received().is_empty() && huge.received().is_empty());
+}
+
 on_both_backends!(
     a_product_style_profile_signs_the_raw_body_in_its_own_header,
     the_default_profile_verifies_with_the_standard_webhooks_library,
@@ -601,4 +666,5 @@ on_both_backends!(
     unknown_profiles_are_refused_and_a_profile_change_brings_a_fitting_secret,
     payload_formats_render_slack_messages_and_templates,
     custom_headers_are_sent_and_credentials_are_not_read_back,
+    a_template_past_its_memory_budget_fails_its_attempt_and_the_rest_goes_on,
 );

@@ -9,6 +9,7 @@ pub mod event_type;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod keys;
 pub mod list;
 pub mod message;
 pub mod operational;
@@ -102,6 +103,8 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(token::get_token, token::revoke_token))
         .routes(routes!(token::logout))
         .routes(routes!(operational::list_emails))
+        .routes(routes!(keys::keys_status))
+        .routes(routes!(keys::rotate_keys))
         .split_for_parts()
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
+use super::render::Renderer;
 use crate::config::Config;
 /// The error and its causes in one line (kept here too: it describes what
 /// these clients report).
@@ -133,6 +134,8 @@ pub struct Outbound {
     proxied: bool,
     /// Endpoints already logged for a `tlsVerify=false` that is ignored.
     warned: Arc<Mutex<HashSet<String>>>,
+    /// Makes each request's body (templates in bounded workers).
+    renderer: Renderer,
 }
 
 /// The client one request goes through, and whether an endpoint's wish to
@@ -162,7 +165,12 @@ impl Outbound {
             policy: config.target_policy.clone(),
             proxied: config.outbound_proxy.is_some(),
             warned: Arc::default(),
+            renderer: Renderer::new(config),
         })
+    }
+
+    pub fn renderer(&self) -> &Renderer {
+        &self.renderer
     }
 
     pub fn policy(&self) -> &TargetPolicy {

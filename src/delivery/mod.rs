@@ -4,6 +4,7 @@
 pub mod client;
 pub mod dispatcher;
 pub mod lanes;
+pub mod render;
 pub mod sender;
 pub mod verify;
 

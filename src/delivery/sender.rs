@@ -81,8 +81,24 @@ pub async fn send(
         Ok(url) => url,
         Err(reason) => return AttemptResult::not_sent(reason),
     };
-    let checked = outbound.check_target(&target, profile.timeout).await;
-    let mut prepared = match checked.and_then(|()| prepare(job, profile, now)) {
+    if let Err(reason) = outbound.check_target(&target, profile.timeout).await {
+        return AttemptResult::not_sent(reason);
+    }
+    let event = EventInfo {
+        event_type: &job.event_type,
+        msg_id: job.msg_id.as_str(),
+        event_id: job.event_id.as_deref(),
+        created_at: job.msg_created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    };
+    let body = match outbound
+        .renderer()
+        .render(&job.endpoint.format, &event, &job.payload)
+        .await
+    {
+        Ok(body) => body.into_owned(),
+        Err(reason) => return AttemptResult::not_sent(reason),
+    };
+    let mut prepared = match prepare(job, profile, now, body) {
         Ok(p) => p,
         Err(reason) => return AttemptResult::not_sent(reason),
     };
@@ -125,19 +141,8 @@ pub(super) fn overruled(reason: String, tls_verify_ignored: bool) -> String {
     }
 }
 
-fn prepare(job: &DeliveryJob, profile: &Profile, now: DateTime<Utc>) -> Result<Prepared, String> {
-    let event = EventInfo {
-        event_type: &job.event_type,
-        msg_id: job.msg_id.as_str(),
-        event_id: job.event_id.as_deref(),
-        created_at: job.msg_created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    };
-    let body = job
-        .endpoint
-        .format
-        .render(&event, &job.payload)
-        .map_err(|e| e.to_string())?
-        .into_owned();
+/// Signs `body` (the payload as the endpoint's format rendered it).
+fn prepare(job: &DeliveryJob, profile: &Profile, now: DateTime<Utc>, body: String) -> Result<Prepared, String> {
     let timestamp = now.timestamp();
     let secrets = job.endpoint.signing_secrets(now);
     let (signature_name, signature) = profile

@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod error;
 pub mod event_type;
 pub mod input;
+pub mod keys;
 pub mod list;
 pub mod message;
 pub mod overview;

@@ -23,7 +23,7 @@ pub use crate::domain::operational::{ClaimedEmail, EmailCounts, EmailRecord, Ema
 use crate::config::{Config, DatabaseUrl};
 use crate::domain::clock::Clock;
 use crate::domain::ids::{AppId, AttemptId, EndpointId, MessageId, TaskId, TokenId};
-use crate::domain::sealing::Sealer;
+use crate::domain::sealing::{SealedBy, Sealer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -113,6 +113,17 @@ pub enum NextStep {
     Dropped,
 }
 
+/// What one node reported about its key ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHolder {
+    pub node: String,
+    /// The ids of the keys it holds.
+    pub key_ids: Vec<String>,
+    /// The id of the key it seals with.
+    pub sealing: String,
+    pub seen_at: DateTime<Utc>,
+}
+
 /// The state of an idempotency key when a request arrives with it.
 #[derive(Debug, Clone)]
 pub enum IdempotencyState {
@@ -159,6 +170,18 @@ pub trait Store: Send + Sync + 'static {
     /// Seals endpoint secrets stored in the clear (before sealing existed);
     /// answers how many endpoints it sealed.
     async fn seal_plain_secrets(&self) -> StoreResult<u64>;
+    /// How many stored endpoint secrets (current and previous) each key
+    /// sealed, as the values say.
+    async fn secrets_by_key(&self) -> StoreResult<Vec<(SealedBy, u64)>>;
+    /// Seals again, under the key that seals now, up to `limit` endpoints
+    /// whose secrets are under another key; answers how many it changed.
+    /// An endpoint saved meanwhile is left as saved (it is sealed under the
+    /// sealing key then, or found again by the next call).
+    async fn reseal_secrets(&self, limit: u32) -> StoreResult<u64>;
+    /// Records what `holder.node` holds; forgets nodes silent for a day.
+    async fn record_key_holder(&self, holder: &KeyHolder) -> StoreResult<()>;
+    /// Every node that reported its keys lately, most recent first.
+    async fn key_holders(&self) -> StoreResult<Vec<KeyHolder>>;
 
     // Applications
     async fn create_app(&self, app: &Application) -> StoreResult<()>;

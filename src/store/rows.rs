@@ -13,7 +13,7 @@ use crate::domain::fanout::Target;
 use crate::domain::filter::Publication;
 use crate::domain::format::PayloadFormat;
 use crate::domain::ids::{AttemptId, DeliveryId, TaskId, TokenId};
-use crate::domain::sealing::{Sealer, is_sealed};
+use crate::domain::sealing::{SealedBy, Sealer, is_sealed};
 use crate::domain::secret::EndpointSecret;
 use crate::domain::status::{DeliveryOrder, DeliveryStatus, TaskKind, TaskStatus, TriggerType, WhileDisabled};
 
@@ -959,6 +959,74 @@ where
         .push(" AND secret = ")
         .push_bind(row.secret.clone());
     qb
+}
+
+/// Stored endpoint secrets counted by the key that sealed them: its id,
+/// `v1` for the database's first key, or empty for a secret in the clear.
+pub(super) const SECRETS_BY_KEY: &str = "SELECT sealed_by, COUNT(*) FROM (\
+     SELECT CASE WHEN substr(v, 1, 10) = 'sealed:v2:' THEN substr(v, 11, 8) \
+     WHEN substr(v, 1, 10) = 'sealed:v1:' THEN 'v1' ELSE '' END AS sealed_by FROM (\
+     SELECT secret AS v FROM endpoints UNION ALL \
+     SELECT previous_secret AS v FROM endpoints WHERE previous_secret IS NOT NULL) AS stored) AS labelled \
+     GROUP BY sealed_by";
+
+pub(super) fn sealed_by_label(label: String) -> SealedBy {
+    match label.as_str() {
+        "" => SealedBy::Plain,
+        "v1" => SealedBy::FirstKey,
+        _ => SealedBy::Key(label),
+    }
+}
+
+/// Endpoints with a secret that does not begin with `prefix` (the form the
+/// sealing key writes), in id order.
+pub(super) fn resealable_query<'a, DB>(prefix: &str, limit: u32) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    // substr, not LIKE: a key id may hold `_`, which LIKE reads as a wildcard.
+    let len = prefix.len();
+    let mut qb = QueryBuilder::new(format!(
+        "SELECT id, secret, previous_secret FROM endpoints WHERE substr(secret, 1, {len}) <> "
+    ));
+    qb.push_bind(prefix.to_owned())
+        .push(format!(
+            " OR (previous_secret IS NOT NULL AND substr(previous_secret, 1, {len}) <> "
+        ))
+        .push_bind(prefix.to_owned())
+        .push(format!(") ORDER BY id LIMIT {limit}"));
+    qb
+}
+
+/// Seals one endpoint's secrets again under the sealing key, unless they
+/// changed since they were read.
+pub(super) fn rotate_query<'a, DB>(sealer: &Sealer, row: &PlainSecretRow) -> StoreResult<QueryBuilder<'a, DB>>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let context = secret_context(&row.id);
+    let reseal = |stored: &str| {
+        sealer
+            .open(&context, stored)
+            .map(|plain| sealer.seal(&context, &plain))
+            .map_err(|e| StoreError::Corrupt(format!("the secret of endpoint {} {e}", row.id)))
+    };
+    let secret = reseal(&row.secret)?;
+    let previous = row.previous_secret.as_deref().map(reseal).transpose()?;
+    let mut qb = QueryBuilder::new("UPDATE endpoints SET secret = ");
+    qb.push_bind(secret)
+        .push(", previous_secret = ")
+        .push_bind(previous)
+        .push(" WHERE id = ")
+        .push_bind(row.id.clone())
+        .push(" AND secret = ")
+        .push_bind(row.secret.clone())
+        .push(" AND COALESCE(previous_secret, '') = ")
+        .push_bind(row.previous_secret.clone().unwrap_or_default());
+    Ok(qb)
 }
 
 pub(super) fn replace_setting_query<'a, DB>(name: &str, old: &str, new: &str) -> QueryBuilder<'a, DB>

@@ -178,6 +178,68 @@ where
         Ok(sealed)
     }
 
+    async fn secrets_by_key(&self) -> StoreResult<Vec<(SealedBy, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(SECRETS_BY_KEY)
+            .fetch_all(D::exec(&mut *self.read().await?))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(label, n)| (sealed_by_label(label), u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
+    async fn reseal_secrets(&self, limit: u32) -> StoreResult<u64> {
+        let prefix = self.sealer.sealing_prefix();
+        let rows: Vec<PlainSecretRow> = rows_as::<D, _>(&mut resealable_query(&prefix, limit))
+            .fetch_all(D::exec(&mut *self.read().await?))
+            .await?;
+        let mut changed = 0;
+        for row in rows {
+            let mut qb = rotate_query(&self.sealer, &row)?;
+            changed += execute::<D>(&mut qb, &mut *self.write().await?).await?;
+        }
+        Ok(changed)
+    }
+
+    async fn record_key_holder(&self, holder: &KeyHolder) -> StoreResult<()> {
+        let mut conn = self.write().await?;
+        sqlx::query(
+            "INSERT INTO key_holders (node, key_ids, sealing, seen_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (node) DO UPDATE SET key_ids = $2, sealing = $3, seen_at = $4",
+        )
+        .bind(holder.node.clone())
+        .bind(holder.key_ids.join(","))
+        .bind(holder.sealing.clone())
+        .bind(ms(holder.seen_at))
+        .execute(D::exec(&mut *conn))
+        .await?;
+        sqlx::query("DELETE FROM key_holders WHERE seen_at < $1")
+            .bind(ms(holder.seen_at - chrono::Duration::days(1)))
+            .execute(D::exec(&mut *conn))
+            .await?;
+        Ok(())
+    }
+
+    async fn key_holders(&self) -> StoreResult<Vec<KeyHolder>> {
+        let rows: Vec<(String, String, String, i64)> =
+            sqlx::query_as("SELECT node, key_ids, sealing, seen_at FROM key_holders ORDER BY seen_at DESC, node")
+                .fetch_all(D::exec(&mut *self.read().await?))
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(node, key_ids, sealing, seen_at)| KeyHolder {
+                node,
+                key_ids: key_ids
+                    .split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                sealing,
+                seen_at: from_ms(seen_at),
+            })
+            .collect())
+    }
+
     async fn create_app(&self, app: &Application) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO applications (id, uid, name, rate_limit, metadata, created_at, updated_at, profile, \

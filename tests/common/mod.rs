@@ -139,6 +139,9 @@ pub fn test_settings(backend: &Backend, data: &std::path::Path) -> Settings {
         allowed_target_networks: Some("127.0.0.0/8".into()),
         shutdown_grace: Some("2s".into()),
         log: Some("warn".into()),
+        // The server runs inside the test binary: templates render in
+        // workers of the herald executable, as they do in production.
+        template_worker: Some(env!("CARGO_BIN_EXE_herald").into()),
         ..Default::default()
     }
 }
