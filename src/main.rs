@@ -44,7 +44,8 @@ enum Command {
     /// The cluster's PostgreSQL is the soak's own: made with initdb in a
     /// temporary directory, on a free port (as root, run as the `postgres`
     /// user), so no other server is disturbed. The SQLite node's disk is a
-    /// 64 MiB tmpfs mounted for the soak (root only; else --skip-sqlite).
+    /// tmpfs mounted for the soak, sized for the run's history (root only;
+    /// else --skip-sqlite).
     /// The first cluster node is never killed, so its memory is watched
     /// over the whole run. At the end: every accepted message delivered or
     /// in its final state (exhausted), duplicates within the in-flight cap

@@ -210,7 +210,11 @@ async fn run_soak(args: SoakArgs) -> Result<bool, SoakError> {
     let mut disk = None;
     let mut single = None;
     if !args.skip_sqlite {
-        let d = disk::SmallDisk::mount(&work.path.join("sqlite"), 64)?;
+        // Room for the whole run's history (about 10 KiB a message with its
+        // deliveries and attempts, here 24), so the disk is full only when
+        // the chaos fills it.
+        let needed_mib = (args.sqlite_rate * args.duration.as_secs_f64() * 24.0 / 1024.0).ceil() as u64;
+        let d = disk::SmallDisk::mount(&work.path.join("sqlite"), needed_mib.max(64))?;
         let url = format!("sqlite://{}", d.path().join("herald.db").display());
         let mut node = Node::new(
             "sqlite",
