@@ -4,6 +4,7 @@
 
 mod receiver;
 mod server;
+pub mod soak;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

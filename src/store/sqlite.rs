@@ -63,6 +63,7 @@ impl SqlStore<SqliteDialect> {
         let writer_options = options.clone().auto_vacuum(SqliteAutoVacuum::Incremental);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(|conn, _| Box::pin(async move { Ok(still_outside_a_transaction(conn).await) }))
             .connect_with(writer_options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
@@ -74,6 +75,21 @@ impl SqlStore<SqliteDialect> {
         let batcher = Queue::<SqliteDialect>::start_writer(writer.clone(), clock);
         Ok(Self::new(writer, reader, batcher, sealer, Some(lock)))
     }
+}
+
+/// Whether the writer connection going back to the pool is outside any
+/// transaction (and syncing every commit). A COMMIT that fails on a full
+/// disk can leave SQLite inside the transaction while sqlx counts it as
+/// ended or still open; reused, that connection would run every later
+/// write inside a transaction that never commits, answered as if durable.
+/// Such a connection is closed and the pool opens a fresh one. Setting
+/// `synchronous` is refused inside a transaction, so it is the probe.
+async fn still_outside_a_transaction(conn: &mut SqliteConnection) -> bool {
+    let ok = sqlx::query("PRAGMA synchronous = FULL").execute(conn).await.is_ok();
+    if !ok {
+        tracing::warn!("a failed commit left the writer connection inside its transaction; opening a new one");
+    }
+    ok
 }
 
 /// A file made before incremental vacuum keeps its size after a sweep
