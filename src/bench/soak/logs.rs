@@ -85,6 +85,13 @@ const RULES: &[Rule] = &[
     during("recording an idempotency key failed", STORE_CAUSE, STORE_DOWN),
     during("cannot look for interrupted background tasks", STORE_CAUSE, STORE_DOWN),
     during("repeating endpoint checks failed", STORE_CAUSE, STORE_DOWN),
+    during("cannot refresh the secret keys", STORE_CAUSE, STORE_DOWN),
+    during("claiming operator emails failed", STORE_CAUSE, STORE_DOWN),
+    during(
+        "reading when the next operator email is due failed",
+        STORE_CAUSE,
+        STORE_DOWN,
+    ),
     during(
         "acquired connection, but time to acquire exceeded slow threshold",
         "sqlx: requests waited for a connection while the database was restarting or full",
