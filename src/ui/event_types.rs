@@ -128,13 +128,7 @@ pub async fn create(
 ) -> UiResult<Response> {
     operator(&viewer)?;
     let created = async {
-        let schema = json_field("schemas", &form.schema);
-        let example = json_field("example", &form.example);
-        let (schema, example) = match (schema, example) {
-            (Ok(s), Ok(e)) => (s, e),
-            (Err(a), Err(b)) => return Err(merge(a, b)),
-            (Err(e), _) | (_, Err(e)) => return Err(e),
-        };
+        let (schema, example) = schema_and_example(&form)?;
         let input = EventTypeIn {
             name: form.name.trim().to_owned(),
             description: form.description.trim().to_owned(),
@@ -152,6 +146,19 @@ pub async fn create(
 }
 
 /// Both fields' problems at once.
+/// The form's schema and example as JSON, with the errors of both fields
+/// when both are malformed.
+fn schema_and_example(form: &EventTypeForm) -> Result<(Option<Value>, Option<Value>), ServiceError> {
+    match (
+        json_field("schemas", &form.schema),
+        json_field("example", &form.example),
+    ) {
+        (Ok(s), Ok(e)) => Ok((s, e)),
+        (Err(a), Err(b)) => Err(merge(a, b)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
 fn merge(a: ServiceError, b: ServiceError) -> ServiceError {
     match (a, b) {
         (ServiceError::Validation(mut x), ServiceError::Validation(y)) => {
@@ -208,13 +215,7 @@ pub async fn save(
     operator(&viewer)?;
     let et = get_event_type(&state, &name).await?;
     let saved = async {
-        let schema = json_field("schemas", &form.schema);
-        let example = json_field("example", &form.example);
-        let (schema, example) = match (schema, example) {
-            (Ok(s), Ok(e)) => (s, e),
-            (Err(a), Err(b)) => return Err(merge(a, b)),
-            (Err(e), _) | (_, Err(e)) => return Err(e),
-        };
+        let (schema, example) = schema_and_example(&form)?;
         let patch = EventTypePatch {
             description: Some(form.description.trim().to_owned()),
             group_name: Some(Some(form.group_name.trim().to_owned()).filter(|g| !g.is_empty())),
