@@ -167,6 +167,13 @@ async fn an_operator_creates_an_endpoint_tests_it_and_retries_its_failures() {
     let rows = browser.count("#attempts tbody tr").await;
     assert_eq!(rows, 9, "three messages, three attempts each");
     assert_eq!(browser.count("#attempts tr[data-status='500']").await, rows);
+    let first = browser.text("#attempts tbody tr").await;
+    assert!(first.contains("500") && first.contains("scheduled"), "{first}");
+    assert_eq!(
+        browser.count("#attempts tbody tr .code.server").await,
+        rows,
+        "each 5xx is coloured as one"
+    );
     browser.screenshot("history").await;
     // Readable in a narrow window too.
     browser.client.set_window_size(420, 860).await.expect("resize");
