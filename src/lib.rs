@@ -40,6 +40,17 @@ pub enum RunError {
 /// How long a stopping server waits for its database connections to close.
 const STORE_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Resolves when the process is asked to stop with SIGTERM (never where
+/// there is no such signal), so `herald serve` and `herald soak` end the same way.
+pub async fn terminated() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        term.recv().await;
+        return;
+    }
+    std::future::pending::<()>().await
+}
+
 /// Serves the API on `listener` and delivers messages until `shutdown` is
 /// cancelled; then stops accepting requests and gives in-flight deliveries
 /// `config.shutdown_grace` to finish. Anything unfinished is delivered after

@@ -154,17 +154,7 @@ const TOKEN_PREFIX: &str = "soak";
 /// Ctrl-C or SIGTERM ends it early, stopping its nodes and its PostgreSQL
 /// and unmounting its disk.
 pub async fn run(args: SoakArgs) -> Result<bool, SoakError> {
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
+    let term = crate::terminated();
     tokio::select! {
         r = run_soak(args) => r,
         _ = tokio::signal::ctrl_c() => Err(SoakError::Setup("interrupted".to_owned())),
