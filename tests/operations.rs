@@ -43,11 +43,6 @@ fn ids(msgs: &[Value]) -> BTreeSet<String> {
 }
 
 /// The Prometheus text `/metrics` answers.
-async fn metrics_text(app: &TestApp) -> String {
-    let answer = app.http.get(app.url("/metrics")).send().await.expect("request sent");
-    answer.text().await.expect("a text body")
-}
-
 /// Polls a background task until it is no longer running.
 async fn finished_task(app: &TestApp, task: &Value) -> Value {
     let path = format!("/api/v1/background-task/{}", task["id"].as_str().unwrap());
@@ -502,7 +497,7 @@ async fn metrics_count_what_happened(backend: Backend) {
     app.wait_until(&ep_path(&app_id, &failing), |e| e["status"] == "failing")
         .await;
 
-    let text = metrics_text(&app).await;
+    let text = app.metrics_text().await;
     for line in [
         "herald_messages_published_total 1",
         r#"herald_attempts_total{outcome="delivered"} 1"#,
@@ -537,6 +532,27 @@ async fn a_slow_endpoint_does_not_hold_back_the_others(backend: Backend) {
     assert!(slow.count() <= 2, "the slow endpoint had {} in flight", slow.count());
 }
 
+async fn a_busy_endpoint_queues_for_its_next_slot(backend: Backend) {
+    let app = spawn_app_with(&backend, |s| s.max_in_flight_per_endpoint = Some("2".into())).await;
+    let app_id = app.create_app("Acme").await;
+    let slow = Receiver::slow(Duration::from_millis(300)).await;
+    let ep = app.create_endpoint(&app_id, &slow.url, json!({})).await;
+    for n in 0..4 {
+        app.publish(&app_id, "ticket.created", json!({"n": n})).await;
+    }
+    app.wait_until(&format!("{}/stats", ep_path(&app_id, &ep)), |s| s["success"] == 4)
+        .await;
+    // Two in flight, two queued behind them: none went back to the store
+    // to wait, where a freed slot would sit idle until it came due again.
+    let text = app.metrics_text().await;
+    let deferred = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"herald_attempts_total{outcome="deferred"} "#))
+        .unwrap_or("0");
+    assert_eq!(deferred, "0", "{text}");
+    assert_eq!(slow.count(), 4, "each message was sent once");
+}
+
 async fn a_rate_limit_spreads_deliveries_over_time(backend: Backend) {
     let app = spawn_app(&backend).await;
     let app_id = app.create_app("Acme").await;
@@ -557,7 +573,7 @@ async fn a_rate_limit_spreads_deliveries_over_time(backend: Backend) {
             .count();
         assert!(window <= 5, "{window} deliveries within one second");
     }
-    let deferred = metrics_text(&app).await;
+    let deferred = app.metrics_text().await;
     assert!(
         deferred.contains(r#"herald_attempts_total{outcome="deferred"}"#),
         "{deferred}"
@@ -573,5 +589,6 @@ on_both_backends!(
     with_retain_payloads_off_a_delivered_payload_is_not_kept,
     metrics_count_what_happened,
     a_slow_endpoint_does_not_hold_back_the_others,
+    a_busy_endpoint_queues_for_its_next_slot,
     a_rate_limit_spreads_deliveries_over_time,
 );

@@ -18,11 +18,14 @@ pub mod recovery;
 pub mod token;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::get;
+use tower_http::classify::ServerErrorsFailureClass;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -152,7 +155,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         .merge(pages)
         .fallback(|| async { error::ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http().on_failure(log_failure))
         .with_state(state);
     // Outside the routes, so the path is trimmed before they are matched.
     let app = Router::new()
@@ -201,4 +204,17 @@ async fn trim_trailing_slash(mut req: axum::extract::Request) -> axum::extract::
         }
     }
     req
+}
+
+/// A 503 means "try again": the database is restarting or its disk is full,
+/// which its own log lines explain, so it is a warning. Other server errors
+/// stay errors.
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::warn!(classification = %class, latency_ms, "response failed");
+        }
+        _ => tracing::error!(classification = %class, latency_ms, "response failed"),
+    }
 }

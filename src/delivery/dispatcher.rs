@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::client::Outbound;
-use super::lanes::{Admission, Lanes};
+use super::lanes::{Admission, BUSY_RETRY, Lanes};
 use super::sender;
 use crate::config::Config;
 use crate::domain::clock::Clock;
@@ -124,7 +124,8 @@ impl Dispatcher {
                 Ok(jobs) => {
                     for (job, permit) in jobs.into_iter().zip(permits) {
                         let this = self.clone();
-                        tracker.spawn(async move { this.attempt(job, permit).await });
+                        let shutdown = shutdown.clone();
+                        tracker.spawn(async move { this.attempt(job, permit, shutdown).await });
                     }
                 }
                 Err(e) => {
@@ -176,24 +177,18 @@ impl Dispatcher {
         }
     }
 
-    async fn attempt(&self, job: DeliveryJob, permit: OwnedSemaphorePermit) {
+    async fn attempt(&self, job: DeliveryJob, permit: OwnedSemaphorePermit, shutdown: CancellationToken) {
         if job.endpoint.disabled {
             return self.while_disabled(job).await;
         }
         let inner = &self.inner;
-        let lane = match inner
-            .lanes
-            .admit(&job.endpoint.id, job.endpoint.rate_limit, Instant::now())
-        {
-            Admission::Go(lane) => lane,
-            Admission::Later(wait) => {
-                drop(permit);
-                return self.defer(&job, wait).await;
-            }
-        };
-        let started_at = self.inner.clock.now();
         let profiles = &inner.config.profiles;
         let profile = profiles.resolve(job.endpoint.profile.as_deref(), job.app_profile.as_deref());
+        let timeout = profile.map_or(inner.config.request_timeout, |p| p.timeout);
+        let Some((lane, permit)) = self.take_lane(&job, permit, timeout, &shutdown).await else {
+            return;
+        };
+        let started_at = self.inner.clock.now();
         let result = match profile {
             None => sender::AttemptResult::not_sent(format!(
                 "profile '{}' is not configured on this server",
@@ -265,6 +260,63 @@ impl Dispatcher {
         // A retry may now be due sooner than the dispatcher's current nap.
         self.wake();
         drop(permit);
+    }
+
+    /// The endpoint's slot for `job`, and the global slot it is sent under;
+    /// `None` once the delivery has gone back to the store to wait there.
+    async fn take_lane(
+        &self,
+        job: &DeliveryJob,
+        permit: OwnedSemaphorePermit,
+        timeout: Duration,
+        shutdown: &CancellationToken,
+    ) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let admission = self
+            .inner
+            .lanes
+            .admit(&job.endpoint.id, job.endpoint.rate_limit, Instant::now());
+        let waiter = match admission {
+            Admission::Go(lane) => return Some((lane, permit)),
+            Admission::Later(wait) => {
+                drop(permit);
+                self.defer(job, wait).await;
+                return None;
+            }
+            Admission::Queue(waiter) => waiter,
+        };
+        // A queued delivery lets its global slot go, so a slow endpoint's
+        // queue never holds back the other endpoints; it takes one again
+        // before it is sent, which keeps what a crash can send twice bounded.
+        drop(permit);
+        let deadline = tokio::time::Instant::now() + self.queue_budget(timeout);
+        let slots = self.inner.slots.clone();
+        let taken = tokio::select! {
+            taken = async {
+                let lane = waiter.slot(deadline).await?;
+                let permit = tokio::time::timeout_at(deadline, slots.acquire_owned()).await.ok()?.ok()?;
+                Some((lane, permit))
+            } => taken,
+            () = shutdown.cancelled() => None,
+        };
+        if taken.is_none() {
+            // Back to the store: due now when shutting down, so another node
+            // need not wait for the lease to end.
+            let wait = if shutdown.is_cancelled() {
+                Duration::ZERO
+            } else {
+                BUSY_RETRY
+            };
+            self.defer(job, wait).await;
+        }
+        taken
+    }
+
+    /// How long a claimed delivery may queue for its endpoint's slot: half
+    /// of what its lease leaves beyond the request, so it is sent and
+    /// recorded before the lease ends and no other node claims it meanwhile.
+    fn queue_budget(&self, timeout: Duration) -> Duration {
+        let request = timeout + sender::BODY_READ_GRACE;
+        self.inner.config.lease_duration.saturating_sub(request) / 2
     }
 
     /// Sends a delivery back to wait for its endpoint's lane; if that

@@ -3,6 +3,7 @@
 //! capacity every other endpoint shares.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,8 @@ use crate::domain::ids::EndpointId;
 use crate::domain::rate::TokenBucket;
 
 /// How long a delivery waits when its endpoint already has its fill of
-/// requests in flight. Short enough to keep a busy endpoint busy; the
-/// delivery is parked in the store meanwhile, holding nothing.
+/// requests in flight and of deliveries queued behind them. The delivery is
+/// parked in the store meanwhile, holding nothing.
 pub const BUSY_RETRY: Duration = Duration::from_millis(250);
 /// How early a deferred delivery may come back and still take its slot.
 const SLOT_TOLERANCE: Duration = Duration::from_millis(5);
@@ -23,6 +24,11 @@ const PRUNE_AT: usize = 4096;
 pub enum Admission {
     /// Send now, holding this endpoint's slot until the request is done.
     Go(OwnedSemaphorePermit),
+    /// The endpoint has its fill in flight: queue for the next slot it
+    /// frees. A receiver slower than the offered load then stays busy;
+    /// parked in the store instead, it would sit idle until the parked
+    /// delivery came due again.
+    Queue(Waiter),
     /// Not now: try again after this long.
     Later(Duration),
 }
@@ -42,6 +48,36 @@ struct Lane {
     /// When this lane last sent under a rate limit: a delivery that comes
     /// back late must not be sent right behind the one before it.
     last_sent: Option<Instant>,
+    /// Deliveries queued for a slot; at most the in-flight cap, so an
+    /// endpoint holds at most twice its cap of claimed deliveries.
+    queued: Arc<AtomicUsize>,
+}
+
+/// A place in an endpoint's queue for its next free slot.
+pub struct Waiter {
+    in_flight: Arc<Semaphore>,
+    _seat: Seat,
+}
+
+/// Gives the queue place back however the wait ends.
+struct Seat(Arc<AtomicUsize>);
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Waiter {
+    /// The endpoint's next free slot, or `None` if none frees by
+    /// `deadline` (the delivery must then go back to the store before its
+    /// lease runs out). Slots go to the queue in order.
+    pub async fn slot(self, deadline: tokio::time::Instant) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout_at(deadline, self.in_flight.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
 }
 
 impl Lanes {
@@ -60,6 +96,7 @@ impl Lanes {
             let full = self.per_endpoint;
             lanes.retain(|_, lane| {
                 lane.in_flight.available_permits() < full
+                    || lane.queued.load(Ordering::Relaxed) > 0
                     || !lane.reserved.is_empty()
                     || lane.bucket.as_ref().is_some_and(|b| !b.is_idle(now))
             });
@@ -69,6 +106,7 @@ impl Lanes {
             bucket: None,
             reserved: VecDeque::new(),
             last_sent: None,
+            queued: Arc::new(AtomicUsize::new(0)),
         });
         let rate = rate_limit.and_then(|r| u32::try_from(r).ok()).filter(|r| *r > 0);
         match (rate, &lane.bucket) {
@@ -84,6 +122,15 @@ impl Lanes {
             }
         }
         let Ok(permit) = lane.in_flight.clone().try_acquire_owned() else {
+            // A rate-limited lane paces by its bucket; queueing there would
+            // spend slots the bucket has already promised to others.
+            if lane.bucket.is_none() && lane.queued.load(Ordering::Relaxed) < self.per_endpoint {
+                lane.queued.fetch_add(1, Ordering::Relaxed);
+                return Admission::Queue(Waiter {
+                    in_flight: lane.in_flight.clone(),
+                    _seat: Seat(lane.queued.clone()),
+                });
+            }
             return Admission::Later(BUSY_RETRY);
         };
         if let Some(bucket) = &mut lane.bucket {
@@ -119,20 +166,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_endpoint_at_its_cap_waits_while_others_go() {
+    fn an_endpoint_at_its_cap_queues_while_others_go() {
         let lanes = Lanes::new(2);
         let (slow, other) = (EndpointId::generate(), EndpointId::generate());
         let now = Instant::now();
         let held: Vec<_> = (0..2)
             .map(|_| match lanes.admit(&slow, None, now) {
                 Admission::Go(p) => p,
-                Admission::Later(_) => panic!("under the cap"),
+                _ => panic!("under the cap"),
             })
             .collect();
+        let queued: Vec<_> = (0..2)
+            .map(|_| match lanes.admit(&slow, None, now) {
+                Admission::Queue(w) => w,
+                _ => panic!("room in the queue"),
+            })
+            .collect();
+        // The queue is as long as the cap: the next one goes back to the store.
         assert!(matches!(lanes.admit(&slow, None, now), Admission::Later(BUSY_RETRY)));
         assert!(matches!(lanes.admit(&other, None, now), Admission::Go(_)));
+        drop(queued);
+        assert!(matches!(lanes.admit(&slow, None, now), Admission::Queue(_)));
         drop(held);
         assert!(matches!(lanes.admit(&slow, None, now), Admission::Go(_)));
+    }
+
+    fn soon(after: Duration) -> tokio::time::Instant {
+        tokio::time::Instant::now() + after
+    }
+
+    #[tokio::test]
+    async fn a_queued_delivery_takes_the_next_free_slot_or_gives_up_in_time() {
+        let lanes = Lanes::new(1);
+        let ep = EndpointId::generate();
+        let now = Instant::now();
+        let Admission::Go(sending) = lanes.admit(&ep, None, now) else {
+            panic!("an idle lane")
+        };
+        let Admission::Queue(first) = lanes.admit(&ep, None, now) else {
+            panic!("room in the queue")
+        };
+        // Nothing frees: the wait ends at its budget, and its place is free again.
+        assert!(first.slot(soon(Duration::from_millis(20))).await.is_none());
+        let Admission::Queue(second) = lanes.admit(&ep, None, now) else {
+            panic!("the place was given back")
+        };
+        drop(sending);
+        assert!(second.slot(soon(Duration::from_secs(5))).await.is_some());
     }
 
     #[test]
@@ -152,7 +232,7 @@ mod tests {
         // …so the 200 ms one, back late at 450 ms, waits until 600 ms.
         match lanes.admit(&ep, Some(5), t0 + Duration::from_millis(450)) {
             Admission::Later(wait) => assert_eq!(wait, Duration::from_millis(150)),
-            Admission::Go(_) => panic!("sent 50 ms after the previous one"),
+            _ => panic!("sent 50 ms after the previous one"),
         }
     }
 
@@ -166,6 +246,7 @@ mod tests {
             match lanes.admit(&ep, Some(2), now) {
                 Admission::Go(_) => {}
                 Admission::Later(d) => later.push(d.as_millis()),
+                Admission::Queue(_) => panic!("a rate-limited lane never queues"),
             }
         }
         assert_eq!(later, [500, 1000, 1500]);

@@ -16,6 +16,8 @@ use crate::store::{DeliveryJob, Headers};
 /// Responses are kept for the history, but only their start: a receiver must
 /// not be able to fill Herald's disk or memory.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024;
+/// How far past its timeout a request may run before it is cut regardless.
+pub const BODY_READ_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct AttemptResult {
@@ -234,7 +236,7 @@ async fn post(
         })
     };
     // reqwest's timeout covers the body too; this bounds anything it might miss.
-    match tokio::time::timeout(timeout + Duration::from_secs(1), read).await {
+    match tokio::time::timeout(timeout + BODY_READ_GRACE, read).await {
         Ok(result) => result,
         Err(_) => Err(format!("timed out after {}", humantime::format_duration(timeout))),
     }

@@ -118,6 +118,10 @@ pub struct NodeMemory {
     pub start_mib: f64,
     pub peak_mib: f64,
     pub end_mib: f64,
+    /// The anonymous memory (heap, stacks) within the RSS; the rest is
+    /// mapped files, such as SQLite's shared-memory index.
+    pub anon_peak_mib: f64,
+    pub anon_end_mib: f64,
     /// For a watched node: the highest RSS over the last fifth of its life
     /// minus the highest over its second fifth.
     pub growth_mib: Option<f64>,
@@ -352,11 +356,11 @@ impl Report {
             }
         }
         println!();
-        println!("memory (RSS MiB)   lives   start    peak     end   verdict");
+        println!("memory (RSS MiB)   lives   start    peak     end  anon peak/end   verdict");
         for m in &self.memory {
             println!(
-                "  {:<16} {:>5} {:>7.1} {:>7.1} {:>7.1}   {}",
-                m.node, m.lives, m.start_mib, m.peak_mib, m.end_mib, m.verdict
+                "  {:<16} {:>5} {:>7.1} {:>7.1} {:>7.1}  {:>6.1}/{:<6.1}  {}",
+                m.node, m.lives, m.start_mib, m.peak_mib, m.end_mib, m.anon_peak_mib, m.anon_end_mib, m.verdict
             );
         }
         println!();
@@ -436,7 +440,9 @@ fn endpoint_report(
 }
 
 fn node_memory(name: &str, lives: &[Life], watched: bool, load_seconds: f64) -> NodeMemory {
-    let samples: Vec<(f64, u64)> = lives.iter().flat_map(|l| l.rss.iter().copied()).collect();
+    let anon_end = lives.last().and_then(|l| l.rss.last()).map_or(0, |s| s.2);
+    let anon_peak = lives.iter().flat_map(|l| &l.rss).map(|s| s.2).max().unwrap_or(0);
+    let samples: Vec<(f64, u64)> = lives.iter().flat_map(|l| l.rss.iter().map(|s| (s.0, s.1))).collect();
     let start = samples.first().map_or(0, |s| s.1);
     let end = samples.last().map_or(0, |s| s.1);
     let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
@@ -475,6 +481,8 @@ fn node_memory(name: &str, lives: &[Life], watched: bool, load_seconds: f64) -> 
         start_mib: mib(start),
         peak_mib: mib(peak),
         end_mib: mib(end),
+        anon_peak_mib: mib(anon_peak),
+        anon_end_mib: mib(anon_end),
         growth_mib: growth,
         verdict,
     }

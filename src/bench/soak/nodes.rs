@@ -22,8 +22,9 @@ pub struct Life {
     pub pid: u32,
     pub started_s: f64,
     pub ended_s: Option<f64>,
-    /// (seconds since the soak started, RSS in KiB)
-    pub rss: Vec<(f64, u64)>,
+    /// (seconds since the soak started, RSS in KiB, the anonymous part of
+    /// it in KiB): the rest is files mapped, SQLite's among them.
+    pub rss: Vec<(f64, u64, u64)>,
 }
 
 pub struct Node {
@@ -121,8 +122,12 @@ impl Node {
 
     pub fn sample(&mut self, now_s: f64) {
         let Some(pid) = self.pid() else { return };
-        if let (Some(kib), Some(life)) = (memory_kib(pid, "VmRSS"), self.lives.last_mut()) {
-            life.rss.push((now_s, kib));
+        if let (Some(kib), Some(anon), Some(life)) = (
+            memory_kib(pid, "VmRSS"),
+            memory_kib(pid, "RssAnon"),
+            self.lives.last_mut(),
+        ) {
+            life.rss.push((now_s, kib, anon));
         }
     }
 }
