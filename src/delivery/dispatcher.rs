@@ -200,6 +200,7 @@ impl Dispatcher {
             )),
             Some(profile) => sender::send(&inner.outbound, &job, profile, &inner.clock, started_at).await,
         };
+        inner.lanes.took(&job.endpoint.id, result.duration);
         // The endpoint's slot covers the request only. The global slot is
         // held until the attempt is recorded: what a crash can send twice
         // stays bounded by the in-flight cap.

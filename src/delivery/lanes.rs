@@ -12,10 +12,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::domain::ids::EndpointId;
 use crate::domain::rate::TokenBucket;
 
-/// How long a delivery waits when its endpoint already has its fill of
-/// requests in flight and of deliveries queued behind them. The delivery is
-/// parked in the store meanwhile, holding nothing.
+/// The shortest wait of a delivery sent back to the store because its
+/// endpoint already has its fill of requests in flight and of deliveries
+/// queued behind them. It is parked there meanwhile, holding nothing.
 pub const BUSY_RETRY: Duration = Duration::from_millis(250);
+/// The longest a delivery is parked for a busy endpoint: its pace is judged
+/// afresh after that, should the receiver have become faster.
+const PARK_HORIZON: Duration = Duration::from_secs(60);
 /// How early a deferred delivery may come back and still take its slot.
 const SLOT_TOLERANCE: Duration = Duration::from_millis(5);
 /// Lanes kept before idle ones are forgotten.
@@ -51,6 +54,13 @@ struct Lane {
     /// Deliveries queued for a slot; at most the in-flight cap, so an
     /// endpoint holds at most twice its cap of claimed deliveries.
     queued: Arc<AtomicUsize>,
+    /// How long a request to this endpoint takes, smoothed: the pace at
+    /// which its backlog is brought back from the store.
+    request_time: Duration,
+    /// When the last delivery parked for this endpoint comes due. The next
+    /// one is parked a slot's worth later, so a backlog comes back at the
+    /// pace the receiver takes it instead of all at once, again and again.
+    parked_until: Option<Instant>,
 }
 
 /// A place in an endpoint's queue for its next free slot.
@@ -80,7 +90,29 @@ impl Waiter {
     }
 }
 
+impl Lane {
+    /// How long the next delivery over the endpoint's queue waits: until
+    /// those in flight and queued are through (about one request time),
+    /// then behind the others already parked, one slot's worth apart.
+    fn park(&mut self, per_endpoint: usize, now: Instant) -> Duration {
+        let slot = self.request_time / u32::try_from(per_endpoint).unwrap_or(u32::MAX);
+        let earliest = now + self.request_time.max(BUSY_RETRY);
+        let after = self.parked_until.filter(|t| *t > earliest).unwrap_or(earliest);
+        let at = (after + slot).min(now + PARK_HORIZON);
+        self.parked_until = Some(at);
+        at - now
+    }
+}
+
 impl Lanes {
+    /// Tells the endpoint's lane how long a request to it took.
+    pub fn took(&self, endpoint: &EndpointId, took: Duration) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(lane) = lanes.get_mut(endpoint) {
+            lane.request_time = (lane.request_time * 7 + took) / 8;
+        }
+    }
+
     pub fn new(per_endpoint: usize) -> Self {
         Self {
             per_endpoint: per_endpoint.max(1),
@@ -97,6 +129,7 @@ impl Lanes {
             lanes.retain(|_, lane| {
                 lane.in_flight.available_permits() < full
                     || lane.queued.load(Ordering::Relaxed) > 0
+                    || lane.parked_until.is_some_and(|t| t > now)
                     || !lane.reserved.is_empty()
                     || lane.bucket.as_ref().is_some_and(|b| !b.is_idle(now))
             });
@@ -107,6 +140,8 @@ impl Lanes {
             reserved: VecDeque::new(),
             last_sent: None,
             queued: Arc::new(AtomicUsize::new(0)),
+            request_time: BUSY_RETRY,
+            parked_until: None,
         });
         let rate = rate_limit.and_then(|r| u32::try_from(r).ok()).filter(|r| *r > 0);
         match (rate, &lane.bucket) {
@@ -131,7 +166,10 @@ impl Lanes {
                     _seat: Seat(lane.queued.clone()),
                 });
             }
-            return Admission::Later(BUSY_RETRY);
+            if lane.bucket.is_some() {
+                return Admission::Later(BUSY_RETRY);
+            }
+            return Admission::Later(lane.park(self.per_endpoint, now));
         };
         if let Some(bucket) = &mut lane.bucket {
             // The store keeps times to the millisecond: a delivery may come
@@ -183,12 +221,44 @@ mod tests {
             })
             .collect();
         // The queue is as long as the cap: the next one goes back to the store.
-        assert!(matches!(lanes.admit(&slow, None, now), Admission::Later(BUSY_RETRY)));
+        assert!(matches!(lanes.admit(&slow, None, now), Admission::Later(_)));
         assert!(matches!(lanes.admit(&other, None, now), Admission::Go(_)));
         drop(queued);
         assert!(matches!(lanes.admit(&slow, None, now), Admission::Queue(_)));
         drop(held);
         assert!(matches!(lanes.admit(&slow, None, now), Admission::Go(_)));
+    }
+
+    #[test]
+    fn a_backlog_comes_back_from_the_store_at_the_endpoints_pace() {
+        let lanes = Lanes::new(2);
+        let ep = EndpointId::generate();
+        let now = Instant::now();
+        let _busy: Vec<_> = (0..4).map(|_| lanes.admit(&ep, None, now)).collect();
+        // Requests to it take a second: two slots take one each half second.
+        for _ in 0..64 {
+            lanes.took(&ep, Duration::from_secs(1));
+        }
+        let waits: Vec<u128> = (0..3)
+            .map(|_| match lanes.admit(&ep, None, now) {
+                Admission::Later(wait) => wait.as_millis(),
+                _ => panic!("the lane and its queue are full"),
+            })
+            .collect();
+        // After the queue ahead (about a second), then half a second apart.
+        assert!((1450..=1500).contains(&waits[0]), "{waits:?}");
+        assert!(
+            waits.windows(2).all(|w| (495..=505).contains(&(w[1] - w[0]))),
+            "{waits:?}"
+        );
+        // Never parked past the horizon, however long the backlog.
+        let longest = (0..500)
+            .map(|_| match lanes.admit(&ep, None, now) {
+                Admission::Later(wait) => wait,
+                _ => panic!("the lane and its queue are full"),
+            })
+            .max();
+        assert_eq!(longest, Some(PARK_HORIZON));
     }
 
     fn soon(after: Duration) -> tokio::time::Instant {

@@ -26,6 +26,7 @@ const PG: &[EventKind] = &[EventKind::PgRestart];
 const STORE_DOWN: &[EventKind] = &[EventKind::PgRestart, EventKind::DiskFull];
 const DISK: &[EventKind] = &[EventKind::DiskFull];
 const STOP: &[EventKind] = &[EventKind::Term];
+const CLUSTER: &[EventKind] = &[EventKind::Kill, EventKind::Term, EventKind::PgRestart];
 
 const fn during(needle: &'static str, cause: &'static str, during: &'static [EventKind]) -> Rule {
     Rule {
@@ -52,6 +53,11 @@ const RULES: &[Rule] = &[
         "the database is unreachable",
         "a node started while PostgreSQL was down, and waited for it",
         PG,
+    ),
+    during(
+        "slow statement: execution time exceeded alert threshold",
+        "sqlx: a statement took over 1 s, waiting on rows a killed node's transaction held until PostgreSQL saw it gone, or on PostgreSQL's recovery",
+        CLUSTER,
     ),
     during(
         "lost the PostgreSQL wake-up channel",

@@ -70,7 +70,9 @@ pub struct SoakArgs {
     /// request in ten well after it
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
-    /// After the load stops, how long to wait for the queues to drain
+    /// After the load stops, how long the queues may go without draining
+    /// further before the soak stops waiting (a backlog that keeps shrinking
+    /// is waited for, up to ten times this)
     #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
     /// Leave out the single-node SQLite run (its disk needs root to mount)
@@ -605,17 +607,21 @@ async fn disk_chaos(mut ctx: ChaosCtx, disk: Arc<disk::SmallDisk>) -> Result<(),
 }
 
 /// Endpoint stats (deliveries by state) of every target, once nothing is
-/// pending or being sent, or at the deadline.
+/// pending or being sent, or once the backlog has not shrunk for `stall`.
+/// A receiver slower than the load offered to it is left a backlog by the
+/// run; it is not lost while it drains.
 async fn drain(
     http: &reqwest::Client,
     targets: &[Target],
     token: &str,
-    within: Duration,
+    stall: Duration,
 ) -> Vec<(String, Kind, Option<check::Stats>)> {
-    let deadline = Instant::now() + within;
+    let started = Instant::now();
+    let (mut lowest, mut progress_at, mut told_at) = (u64::MAX, started, started);
     loop {
         let mut all = Vec::new();
         let mut busy = false;
+        let mut left = 0;
         for t in targets {
             let base = t
                 .nodes
@@ -630,11 +636,23 @@ async fn drain(
                     _ => None,
                 };
                 busy |= stats.as_ref().is_none_or(|s| s.pending + s.sending > 0);
+                left += stats.as_ref().map_or(0, |s| s.pending + s.sending);
                 all.push((t.name.to_owned(), *kind, stats));
             }
         }
-        if !busy || Instant::now() >= deadline {
+        let now = Instant::now();
+        if left < lowest {
+            (lowest, progress_at) = (left, now);
+        }
+        if !busy || now - progress_at >= stall || now - started >= stall * 10 {
             return all;
+        }
+        if now - told_at >= Duration::from_secs(30) {
+            eprintln!(
+                "soak: {:>5.0}s into the drain, {left} deliveries left",
+                (now - started).as_secs_f64()
+            );
+            told_at = now;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
