@@ -15,7 +15,7 @@ mod postgres;
 mod publisher;
 mod receivers;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -175,6 +175,7 @@ async fn run_soak(args: SoakArgs) -> Result<bool, SoakError> {
     std::fs::create_dir_all(&work.path)?;
     let logs_dir = work.path.join("logs");
     std::fs::create_dir_all(&logs_dir)?;
+    let program = nodes::node_program(&work.path)?;
     say(&args, &format!("soak: seed {seed}, working in {}", work.path.display()));
 
     let token = format!("{TOKEN_PREFIX}-{}", crate::domain::ids::AppId::generate());
@@ -191,7 +192,7 @@ async fn run_soak(args: SoakArgs) -> Result<bool, SoakError> {
     let env = nodes::common_env(&pg.url(), &token, args.in_flight, args.request_timeout);
     let mut cluster = Vec::new();
     for i in 0..args.nodes {
-        let mut node = Node::new(&format!("node{}", i + 1), &logs_dir, env.clone())?;
+        let mut node = Node::new(&format!("node{}", i + 1), &program, &logs_dir, env.clone())?;
         node.spawn(since())?;
         cluster.push(node);
     }
@@ -210,6 +211,7 @@ async fn run_soak(args: SoakArgs) -> Result<bool, SoakError> {
         let url = format!("sqlite://{}", d.path().join("herald.db").display());
         let mut node = Node::new(
             "sqlite",
+            &program,
             &logs_dir,
             nodes::common_env(&url, &token, args.in_flight, args.request_timeout),
         )?;
@@ -372,10 +374,30 @@ async fn run_soak(args: SoakArgs) -> Result<bool, SoakError> {
         eprintln!("PostgreSQL's last log lines:\n{}", pg.log_tail(20));
     }
     if args.keep {
+        if let Some(d) = &disk {
+            keep_sqlite_files(d.path(), &work.path.join("sqlite-kept"));
+        }
         eprintln!("soak: kept {}", work.path.display());
     }
     drop(disk);
     Ok(report.passed)
+}
+
+/// Copies the SQLite node's database off its disk, which is unmounted at
+/// the end, so a kept run can be looked into.
+fn keep_sqlite_files(from: &Path, to: &Path) {
+    let copied = std::fs::create_dir_all(to).and_then(|()| {
+        for name in ["herald.db", "herald.db-wal", "herald.db-shm"] {
+            let file = from.join(name);
+            if file.exists() {
+                std::fs::copy(&file, to.join(name))?;
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = copied {
+        eprintln!("soak: could not keep the SQLite database: {e}");
+    }
 }
 
 /// Progress on stderr (unless --json), a line every half minute.

@@ -3,7 +3,7 @@
 //! node appended to it) and its memory sampled from /proc.
 
 use std::fs::OpenOptions;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +32,7 @@ pub struct Node {
     pub base: String,
     port: u16,
     env: Vec<(String, String)>,
+    exe: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
     pub lives: Vec<Life>,
@@ -39,6 +40,15 @@ pub struct Node {
 
 /// The soak's nodes, shared by the chaos loop, the publisher and the sampler.
 pub type Nodes = Arc<Mutex<Vec<Node>>>;
+
+/// A copy of this executable in the soak's directory, which every node
+/// life runs: a rebuild during a long soak must not change the program
+/// under test, nor leave restarts nothing to start.
+pub fn node_program(work: &Path) -> Result<PathBuf, SoakError> {
+    let copy = work.join("herald");
+    std::fs::copy(std::env::current_exe()?, &copy)?;
+    Ok(copy)
+}
 
 pub fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -70,13 +80,15 @@ pub fn common_env(database_url: &str, token: &str, in_flight: usize, timeout: Du
 }
 
 impl Node {
-    pub fn new(name: &str, logs: &std::path::Path, env: Vec<(String, String)>) -> Result<Self, SoakError> {
+    /// A node running `exe` (see [`node_program`]).
+    pub fn new(name: &str, exe: &Path, logs: &Path, env: Vec<(String, String)>) -> Result<Self, SoakError> {
         let port = free_port()?;
         Ok(Self {
             name: name.to_owned(),
             base: format!("http://127.0.0.1:{port}"),
             port,
             env,
+            exe: exe.to_owned(),
             log: logs.join(format!("{name}.log")),
             child: None,
             lives: Vec::new(),
@@ -90,7 +102,7 @@ impl Node {
     /// Starts a new life of the node (it does not wait for it to answer).
     pub fn spawn(&mut self, now_s: f64) -> Result<(), SoakError> {
         let log = OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let mut cmd = Command::new(std::env::current_exe()?);
+        let mut cmd = Command::new(&self.exe);
         cmd.arg("serve")
             .env("HERALD_LISTEN", format!("127.0.0.1:{}", self.port))
             .stdin(Stdio::null())
