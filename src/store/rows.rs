@@ -3,6 +3,8 @@
 //! Both schemas use the same column types (TEXT for JSON, BIGINT/INTEGER for
 //! Unix milliseconds), so one set of row types serves SQLite and PostgreSQL.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::{FromRow, QueryBuilder};
 
@@ -746,7 +748,7 @@ where
         " AS period, SUM(CASE WHEN a.status = {ok} THEN 1 ELSE 0 END), \
          SUM(CASE WHEN a.status <> {ok} AND d.status = {fail} THEN 1 ELSE 0 END), \
          SUM(CASE WHEN a.status <> {ok} AND (d.status IS NULL OR d.status <> {fail}) THEN 1 ELSE 0 END) \
-         FROM attempts a LEFT JOIN deliveries d ON d.id = a.delivery_id WHERE a.id >= "
+         FROM attempts a LEFT JOIN deliveries d ON d.msg_id = a.msg_id AND d.id = a.delivery_id WHERE a.id >= "
     ));
     qb.push_bind(AttemptId::lowest_at(since));
     qb.push(" AND a.created_at >= ").push_bind(ms(since));
@@ -782,8 +784,9 @@ where
     qb
 }
 
-/// The claimed deliveries `ids` with everything needed to send them.
-pub(super) fn claimed_jobs_query<'a, DB>(ids: &[String]) -> QueryBuilder<'a, DB>
+/// The claimed deliveries `keys` (message id, delivery id) with everything
+/// needed to send them.
+pub(super) fn claimed_jobs_query<'a, DB>(keys: &[(String, String)]) -> QueryBuilder<'a, DB>
 where
     DB: sqlx::Database,
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -791,14 +794,30 @@ where
     let mut qb = QueryBuilder::new(format!(
         "SELECT {JOB_COLUMNS}, {ENDPOINT_COLUMNS} \
          FROM deliveries d JOIN messages m ON m.id = d.msg_id JOIN endpoints e ON e.id = d.endpoint_id \
-         JOIN applications a ON a.id = d.app_id WHERE d.id IN ("
+         JOIN applications a ON a.id = d.app_id WHERE TRUE"
     ));
-    let mut list = qb.separated(", ");
-    for id in ids {
-        list.push_bind(id.clone());
-    }
-    qb.push(") ORDER BY d.id");
+    // Delivery ids are unique, so the two lists find exactly these rows;
+    // the message ids pick their days' partitions on PostgreSQL.
+    let msgs: BTreeSet<String> = keys.iter().map(|(m, _)| m.clone()).collect();
+    let ids: Vec<String> = keys.iter().map(|(_, d)| d.clone()).collect();
+    push_in(&mut qb, "d.msg_id", &msgs.into_iter().collect::<Vec<_>>());
+    push_in(&mut qb, "d.id", &ids);
+    qb.push(" ORDER BY d.id");
     qb
+}
+
+/// `AND column IN (…)` over the distinct ids of some messages, beside a
+/// join on them: on PostgreSQL the planner then reads only their days.
+pub(super) fn push_msg_ids<'a, 'm, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    column: &str,
+    ids: impl Iterator<Item = &'m MessageId>,
+) where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let ids: BTreeSet<String> = ids.map(|id| id.as_str().to_owned()).collect();
+    push_in(qb, column, &ids.into_iter().collect::<Vec<_>>());
 }
 
 /// Queue depth and the most overdue due time, over the partial due index.
