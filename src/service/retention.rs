@@ -57,14 +57,15 @@ pub async fn upkeep_partitions(store: &dyn Store, config: &Config, clock: &Clock
         last_day: today.checked_add_days(Days::new(DAYS_AHEAD)).unwrap_or(today),
         drop_before: before(now, server_window(config)),
     };
+    let started = std::time::Instant::now();
     match store.upkeep_partitions(&plan).await {
-        Ok(Some(upkeep)) => report_upkeep(&upkeep, metrics),
+        Ok(Some(upkeep)) => report_upkeep(&upkeep, started.elapsed(), metrics),
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "the history partitions' upkeep failed; trying again later"),
     }
 }
 
-fn report_upkeep(upkeep: &Upkeep, metrics: &Metrics) {
+fn report_upkeep(upkeep: &Upkeep, took: Duration, metrics: &Metrics) {
     metrics.partitions_upkept(upkeep);
     if !upkeep.created.is_empty() {
         tracing::info!(days = ?upkeep.created, "history partitions made ahead");
@@ -73,6 +74,8 @@ fn report_upkeep(upkeep: &Upkeep, metrics: &Metrics) {
         tracing::info!(
             days = ?upkeep.dropped,
             carried_over = upkeep.carried,
+            longest_lock_ms = upkeep.longest_lock.as_millis(),
+            took_ms = took.as_millis(),
             "history partitions past the retention dropped; messages still being delivered were carried over \
              to the default partition and go once they end"
         );

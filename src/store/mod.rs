@@ -165,6 +165,10 @@ pub struct Upkeep {
     pub carried: u64,
     /// What failed (a day left for the next upkeep), in words.
     pub errors: Vec<String>,
+    /// The longest a drop held the history tables locked (detaching a day
+    /// and carrying over what is still being delivered): nothing is
+    /// published, claimed or recorded meanwhile.
+    pub longest_lock: Duration,
 }
 
 /// The state of an idempotency key when a request arrives with it.

@@ -9,6 +9,7 @@
 //! partition, where the history sweep removes it by rows once it ends.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -74,9 +75,10 @@ async fn upkeep_locked(conn: &mut PgConnection, plan: &UpkeepPlan) -> StoreResul
     }
     for day in days.into_iter().filter(|d| day_end(*d) <= plan.drop_before) {
         match drop_day(conn, day).await {
-            Ok(carried) => {
+            Ok((carried, locked)) => {
                 upkeep.dropped.push(day);
                 upkeep.carried += carried;
+                upkeep.longest_lock = upkeep.longest_lock.max(locked);
             }
             Err(e) => upkeep.errors.push(format!("dropping the partitions of {day}: {e}")),
         }
@@ -161,8 +163,8 @@ async fn create_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<()> 
 
 /// Detaches `day` from the three tables, carrying its unfinished messages
 /// over to the default partition, then drops it. Answers how many
-/// messages it carried over.
-async fn drop_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<u64> {
+/// messages it carried over and how long the tables were locked.
+async fn drop_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<(u64, Duration)> {
     let mut tx = conn.begin().await?;
     sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
         .execute(&mut *tx)
@@ -172,6 +174,7 @@ async fn drop_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<u64> {
     sqlx::query("LOCK TABLE messages, deliveries, attempts IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
+    let locked = Instant::now();
     let sql = format!(
         "SELECT DISTINCT msg_id FROM {} WHERE status IN ({UNFINISHED})",
         partition("deliveries", day)
@@ -192,10 +195,11 @@ async fn drop_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<u64> {
         }
     }
     tx.commit().await?;
+    let locked = locked.elapsed();
     let names: Vec<String> = TABLES.iter().map(|t| partition(t, day)).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     drop_detached(conn, &names, day).await?;
-    Ok(unfinished.len() as u64)
+    Ok((unfinished.len() as u64, locked))
 }
 
 /// Drops detached day tables (children first), then forgets the eventIds
