@@ -419,11 +419,57 @@ where
     }
     if let Some(before) = filter.before {
         qb.push(" AND a.created_at < ").push_bind(ms(before));
+        // An attempt comes after its message: on PostgreSQL the days after
+        // `before` are not read at all.
+        if let Some(bound) = later_by_slack(before) {
+            let (msg, attempt) = (MessageId::lowest_at(bound), AttemptId::lowest_at(bound));
+            qb.push(" AND a.msg_id < ").push_bind(msg);
+            qb.push(" AND a.id < ").push_bind(attempt);
+        }
     }
     if let Some(after) = filter.after {
         qb.push(" AND a.created_at > ").push_bind(ms(after));
+        qb.push(" AND a.id >= ")
+            .push_bind(AttemptId::lowest_at(earlier_by_slack(after)));
     }
     push_in(qb, "m.event_type", &filter.event_types);
+}
+
+/// How far an id's time may be from its row's `created_at`: both are read
+/// from the same clock when the row is made, a moment apart. Bounds on ids
+/// derived from a time window keep index scans (and, on PostgreSQL, the
+/// days read) to that window; the time itself still decides.
+pub(super) const ID_SLACK: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// `AND id < …` / `AND id >= …` for a message time window, beside the
+/// filters on `created_at` that decide.
+pub(super) fn push_message_id_window<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    before: Option<DateTime<Utc>>,
+    after: Option<DateTime<Utc>>,
+) where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if let Some(bound) = before.and_then(later_by_slack) {
+        qb.push(" AND id < ").push_bind(MessageId::lowest_at(bound));
+    }
+    if let Some(after) = after {
+        qb.push(" AND id >= ")
+            .push_bind(MessageId::lowest_at(earlier_by_slack(after)));
+    }
+}
+
+/// `time` plus [`ID_SLACK`], if an id can be made at that time (a ULID's
+/// clock ends in the year 10889; a time from a request may be later).
+fn later_by_slack(time: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    const ULID_TIME_END: i64 = 1 << 48;
+    time.checked_add_signed(ID_SLACK)
+        .filter(|t| (0..ULID_TIME_END).contains(&t.timestamp_millis()))
+}
+
+fn earlier_by_slack(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.checked_sub_signed(ID_SLACK).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Reads a stored idempotency row: answered, or still being handled.

@@ -587,6 +587,7 @@ where
         if let Some(after) = filter.after {
             qb.push(" AND created_at > ").push_bind(ms(after));
         }
+        push_message_id_window(&mut qb, filter.before, filter.after);
         push_in(&mut qb, "event_type", &filter.event_types);
         push_channel::<D>(&mut qb, "messages.channels", filter.channel.as_ref());
         push_page(&mut qb, "id", page);
