@@ -843,10 +843,17 @@ where
          JOIN applications a ON a.id = d.app_id WHERE TRUE"
     ));
     // Delivery ids are unique, so the two lists find exactly these rows;
-    // the message ids pick their days' partitions on PostgreSQL.
-    let msgs: BTreeSet<String> = keys.iter().map(|(m, _)| m.clone()).collect();
+    // the message ids pick their days' partitions on PostgreSQL, of both
+    // tables (a join alone reads every day of messages).
+    let msgs: Vec<String> = keys
+        .iter()
+        .map(|(m, _)| m.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let ids: Vec<String> = keys.iter().map(|(_, d)| d.clone()).collect();
-    push_in(&mut qb, "d.msg_id", &msgs.into_iter().collect::<Vec<_>>());
+    push_in(&mut qb, "d.msg_id", &msgs);
+    push_in(&mut qb, "m.id", &msgs);
     push_in(&mut qb, "d.id", &ids);
     qb.push(" ORDER BY d.id");
     qb
