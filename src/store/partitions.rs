@@ -15,14 +15,22 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::dialect::UNFINISHED;
-use super::{PartitionDays, Storage, StoreResult, Upkeep, UpkeepPlan};
+use super::{PartitionDays, Storage, StoreError, StoreResult, Upkeep, UpkeepPlan};
 
 /// The session advisory lock the node doing the upkeep holds ("herald" and
 /// a 1): an operator may take it to hold the upkeep off.
 pub const UPKEEP_LOCK: i64 = 0x6865_7261_6c64_0001;
-/// How long a detach waits for the tables: while it waits, new queries on
-/// them queue behind it, so it gives up early and tries at the next upkeep.
-const LOCK_TIMEOUT: &str = "500ms";
+/// How long one try at locking the tables for a detach waits: while it
+/// waits, new queries on them queue behind it (and a claim holding the
+/// deliveries while it reads messages waits on it in a circle), so a try
+/// gives up early and the next comes a moment later.
+const LOCK_TIMEOUT: &str = "100ms";
+/// Tries at locking the tables for one day's detach before it is left for
+/// the next upkeep, and the pause between two.
+const LOCK_TRIES: u32 = 20;
+const LOCK_PAUSE: Duration = Duration::from_millis(50);
+/// PostgreSQL's SQLSTATE for a lock not granted in time.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
 /// The partitioned tables, parents first.
 const TABLES: [&str; 3] = ["messages", "deliveries", "attempts"];
 /// eventIds forgotten per statement after a day is dropped.
@@ -165,12 +173,37 @@ async fn create_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<()> 
 /// over to the default partition, then drops it. Answers how many
 /// messages it carried over and how long the tables were locked.
 async fn drop_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<(u64, Duration)> {
+    let mut tries = 0;
+    loop {
+        match detach_day(conn, day).await {
+            Err(StoreError::Database(e)) if is_lock_timeout(&e) && tries + 1 < LOCK_TRIES => {
+                tries += 1;
+                tokio::time::sleep(LOCK_PAUSE).await;
+            }
+            Err(e) => return Err(e),
+            Ok((carried, locked)) => {
+                let names: Vec<String> = TABLES.iter().map(|t| partition(t, day)).collect();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                drop_detached(conn, &names, day).await?;
+                return Ok((carried, locked));
+            }
+        }
+    }
+}
+
+fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some(LOCK_NOT_AVAILABLE))
+}
+
+/// One try at detaching `day` and carrying its unfinished messages over,
+/// in one transaction that holds the three tables.
+async fn detach_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<(u64, Duration)> {
     let mut tx = conn.begin().await?;
     sqlx::query(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
         .execute(&mut *tx)
         .await?;
-    // All three at once, in the order writers take them; nothing is
-    // published, claimed or recorded until this commits.
+    // All three at once; nothing is published, claimed or recorded until
+    // this commits.
     sqlx::query("LOCK TABLE messages, deliveries, attempts IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
@@ -195,11 +228,7 @@ async fn drop_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<(u64, 
         }
     }
     tx.commit().await?;
-    let locked = locked.elapsed();
-    let names: Vec<String> = TABLES.iter().map(|t| partition(t, day)).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    drop_detached(conn, &names, day).await?;
-    Ok((unfinished.len() as u64, locked))
+    Ok((unfinished.len() as u64, locked.elapsed()))
 }
 
 /// Drops detached day tables (children first), then forgets the eventIds
