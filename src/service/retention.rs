@@ -75,6 +75,7 @@ fn report_upkeep(upkeep: &Upkeep, took: Duration, metrics: &Metrics) {
             days = ?upkeep.dropped,
             carried_over = upkeep.carried,
             longest_lock_ms = upkeep.longest_lock.as_millis(),
+            lock_tries = upkeep.lock_tries,
             took_ms = took.as_millis(),
             "history partitions past the retention dropped; messages still being delivered were carried over \
              to the default partition and go once they end"

@@ -169,6 +169,8 @@ pub struct Upkeep {
     /// and carrying over what is still being delivered): nothing is
     /// published, claimed or recorded meanwhile.
     pub longest_lock: Duration,
+    /// The most tries a drop needed to get the tables' lock.
+    pub lock_tries: u32,
 }
 
 /// The state of an idempotency key when a request arrives with it.

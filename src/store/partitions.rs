@@ -83,10 +83,11 @@ async fn upkeep_locked(conn: &mut PgConnection, plan: &UpkeepPlan) -> StoreResul
     }
     for day in days.into_iter().filter(|d| day_end(*d) <= plan.drop_before) {
         match drop_day(conn, day).await {
-            Ok((carried, locked)) => {
+            Ok(dropped) => {
                 upkeep.dropped.push(day);
-                upkeep.carried += carried;
-                upkeep.longest_lock = upkeep.longest_lock.max(locked);
+                upkeep.carried += dropped.carried;
+                upkeep.longest_lock = upkeep.longest_lock.max(dropped.locked);
+                upkeep.lock_tries = upkeep.lock_tries.max(dropped.tries);
             }
             Err(e) => upkeep.errors.push(format!("dropping the partitions of {day}: {e}")),
         }
@@ -169,14 +170,23 @@ async fn create_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<()> 
     Ok(())
 }
 
+/// What dropping one day took.
+struct Dropped {
+    /// Messages carried over to the default partition.
+    carried: u64,
+    /// How long the tables were locked.
+    locked: Duration,
+    /// Tries at the lock, the one that got it included.
+    tries: u32,
+}
+
 /// Detaches `day` from the three tables, carrying its unfinished messages
-/// over to the default partition, then drops it. Answers how many
-/// messages it carried over and how long the tables were locked.
-async fn drop_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<(u64, Duration)> {
-    let mut tries = 0;
+/// over to the default partition, then drops it.
+async fn drop_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<Dropped> {
+    let mut tries = 1;
     loop {
         match detach_day(conn, day).await {
-            Err(StoreError::Database(e)) if is_lock_timeout(&e) && tries + 1 < LOCK_TRIES => {
+            Err(StoreError::Database(e)) if is_lock_timeout(&e) && tries < LOCK_TRIES => {
                 tries += 1;
                 tokio::time::sleep(LOCK_PAUSE).await;
             }
@@ -185,7 +195,7 @@ async fn drop_day(conn: &mut PgConnection, day: NaiveDate) -> StoreResult<(u64, 
                 let names: Vec<String> = TABLES.iter().map(|t| partition(t, day)).collect();
                 let names: Vec<&str> = names.iter().map(String::as_str).collect();
                 drop_detached(conn, &names, day).await?;
-                return Ok((carried, locked));
+                return Ok(Dropped { carried, locked, tries });
             }
         }
     }
