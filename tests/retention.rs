@@ -2,7 +2,9 @@
 //! with their deliveries and attempts once nothing is left to send, an
 //! application may keep its history for less time than the server, and the
 //! window is told where operators look (`/health`, `/metrics`). Days pass on
-//! tokio's paused time, never slept.
+//! tokio's paused time, never slept. On PostgreSQL the server's window is
+//! kept by dropping whole days of history (partitions); a message still
+//! being delivered when its day goes is carried over and stays.
 
 mod common;
 
@@ -65,8 +67,23 @@ async fn metric(app: &TestApp, name: &str) -> f64 {
         .unwrap()
 }
 
+/// An hour before the end of today (UTC), or now if that has passed. Ids
+/// carry the system's time, so a story starting there sees today's
+/// partition wholly past a three-day window after three days and three hours.
+fn late_today() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    let tomorrow = now
+        .date_naive()
+        .succ_opt()
+        .unwrap()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
+    now.max(tomorrow - chrono::TimeDelta::hours(1))
+}
+
 async fn old_history_goes_once_nothing_is_left_to_send(backend: Backend) {
-    let clock = Clock::following_tokio(chrono::Utc::now());
+    let partitioned = matches!(backend, Backend::Postgres(_));
+    let clock = Clock::following_tokio(late_today());
     let app = spawn_app_on_clock(&backend, clock, |s| {
         s.history_retention = Some("3d".into());
         s.payload_retention = Some("1d".into());
@@ -76,6 +93,17 @@ async fn old_history_goes_once_nothing_is_left_to_send(backend: Backend) {
     .await;
     let health = app.get("/health").await.body;
     assert_eq!(health["historyRetention"], "3d", "{health}");
+    assert!(health["databaseSizeBytes"].as_i64().unwrap() > 0, "{health}");
+    let today = chrono::Utc::now().date_naive();
+    if partitioned {
+        // Today and the three days ahead exist from the start.
+        assert!(health["partitions"]["days"].as_u64().unwrap() >= 4, "{health}");
+        let newest: chrono::NaiveDate = health["partitions"]["newestDay"].as_str().unwrap().parse().unwrap();
+        assert!(newest >= today + chrono::Days::new(3), "{health}");
+        assert_eq!(metric(&app, "herald_history_partitions").await, 4.0);
+    } else {
+        assert!(health.get("partitions").is_none(), "{health}");
+    }
 
     let healthy = Receiver::start().await;
     let kept = app.create_app("Kept for the server's window").await;
@@ -117,7 +145,8 @@ async fn old_history_goes_once_nothing_is_left_to_send(backend: Backend) {
     );
 
     // Past three days: the delivered message goes with its attempts; the
-    // one still retrying stays.
+    // one still retrying stays. On PostgreSQL today's partition is wholly
+    // past the window now: it is dropped and the retrying message carried over.
     pass(2 * DAY).await;
     let gone = msg_path(&kept, &delivered);
     wait_until_gone(&app, &gone).await;
@@ -150,9 +179,26 @@ async fn old_history_goes_once_nothing_is_left_to_send(backend: Backend) {
     assert!(health.get("oldestRecord").is_none(), "nothing is kept: {health}");
 
     let removed = |table: &str| format!("herald_history_removed_rows_total{{table=\"{table}\"}}");
-    assert_eq!(metric(&app, &removed("messages")).await, 3.0);
-    assert_eq!(metric(&app, &removed("deliveries")).await, 3.0);
-    assert_eq!(metric(&app, &removed("attempts")).await, 6.0);
+    if partitioned {
+        // The row sweep removed the one-day application's message and,
+        // from the default partition, the one carried over; the delivered
+        // one went with its day.
+        assert_eq!(metric(&app, &removed("messages")).await, 2.0);
+        assert_eq!(metric(&app, &removed("deliveries")).await, 2.0);
+        assert_eq!(metric(&app, &removed("attempts")).await, 5.0);
+        assert!(metric(&app, "herald_history_partitions_dropped_total").await >= 1.0);
+        assert_eq!(
+            metric(&app, "herald_history_partition_carried_messages_total").await,
+            1.0
+        );
+        let health = app.get("/health").await.body;
+        let oldest: chrono::NaiveDate = health["partitions"]["oldestDay"].as_str().unwrap().parse().unwrap();
+        assert!(oldest > today, "today's partition is gone: {health}");
+    } else {
+        assert_eq!(metric(&app, &removed("messages")).await, 3.0);
+        assert_eq!(metric(&app, &removed("deliveries")).await, 3.0);
+        assert_eq!(metric(&app, &removed("attempts")).await, 6.0);
+    }
     assert_eq!(metric(&app, "herald_oldest_message_age_seconds").await, 0.0);
 }
 
@@ -244,4 +290,247 @@ async fn a_new_sqlite_file_shrinks_after_the_sweep() {
         .await
         .expect("the pragma answers");
     assert_eq!(mode, 2, "INCREMENTAL");
+}
+
+/// PostgreSQL's daily partitions, through the store: a day past the window
+/// goes whole, a message still being delivered is carried over and stays
+/// until it ends, and two nodes upkeeping at once never collide.
+mod partitions {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeDelta, Utc};
+    use herald::config::{Config, Settings};
+    use herald::domain::ids::{AttemptId, MessageId};
+    use herald::domain::secret::{EndpointSecret, SecretKind};
+    use herald::domain::status::{DeliveryStatus, TriggerType};
+    use herald::store::partitions::UPKEEP_LOCK;
+    use herald::store::{
+        Application, Attempt, AttemptFilter, DeliveryJob, Endpoint, Message, MessageFilter, NextStep, Page, Store,
+        StoreError, UpkeepPlan,
+    };
+    use sqlx::Connection;
+
+    use super::*;
+
+    async fn open(url: &str) -> Arc<dyn Store> {
+        let backend = Backend::Postgres(url.to_owned());
+        let settings = Settings {
+            database_url: Some(url.to_owned()),
+            secret_key: backend.secret_key(),
+            ..Default::default()
+        };
+        let config = Config::load(&settings, None).unwrap();
+        herald::store::open(&config, &Clock::system()).await.unwrap()
+    }
+
+    fn midnight(day: NaiveDate) -> DateTime<Utc> {
+        day.and_time(NaiveTime::MIN).and_utc()
+    }
+
+    /// A message made at `at`, its id of that time.
+    fn message_at(app: &Application, at: DateTime<Utc>, event_id: &str) -> Message {
+        let id = MessageId::lowest_at(at).replace("0000000000000000", "00000000000000AA");
+        Message {
+            id: MessageId::parse(&id).unwrap(),
+            app_id: app.id.clone(),
+            event_type: "ticket.created".into(),
+            event_id: Some(event_id.into()),
+            payload: Arc::from(r#"{"a": 1}"#),
+            channels: None,
+            tags: None,
+            audience: None,
+            expires_at: None,
+            payload_removed_at: None,
+            created_at: at,
+        }
+    }
+
+    fn attempt(job: &DeliveryJob, ok: bool) -> Attempt {
+        Attempt {
+            id: AttemptId::generate(),
+            msg_id: job.msg_id.clone(),
+            endpoint_id: job.endpoint.id.clone(),
+            url: job.endpoint.url.clone(),
+            response: String::new(),
+            response_status_code: if ok { 200 } else { 500 },
+            response_duration_ms: 1,
+            status: if ok {
+                DeliveryStatus::Success
+            } else {
+                DeliveryStatus::Fail
+            },
+            trigger_type: TriggerType::Scheduled,
+            created_at: Utc::now(),
+            request_headers: None,
+            request_body: None,
+            response_headers: None,
+            event: None,
+        }
+    }
+
+    async fn attempts_of(store: &dyn Store, app: &Application, msg: &Message) -> usize {
+        let filter = AttemptFilter {
+            msg_id: Some(msg.id.clone()),
+            ..Default::default()
+        };
+        store
+            .list_attempts(&app.id, &filter, &Page::first(50))
+            .await
+            .unwrap()
+            .len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_day_past_the_window_goes_whole_and_what_is_still_sent_stays() {
+        let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+            return;
+        };
+        let store = open(&url).await;
+        let today = Utc::now().date_naive();
+        let old = today - Days::new(10);
+        let plan = |drop_before| UpkeepPlan {
+            first_day: old,
+            last_day: old + Days::new(1),
+            drop_before,
+        };
+        let made = store
+            .upkeep_partitions(&plan(DateTime::<Utc>::MIN_UTC))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(made.created, vec![old, old + Days::new(1)]);
+
+        let app = Application::new("Acme".into(), None, Utc::now());
+        store.create_app(&app).await.unwrap();
+        let secret = EndpointSecret::generate(SecretKind::StandardHmac);
+        let ep = Endpoint::new(app.id.clone(), "https://example.com/hook".into(), secret, Utc::now());
+        store.create_endpoint(&ep).await.unwrap();
+        let delivered = message_at(&app, midnight(old) + TimeDelta::hours(1), "delivered");
+        let retrying = message_at(&app, midnight(old) + TimeDelta::hours(2), "retrying");
+        let next_day = message_at(&app, midnight(old + Days::new(1)) + TimeDelta::hours(1), "next-day");
+        for msg in [&delivered, &retrying, &next_day] {
+            assert_eq!(store.publish(msg).await.unwrap(), 1);
+        }
+        let jobs = store.claim_due(Utc::now(), 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(jobs.len(), 3);
+        for job in &jobs {
+            let (ok, next) = if job.msg_id == retrying.id {
+                (false, NextStep::RetryAt(Utc::now() + TimeDelta::hours(1)))
+            } else {
+                (true, NextStep::Succeeded)
+            };
+            store.complete_attempt(job, &attempt(job, ok), next).await.unwrap();
+        }
+
+        // The old day ended more than the window ago; the next one did not.
+        let upkeep = store
+            .upkeep_partitions(&plan(midnight(old + Days::new(1)) + TimeDelta::hours(1)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(upkeep.dropped, vec![old], "{upkeep:?}");
+        assert_eq!(upkeep.carried, 1, "{upkeep:?}");
+        assert!(upkeep.errors.is_empty(), "{upkeep:?}");
+
+        assert!(
+            store
+                .get_message(&app.id, delivered.id.as_str())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.get_message(&app.id, "delivered").await.unwrap().is_none());
+        assert_eq!(attempts_of(store.as_ref(), &app, &delivered).await, 0);
+        let listed = store
+            .list_messages(&app.id, &MessageFilter::default(), &Page::first(50))
+            .await
+            .unwrap();
+        let listed: Vec<&MessageId> = listed.iter().map(|m| &m.id).collect();
+        assert_eq!(listed, vec![&retrying.id, &next_day.id], "the list simply ends");
+        assert_eq!(attempts_of(store.as_ref(), &app, &retrying).await, 1);
+        // The dropped message's eventId is free again; the kept one's is not.
+        let now = |event_id| Message {
+            id: MessageId::generate(),
+            ..message_at(&app, Utc::now(), event_id)
+        };
+        assert_eq!(store.publish(&now("delivered")).await.unwrap(), 1);
+        let clash = store.publish(&now("retrying")).await.unwrap_err();
+        assert!(matches!(clash, StoreError::Conflict(_)), "{clash:?}");
+
+        // The carried-over message is still sent; once it ends, the row
+        // sweep removes it from the default partition.
+        let later = Utc::now() + TimeDelta::hours(2);
+        let jobs = store.claim_due(later, 10, Duration::from_secs(30)).await.unwrap();
+        let job = jobs
+            .iter()
+            .find(|j| j.msg_id == retrying.id)
+            .expect("the retry comes due");
+        store
+            .complete_attempt(job, &attempt(job, true), NextStep::Succeeded)
+            .await
+            .unwrap();
+        assert_eq!(attempts_of(store.as_ref(), &app, &retrying).await, 2);
+        let removed = store
+            .remove_old_messages(None, midnight(old + Days::new(1)), 100)
+            .await
+            .unwrap();
+        assert_eq!((removed.messages, removed.deliveries, removed.attempts), (1, 1, 2));
+        assert!(
+            store
+                .get_message(&app.id, retrying.id.as_str())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store.close().await;
+        common::pg::drop_database(&url).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_upkeeping_at_once_never_collide() {
+        let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+            return;
+        };
+        let (a, b) = (open(&url).await, open(&url).await);
+        let today = Utc::now().date_naive();
+        let plan = UpkeepPlan {
+            first_day: today,
+            last_day: today + Days::new(20),
+            drop_before: DateTime::<Utc>::MIN_UTC,
+        };
+        let (x, y) = tokio::join!(a.upkeep_partitions(&plan), b.upkeep_partitions(&plan));
+        let (x, y) = (x.unwrap().unwrap(), y.unwrap().unwrap());
+        assert!(x.errors.is_empty() && y.errors.is_empty(), "{x:?} {y:?}");
+        let mut created = [x.created, y.created].concat();
+        created.sort();
+        // The migration made today and three days ahead.
+        let expected: Vec<NaiveDate> = (4..=20).map(|n| today + Days::new(n)).collect();
+        assert_eq!(created, expected, "each day made once");
+
+        // While another session holds the lock, an upkeep stands aside.
+        let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(UPKEEP_LOCK)
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let later = UpkeepPlan {
+            last_day: today + Days::new(25),
+            ..plan
+        };
+        let stood_aside = a.upkeep_partitions(&later).await.unwrap().unwrap();
+        assert!(stood_aside.busy && stood_aside.created.is_empty(), "{stood_aside:?}");
+        let released: bool = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+            .bind(UPKEEP_LOCK)
+            .fetch_one(&mut holder)
+            .await
+            .unwrap();
+        assert!(released);
+        holder.close().await.unwrap();
+        let done = b.upkeep_partitions(&later).await.unwrap().unwrap();
+        assert_eq!(done.created.len(), 5, "{done:?}");
+        a.close().await;
+        b.close().await;
+        common::pg::drop_database(&url).await;
+    }
 }

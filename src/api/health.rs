@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -24,6 +24,14 @@ pub struct HealthOut {
     /// is, or when the database does not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oldest_record: Option<DateTime<Utc>>,
+    /// Herald: the database's size on disk in bytes; absent when the
+    /// database does not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_size_bytes: Option<i64>,
+    /// Herald: the days the history is partitioned into (PostgreSQL);
+    /// absent where it is not partitioned or the database does not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<PartitionsOut>,
     /// Herald: operator emails by state (HERALD_NOTIFY_EMAIL); absent when
     /// the database does not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,17 +41,32 @@ pub struct HealthOut {
     pub sources: Vec<crate::service::sources::SourceHealth>,
 }
 
+/// The daily partitions of the history.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionsOut {
+    /// How many days have partitions, the days made ahead included.
+    pub days: usize,
+    /// The oldest day kept (UTC), e.g. "2026-08-29".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_day: Option<NaiveDate>,
+    /// The newest day made ahead (UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_day: Option<NaiveDate>,
+}
+
 #[utoipa::path(get, path = "/health", tag = "Health", security(),
     responses((status = 200, body = HealthOut), (status = 503, body = HealthOut)))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthOut>) {
     let database_ok = state.store.get_setting("health-probe").await.is_ok();
-    let (oldest_record, operator_email) = if database_ok {
+    let (oldest_record, operator_email, storage) = if database_ok {
         (
             state.store.oldest_message_at().await.ok().flatten(),
             state.store.email_counts().await.ok().map(Into::into),
+            state.store.storage().await.ok(),
         )
     } else {
-        (None, None)
+        (None, None, None)
     };
     let (status, text, db) = if database_ok {
         (StatusCode::OK, "ok", "ok")
@@ -58,6 +81,12 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthOu
             version: env!("CARGO_PKG_VERSION"),
             history_retention: crate::config::format_window(state.config.history_retention),
             oldest_record,
+            database_size_bytes: storage.as_ref().map(|s| s.bytes),
+            partitions: storage.and_then(|s| s.partitions).map(|p| PartitionsOut {
+                days: p.count,
+                oldest_day: p.oldest,
+                newest_day: p.newest,
+            }),
             operator_email,
             sources: state.sources.health(),
         }),

@@ -28,6 +28,7 @@ enum Write {
 
 /// A claimed delivery sent back to wait, without an attempt.
 pub(super) struct Deferral {
+    pub(super) msg_id: MessageId,
     pub(super) delivery_id: DeliveryId,
     pub(super) lease_token: i64,
     pub(super) until: i64,

@@ -15,7 +15,7 @@ use sqlx::{Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Que
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::StoreResult;
+use super::{Storage, StoreResult, Upkeep, UpkeepPlan};
 use crate::domain::status::DeliveryStatus;
 
 /// One SQL backend's differences from the common SQL.
@@ -57,6 +57,15 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// Gives space freed by a sweep batch back to the file system, in a
     /// bounded step, so the writer is not held long.
     fn reclaim_space(conn: &mut Connection<Self>) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Makes and drops the history's daily partitions, where it has them.
+    fn upkeep_partitions(
+        pool: &Pool<Self::Db>,
+        plan: &UpkeepPlan,
+    ) -> impl Future<Output = StoreResult<Option<Upkeep>>> + Send;
+
+    /// The database's size, and its partitions where it has them.
+    fn storage(pool: &Pool<Self::Db>) -> impl Future<Output = StoreResult<Storage>> + Send;
 
     /// Claims commit on `conn` between these two calls: a backend may make
     /// them cheaper, as a claim need not survive a crash.

@@ -4,6 +4,7 @@
 mod batch;
 mod dialect;
 pub mod keys;
+pub mod partitions;
 pub mod postgres;
 mod queue;
 mod rows;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::domain::model::*;
@@ -122,6 +123,54 @@ pub struct KeyHolder {
     /// The id of the key it seals with.
     pub sealing: String,
     pub seen_at: DateTime<Utc>,
+}
+
+/// What the database holds, for `/health` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Storage {
+    /// Bytes on disk: `pg_database_size` on PostgreSQL, pages times page
+    /// size on SQLite.
+    pub bytes: i64,
+    /// The days the history is partitioned into (PostgreSQL); `None` where
+    /// it is one table.
+    pub partitions: Option<PartitionDays>,
+}
+
+/// The daily partitions of the history that exist now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionDays {
+    pub count: usize,
+    pub oldest: Option<NaiveDate>,
+    pub newest: Option<NaiveDate>,
+}
+
+/// What one partition upkeep is to do: make the days from `first_day` to
+/// `last_day` that are missing, and drop each day that ended by `drop_before`.
+#[derive(Debug, Clone)]
+pub struct UpkeepPlan {
+    pub first_day: NaiveDate,
+    pub last_day: NaiveDate,
+    pub drop_before: DateTime<Utc>,
+}
+
+/// What one partition upkeep did.
+#[derive(Debug, Clone, Default)]
+pub struct Upkeep {
+    /// Another node held the upkeep lock: this one did nothing.
+    pub busy: bool,
+    pub created: Vec<NaiveDate>,
+    pub dropped: Vec<NaiveDate>,
+    /// Messages of dropped days still being delivered, kept in the
+    /// default partition until the history sweep removes them.
+    pub carried: u64,
+    /// What failed (a day left for the next upkeep), in words.
+    pub errors: Vec<String>,
+    /// The longest a drop held the history tables locked (detaching a day
+    /// and carrying over what is still being delivered): nothing is
+    /// published, claimed or recorded meanwhile.
+    pub longest_lock: Duration,
+    /// The most tries a drop needed to get the tables' lock.
+    pub lock_tries: u32,
 }
 
 /// The state of an idempotency key when a request arrives with it.
@@ -375,6 +424,12 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Removed>;
     /// When the oldest message kept was created, if any is.
     async fn oldest_message_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Where history is partitioned by day (PostgreSQL): makes the days
+    /// ahead and drops whole days past the window, on one node at a time.
+    /// Answers `None` where it is not (SQLite, whose sweep deletes rows).
+    async fn upkeep_partitions(&self, plan: &UpkeepPlan) -> StoreResult<Option<Upkeep>>;
+    /// The database's size and its history partitions.
+    async fn storage(&self) -> StoreResult<Storage>;
 
     // Background tasks
     async fn create_task(&self, task: &BackgroundTask) -> StoreResult<()>;

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::dialect::{Dialect, RowLock, RowsAffected};
 use super::queue::Queue;
 use super::sql::SqlStore;
-use super::{Clock, Config, Sealer, StoreResult};
+use super::{Clock, Config, Sealer, Storage, StoreResult, Upkeep, UpkeepPlan, partitions};
 
 /// The channel nodes use to wake each other. Per database, so separate
 /// deployments on one server never wake each other.
@@ -139,6 +139,14 @@ impl Dialect for PgDialect {
     /// Autovacuum makes deleted rows' space reusable; nothing to do here.
     async fn reclaim_space(_conn: &mut PgConnection) -> StoreResult<()> {
         Ok(())
+    }
+
+    async fn upkeep_partitions(pool: &PgPool, plan: &UpkeepPlan) -> StoreResult<Option<Upkeep>> {
+        partitions::upkeep(pool, plan).await.map(Some)
+    }
+
+    async fn storage(pool: &PgPool) -> StoreResult<Storage> {
+        partitions::storage(pool).await
     }
 
     /// Claims commit like any write: other nodes rely on them.

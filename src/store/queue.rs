@@ -22,6 +22,8 @@ use crate::domain::status::{DeliveryStatus, TriggerType};
 /// Rows per multi-row statement: well under either backend's bound-parameter limit.
 const ROWS_PER_STATEMENT: usize = 400;
 
+const EVENT_ID_TAKEN: &str = "a message with this eventId already exists in this application";
+
 /// The endpoints of each application a batch publishes to, read once.
 type TargetCache = HashMap<AppId, Vec<Target>>;
 
@@ -68,15 +70,18 @@ where
         let mut tx = sqlx::Connection::begin(conn).await?;
         // Claim: on a shared database, nodes claiming at once each get
         // different rows, without waiting. RETURNING: the claimed rows are
-        // then read by id, not found by their token.
+        // then read by their keys, not found by their token. Joined on the
+        // message's id too, which picks the day's partition on PostgreSQL.
         let sql = format!(
             "UPDATE deliveries SET status = {}, next_attempt_at = $1, lease_token = $2, updated_at = $3 \
-             WHERE id IN (SELECT id FROM deliveries WHERE status IN ({QUEUED}) AND next_attempt_at <= $3 \
-                          ORDER BY next_attempt_at LIMIT $4{}) RETURNING id",
+             FROM (SELECT msg_id, id FROM deliveries WHERE status IN ({QUEUED}) AND next_attempt_at <= $3 \
+                   ORDER BY next_attempt_at LIMIT $4{}) due \
+             WHERE deliveries.msg_id = due.msg_id AND deliveries.id = due.id \
+             RETURNING deliveries.msg_id, deliveries.id",
             state(DeliveryStatus::Sending),
             D::lock(RowLock::Claim),
         );
-        let claimed: Vec<String> = sqlx::query_scalar(&sql)
+        let claimed: Vec<(String, String)> = sqlx::query_as(&sql)
             .bind(lease_until)
             .bind(token)
             .bind(ms(now))
@@ -301,7 +306,7 @@ where
         for endpoint in fifo {
             let mut qb = QueryBuilder::new("UPDATE deliveries SET next_attempt_at = ");
             qb.push_bind(now)
-                .push(" WHERE id = (SELECT id FROM deliveries WHERE endpoint_id = ")
+                .push(" WHERE (msg_id, id) = (SELECT msg_id, id FROM deliveries WHERE endpoint_id = ")
                 .push_bind(endpoint.clone())
                 .push(format_args!(
                     " AND status IN ({QUEUED}) ORDER BY {} LIMIT 1) AND status = {} AND next_attempt_at IS NULL",
@@ -320,7 +325,9 @@ where
             state(DeliveryStatus::Pending)
         ));
         qb.push_bind(d.until)
-            .push(", lease_token = NULL WHERE id = ")
+            .push(", lease_token = NULL WHERE msg_id = ")
+            .push_bind(d.msg_id.as_str().to_owned())
+            .push(" AND id = ")
             .push_bind(d.delivery_id.as_str().to_owned())
             .push(" AND lease_token = ")
             .push_bind(d.lease_token);
@@ -469,10 +476,11 @@ where
             let rows: Vec<AttemptOf<'_>> = chunk.iter().map(|c| (&c.delivery_id, &c.app_id, &c.attempt)).collect();
             Self::insert_attempts(tx, &rows).await?;
 
-            let mut qb = QueryBuilder::new("WITH v (id, status, next_at, updated_at, token) AS (");
+            let mut qb = QueryBuilder::new("WITH v (msg_id, id, status, next_at, updated_at, token) AS (");
             qb.push_values(chunk, |mut row, c| {
                 let (status, next_at) = delivery_state(c.next);
-                row.push_bind(c.delivery_id.as_str().to_owned())
+                row.push_bind(c.attempt.msg_id.as_str().to_owned())
+                    .push_bind(c.delivery_id.as_str().to_owned())
                     .push_bind(status.code())
                     .push_bind(next_at)
                     .push_bind(ms(c.attempt.created_at))
@@ -481,8 +489,9 @@ where
             qb.push(
                 ") UPDATE deliveries SET status = v.status, next_attempt_at = v.next_at, attempts = attempts + 1, \
                  lease_token = NULL, updated_at = v.updated_at FROM v \
-                 WHERE deliveries.id = v.id AND deliveries.lease_token = v.token",
+                 WHERE deliveries.msg_id = v.msg_id AND deliveries.id = v.id AND deliveries.lease_token = v.token",
             );
+            push_msg_ids(&mut qb, "deliveries.msg_id", chunk.iter().map(|c| &c.attempt.msg_id));
             execute::<D>(&mut qb, &mut **tx).await?;
         }
         Ok(())
@@ -517,7 +526,8 @@ where
         qb.push(
             ") INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
              response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
-             status_class) SELECT * FROM v WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = v.delivery_id)",
+             status_class) SELECT * FROM v \
+             WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = v.msg_id AND d.id = v.delivery_id)",
         );
         execute::<D>(&mut qb, &mut **tx).await?;
         Ok(())
@@ -544,7 +554,29 @@ where
         });
         execute::<D>(&mut qb, &mut **tx)
             .await
-            .map_err(|e| uid_conflict(e, "a message with this eventId already exists in this application"))?;
+            .map_err(|e| uid_conflict(e, EVENT_ID_TAKEN))?;
+        Self::insert_event_ids(tx, msgs).await
+    }
+
+    /// Takes each message's eventId in its application: its own table keeps
+    /// it unique across every day of a partitioned history.
+    async fn insert_event_ids(tx: &mut Transaction<'_, D::Db>, msgs: &[&Message]) -> StoreResult<()> {
+        let keyed: Vec<(&Message, &String)> = msgs
+            .iter()
+            .filter_map(|m| m.event_id.as_ref().map(|e| (*m, e)))
+            .collect();
+        if keyed.is_empty() {
+            return Ok(());
+        }
+        let mut qb = QueryBuilder::new("INSERT INTO message_event_ids (app_id, event_id, msg_id) ");
+        qb.push_values(keyed, |mut row, (msg, event_id)| {
+            row.push_bind(msg.app_id.as_str().to_owned())
+                .push_bind(event_id.clone())
+                .push_bind(msg.id.as_str().to_owned());
+        });
+        execute::<D>(&mut qb, &mut **tx)
+            .await
+            .map_err(|e| uid_conflict(e, EVENT_ID_TAKEN))?;
         Ok(())
     }
 

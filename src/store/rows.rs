@@ -3,6 +3,8 @@
 //! Both schemas use the same column types (TEXT for JSON, BIGINT/INTEGER for
 //! Unix milliseconds), so one set of row types serves SQLite and PostgreSQL.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::{FromRow, QueryBuilder};
 
@@ -417,11 +419,57 @@ where
     }
     if let Some(before) = filter.before {
         qb.push(" AND a.created_at < ").push_bind(ms(before));
+        // An attempt comes after its message: on PostgreSQL the days after
+        // `before` are not read at all.
+        if let Some(bound) = later_by_slack(before) {
+            let (msg, attempt) = (MessageId::lowest_at(bound), AttemptId::lowest_at(bound));
+            qb.push(" AND a.msg_id < ").push_bind(msg);
+            qb.push(" AND a.id < ").push_bind(attempt);
+        }
     }
     if let Some(after) = filter.after {
         qb.push(" AND a.created_at > ").push_bind(ms(after));
+        qb.push(" AND a.id >= ")
+            .push_bind(AttemptId::lowest_at(earlier_by_slack(after)));
     }
     push_in(qb, "m.event_type", &filter.event_types);
+}
+
+/// How far an id's time may be from its row's `created_at`: both are read
+/// from the same clock when the row is made, a moment apart. Bounds on ids
+/// derived from a time window keep index scans (and, on PostgreSQL, the
+/// days read) to that window; the time itself still decides.
+pub(super) const ID_SLACK: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// `AND id < …` / `AND id >= …` for a message time window, beside the
+/// filters on `created_at` that decide.
+pub(super) fn push_message_id_window<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    before: Option<DateTime<Utc>>,
+    after: Option<DateTime<Utc>>,
+) where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if let Some(bound) = before.and_then(later_by_slack) {
+        qb.push(" AND id < ").push_bind(MessageId::lowest_at(bound));
+    }
+    if let Some(after) = after {
+        qb.push(" AND id >= ")
+            .push_bind(MessageId::lowest_at(earlier_by_slack(after)));
+    }
+}
+
+/// `time` plus [`ID_SLACK`], if an id can be made at that time (a ULID's
+/// clock ends in the year 10889; a time from a request may be later).
+fn later_by_slack(time: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    const ULID_TIME_END: i64 = 1 << 48;
+    time.checked_add_signed(ID_SLACK)
+        .filter(|t| (0..ULID_TIME_END).contains(&t.timestamp_millis()))
+}
+
+fn earlier_by_slack(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.checked_sub_signed(ID_SLACK).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Reads a stored idempotency row: answered, or still being handled.
@@ -746,7 +794,7 @@ where
         " AS period, SUM(CASE WHEN a.status = {ok} THEN 1 ELSE 0 END), \
          SUM(CASE WHEN a.status <> {ok} AND d.status = {fail} THEN 1 ELSE 0 END), \
          SUM(CASE WHEN a.status <> {ok} AND (d.status IS NULL OR d.status <> {fail}) THEN 1 ELSE 0 END) \
-         FROM attempts a LEFT JOIN deliveries d ON d.id = a.delivery_id WHERE a.id >= "
+         FROM attempts a LEFT JOIN deliveries d ON d.msg_id = a.msg_id AND d.id = a.delivery_id WHERE a.id >= "
     ));
     qb.push_bind(AttemptId::lowest_at(since));
     qb.push(" AND a.created_at >= ").push_bind(ms(since));
@@ -782,8 +830,9 @@ where
     qb
 }
 
-/// The claimed deliveries `ids` with everything needed to send them.
-pub(super) fn claimed_jobs_query<'a, DB>(ids: &[String]) -> QueryBuilder<'a, DB>
+/// The claimed deliveries `keys` (message id, delivery id) with everything
+/// needed to send them.
+pub(super) fn claimed_jobs_query<'a, DB>(keys: &[(String, String)]) -> QueryBuilder<'a, DB>
 where
     DB: sqlx::Database,
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
@@ -791,14 +840,37 @@ where
     let mut qb = QueryBuilder::new(format!(
         "SELECT {JOB_COLUMNS}, {ENDPOINT_COLUMNS} \
          FROM deliveries d JOIN messages m ON m.id = d.msg_id JOIN endpoints e ON e.id = d.endpoint_id \
-         JOIN applications a ON a.id = d.app_id WHERE d.id IN ("
+         JOIN applications a ON a.id = d.app_id WHERE TRUE"
     ));
-    let mut list = qb.separated(", ");
-    for id in ids {
-        list.push_bind(id.clone());
-    }
-    qb.push(") ORDER BY d.id");
+    // Delivery ids are unique, so the two lists find exactly these rows;
+    // the message ids pick their days' partitions on PostgreSQL, of both
+    // tables (a join alone reads every day of messages).
+    let msgs: Vec<String> = keys
+        .iter()
+        .map(|(m, _)| m.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let ids: Vec<String> = keys.iter().map(|(_, d)| d.clone()).collect();
+    push_in(&mut qb, "d.msg_id", &msgs);
+    push_in(&mut qb, "m.id", &msgs);
+    push_in(&mut qb, "d.id", &ids);
+    qb.push(" ORDER BY d.id");
     qb
+}
+
+/// `AND column IN (…)` over the distinct ids of some messages, beside a
+/// join on them: on PostgreSQL the planner then reads only their days.
+pub(super) fn push_msg_ids<'a, 'm, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
+    column: &str,
+    ids: impl Iterator<Item = &'m MessageId>,
+) where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let ids: BTreeSet<String> = ids.map(|id| id.as_str().to_owned()).collect();
+    push_in(qb, column, &ids.into_iter().collect::<Vec<_>>());
 }
 
 /// Queue depth and the most overdue due time, over the partial due index.

@@ -99,8 +99,8 @@ where
          ORDER BY m.id LIMIT "
     ))
     .push_bind(i64::from(limit))
-    // Claim: nodes sweeping at once share the work. A resend's new
-    // delivery waits for the lock, then its foreign key refuses it.
+    // Claim: nodes sweeping at once share the work. A resend holding the
+    // message (for share) keeps it; one coming after waits, then finds none.
     .push(D::lock(RowLock::Claim));
     qb
 }
@@ -587,6 +587,7 @@ where
         if let Some(after) = filter.after {
             qb.push(" AND created_at > ").push_bind(ms(after));
         }
+        push_message_id_window(&mut qb, filter.before, filter.after);
         push_in(&mut qb, "event_type", &filter.event_types);
         push_channel::<D>(&mut qb, "messages.channels", filter.channel.as_ref());
         push_page(&mut qb, "id", page);
@@ -610,6 +611,7 @@ where
     async fn defer(&self, job: &DeliveryJob, until: DateTime<Utc>) -> StoreResult<()> {
         self.batcher
             .defer(Deferral {
+                msg_id: job.msg_id.clone(),
                 delivery_id: job.delivery_id.clone(),
                 lease_token: job.lease_token,
                 until: ms(until),
@@ -657,11 +659,12 @@ where
         };
         sqlx::query(
             "UPDATE deliveries SET status = $1, next_attempt_at = $2, lease_token = NULL, updated_at = $3 \
-             WHERE id = $4 AND lease_token = $5",
+             WHERE msg_id = $4 AND id = $5 AND lease_token = $6",
         )
         .bind(status.code())
         .bind(due)
         .bind(ms(now))
+        .bind(job.msg_id.as_str().to_owned())
         .bind(job.delivery_id.as_str().to_owned())
         .bind(job.lease_token)
         .execute(D::exec(&mut *tx))
@@ -713,6 +716,16 @@ where
     async fn resend(&self, msg: &Message, endpoint: &Endpoint, now: DateTime<Utc>) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
         let fifo = Queue::<D>::lock_queue(&mut tx, endpoint.id.as_str()).await?;
+        // Share: the history sweep skips a message being resent, or has
+        // removed it by the time this reads.
+        let sql = format!("SELECT id FROM messages WHERE id = $1{}", D::lock(RowLock::Share));
+        let kept: Option<String> = sqlx::query_scalar(&sql)
+            .bind(msg.id.as_str().to_owned())
+            .fetch_optional(D::exec(&mut *tx))
+            .await?;
+        if kept.is_none() {
+            return Err(StoreError::Conflict("the message is no longer kept".to_owned()));
+        }
         let queued = !fifo.is_empty();
         let (manual, pending) = (TriggerType::Manual, DeliveryStatus::Pending);
         Queue::<D>::insert_delivery(&mut tx, msg, endpoint.id.as_str(), manual, ms(now), pending, queued).await?;
@@ -730,9 +743,11 @@ where
         let sql = format!(
             "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, \
              next_attempt_at, created_at, updated_at) SELECT $1, id, $2, app_id, {}, {}, 0, $6, $3, $3 FROM messages \
-             WHERE id = $4 AND app_id = $5 AND payload_removed_at IS NULL",
+             WHERE id = $4 AND app_id = $5 AND payload_removed_at IS NULL{}",
             state(DeliveryStatus::Pending),
             TriggerType::Manual.code(),
+            // As in `resend`: never a delivery of a message the sweep removes.
+            D::lock(RowLock::Share),
         );
         let mut scheduled = 0;
         for msg in msgs {
@@ -954,12 +969,14 @@ where
             tx.commit().await?;
             return Ok(Removed::default());
         }
-        // Children first: the foreign keys would cascade, but counting each
-        // table is what the metrics report.
+        // Children first: counting each table is what the metrics report
+        // (PostgreSQL's partitioned history has no foreign keys to cascade).
         let mut removed = Removed::default();
+        let mut event_ids = 0;
         for (table, key, count) in [
             ("attempts", "msg_id", &mut removed.attempts),
             ("deliveries", "msg_id", &mut removed.deliveries),
+            ("message_event_ids", "msg_id", &mut event_ids),
             ("messages", "id", &mut removed.messages),
         ] {
             let mut qb = QueryBuilder::new(format!("DELETE FROM {table} WHERE {key} IN ("));
@@ -983,6 +1000,14 @@ where
             .fetch_optional(D::exec(&mut *self.read().await?))
             .await?;
         Ok(oldest.map(from_ms))
+    }
+
+    async fn upkeep_partitions(&self, plan: &UpkeepPlan) -> StoreResult<Option<Upkeep>> {
+        D::upkeep_partitions(&self.writer, plan).await
+    }
+
+    async fn storage(&self) -> StoreResult<Storage> {
+        D::storage(&self.reader).await
     }
 
     async fn create_task(&self, task: &BackgroundTask) -> StoreResult<()> {

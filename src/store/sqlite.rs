@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::dialect::{Dialect, RowLock, RowsAffected};
 use super::queue::Queue;
 use super::sql::SqlStore;
-use super::{Clock, Sealer, StoreError, StoreResult};
+use super::{Clock, Sealer, Storage, StoreError, StoreResult, Upkeep, UpkeepPlan};
 
 /// Pages (4 KiB each) given back to the file system after one sweep batch:
 /// about what a batch of messages with their history frees.
@@ -151,6 +151,20 @@ impl Dialect for SqliteDialect {
             .execute(conn)
             .await?;
         Ok(())
+    }
+
+    /// One table per kind: the history sweep deletes rows.
+    async fn upkeep_partitions(_pool: &SqlitePool, _plan: &UpkeepPlan) -> StoreResult<Option<Upkeep>> {
+        Ok(None)
+    }
+
+    async fn storage(pool: &SqlitePool) -> StoreResult<Storage> {
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(pool).await?;
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(pool).await?;
+        Ok(Storage {
+            bytes: pages.saturating_mul(page_size),
+            partitions: None,
+        })
     }
 
     /// A claim need not survive a crash: every lease is released at the

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use chrono::{NaiveDate, NaiveTime};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -12,7 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::domain::clock::Clock;
-use crate::store::{Removed, Store, StoreResult};
+use crate::store::{Removed, Storage, Store, StoreResult, Upkeep};
 
 type Labels = [(&'static str, &'static str); 1];
 /// A broker source's name, and for messages what became of them.
@@ -95,6 +96,12 @@ pub struct Metrics {
     source_reconnects: Family<SourceLabels, Counter>,
     history_removed: Family<Labels, Counter>,
     oldest_message_age_seconds: Gauge<f64, AtomicU64>,
+    database_size_bytes: Gauge,
+    history_partitions: Gauge,
+    history_partition_oldest: Gauge,
+    history_partition_newest: Gauge,
+    history_partitions_dropped: Counter,
+    history_partition_carried: Counter,
     auth_failures: Family<Labels, Counter>,
     auth_rate_limited: Family<Labels, Counter>,
     auth_token_lookups: Counter,
@@ -172,6 +179,42 @@ impl Metrics {
             "Age of the oldest message kept (0 when none is): stays near the history window when the sweep keeps up",
             oldest_message_age_seconds.clone(),
         );
+        let database_size_bytes = Gauge::default();
+        registry.register(
+            "database_size_bytes",
+            "Size of the database on disk (PostgreSQL: pg_database_size; SQLite: pages times page size)",
+            database_size_bytes.clone(),
+        );
+        let history_partitions = Gauge::default();
+        registry.register(
+            "history_partitions",
+            "Days the history is partitioned into (PostgreSQL; 0 where it is not partitioned)",
+            history_partitions.clone(),
+        );
+        let history_partition_oldest = Gauge::default();
+        registry.register(
+            "history_partition_oldest_day_timestamp_seconds",
+            "Start (Unix time, UTC midnight) of the oldest day partition kept; 0 when there is none",
+            history_partition_oldest.clone(),
+        );
+        let history_partition_newest = Gauge::default();
+        registry.register(
+            "history_partition_newest_day_timestamp_seconds",
+            "Start (Unix time, UTC midnight) of the newest day partition made ahead; 0 when there is none",
+            history_partition_newest.clone(),
+        );
+        let history_partitions_dropped = Counter::default();
+        registry.register(
+            "history_partitions_dropped",
+            "Day partitions past the history retention dropped by this node (messages, deliveries and attempts of the day)",
+            history_partitions_dropped.clone(),
+        );
+        let history_partition_carried = Counter::default();
+        registry.register(
+            "history_partition_carried_messages",
+            "Messages still being delivered when their day was dropped, kept in the default partition until they end",
+            history_partition_carried.clone(),
+        );
         let auth_failures = Family::<Labels, Counter>::default();
         registry.register(
             "auth_failures",
@@ -222,6 +265,12 @@ impl Metrics {
             operator_email_errors,
             history_removed,
             oldest_message_age_seconds,
+            database_size_bytes,
+            history_partitions,
+            history_partition_oldest,
+            history_partition_newest,
+            history_partitions_dropped,
+            history_partition_carried,
             auth_failures,
             auth_rate_limited,
             auth_token_lookups,
@@ -307,6 +356,12 @@ impl Metrics {
         }
     }
 
+    /// Counts what one partition upkeep dropped.
+    pub fn partitions_upkept(&self, upkeep: &Upkeep) {
+        self.history_partitions_dropped.inc_by(upkeep.dropped.len() as u64);
+        self.history_partition_carried.inc_by(upkeep.carried);
+    }
+
     /// The text exposition, with the store's gauges read now.
     pub async fn render(&self, store: &dyn Store) -> StoreResult<String> {
         let now = self.clock.now();
@@ -323,6 +378,7 @@ impl Metrics {
             .map(|oldest| (now - oldest).num_milliseconds().max(0) as f64 / 1000.0)
             .unwrap_or(0.0);
         self.oldest_message_age_seconds.set(age);
+        self.set_storage(&store.storage().await?);
         for (state, n) in [
             ("healthy", g.endpoints_healthy),
             ("failing", g.endpoints_failing),
@@ -342,5 +398,15 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         Ok(out)
+    }
+
+    fn set_storage(&self, storage: &Storage) {
+        self.database_size_bytes.set(storage.bytes);
+        let days = storage.partitions.clone().unwrap_or_default();
+        let start = |day: Option<NaiveDate>| day.map_or(0, |d| d.and_time(NaiveTime::MIN).and_utc().timestamp());
+        self.history_partitions
+            .set(i64::try_from(days.count).unwrap_or(i64::MAX));
+        self.history_partition_oldest.set(start(days.oldest));
+        self.history_partition_newest.set(start(days.newest));
     }
 }

@@ -1,0 +1,78 @@
+-- Fills a Herald PostgreSQL database with history for the partition scale
+-- run (docs/performance.md, "History at scale on PostgreSQL"): the :days
+-- days before today, :per_day messages a day, each with one finished delivery to
+-- one of the application's endpoints and :tries attempts (all but the last
+-- answered 500, the last 200). Ids are made in id order, so every index
+-- grows at its end, as it does in service.
+--
+--   psql -v app=app_… -v days=30 -v per_day=333334 -v tries=5 -f benches/history_scale.sql URL
+--
+-- The application and its endpoints are made through the API first.
+
+\set ON_ERROR_STOP on
+SET synchronous_commit = off;
+
+CREATE TEMP TABLE scale_endpoints AS
+SELECT row_number() OVER (ORDER BY id) - 1 AS n, id FROM endpoints WHERE app_id = :'app';
+
+SELECT count(*) AS endpoints, count(*) > 0 AS has_endpoints FROM scale_endpoints \gset
+\if :has_endpoints
+\else
+  \echo 'the application has no endpoints'
+  \quit
+\endif
+
+-- The first 10 characters of a ULID made at `ms`: the migration's
+-- herald_ulid_time as one expression, which the planner inlines.
+CREATE FUNCTION pg_temp.ulid_time(ms BIGINT) RETURNS TEXT LANGUAGE sql IMMUTABLE AS $$
+    SELECT substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 45) & 31)::int + 1, 1)
+        || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 40) & 31)::int + 1, 1)
+        || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 35) & 31)::int + 1, 1)
+        || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 30) & 31)::int + 1, 1)
+        || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 25) & 31)::int + 1, 1)
+        || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 20) & 31)::int + 1, 1)
+        || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 15) & 31)::int + 1, 1)
+        || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 10) & 31)::int + 1, 1)
+        || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 5) & 31)::int + 1, 1)
+        || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((ms >> 0) & 31)::int + 1, 1)
+$$;
+SELECT pg_temp.ulid_time(1764000000000) = herald_ulid_time(1764000000000) AS same_ulid_encoding;
+
+-- Each day's partitions, as Herald makes them: the :days days before today, and today.
+SELECT herald_create_day(d::date)
+FROM generate_series(current_date - :days, current_date, interval '1 day') AS d;
+
+-- One statement per day and table, so progress shows and each commits.
+SELECT format($f$
+    INSERT INTO messages (id, app_id, event_type, payload, created_at, expires_at, payload_removed_at)
+    SELECT 'msg_' || pg_temp.ulid_time(t) || lpad(upper(to_hex(g)), 16, '0'), %1$L, 'ticket.created',
+           '{"ticket": 1, "subject": "Printer on fire"}', t, NULL, NULL
+    FROM (SELECT g, %2$s + g * (86400000 / %3$s) AS t FROM generate_series(0, %3$s - 1) g) s;
+
+    INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, next_attempt_at,
+                            created_at, updated_at)
+    SELECT 'dlv_' || pg_temp.ulid_time(t) || lpad(upper(to_hex(g)), 16, '0'),
+           'msg_' || pg_temp.ulid_time(t) || lpad(upper(to_hex(g)), 16, '0'),
+           e.id, %1$L, 0, 0, %4$s, NULL, t, t + %4$s * 1000
+    FROM (SELECT g, %2$s + g * (86400000 / %3$s) AS t FROM generate_series(0, %3$s - 1) g) s
+    JOIN scale_endpoints e ON e.n = s.g %% %5$s;
+
+    INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code,
+                          response, response_duration_ms, trigger_type, created_at, status_class)
+    SELECT 'atmpt_' || pg_temp.ulid_time(t + k * 1000) || lpad(upper(to_hex(g * %4$s + k)), 16, '0'),
+           'dlv_' || pg_temp.ulid_time(t) || lpad(upper(to_hex(g)), 16, '0'),
+           'msg_' || pg_temp.ulid_time(t) || lpad(upper(to_hex(g)), 16, '0'),
+           e.id, %1$L, 'https://example.com/hook',
+           CASE WHEN k = %4$s - 1 THEN 0 ELSE 2 END, CASE WHEN k = %4$s - 1 THEN 200 ELSE 500 END,
+           '', 12, 0, t + k * 1000, CASE WHEN k = %4$s - 1 THEN 2 ELSE 5 END
+    FROM (SELECT g, %2$s + g * (86400000 / %3$s) AS t FROM generate_series(0, %3$s - 1) g) s
+    JOIN scale_endpoints e ON e.n = s.g %% %5$s
+    CROSS JOIN generate_series(0, %4$s - 1) k;
+    $f$, :'app', (extract(epoch FROM d) * 1000)::bigint, :per_day, :tries, :endpoints)
+FROM generate_series(current_date - :days, current_date - 1, interval '1 day') AS d
+ORDER BY d
+\gexec
+
+VACUUM ANALYZE messages;
+VACUUM ANALYZE deliveries;
+VACUUM ANALYZE attempts;
