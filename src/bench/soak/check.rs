@@ -122,6 +122,9 @@ pub struct NodeMemory {
     /// mapped files, such as SQLite's shared-memory index.
     pub anon_peak_mib: f64,
     pub anon_end_mib: f64,
+    /// Every 30 s of the node's lives: (seconds since the soak started,
+    /// RSS MiB, anonymous MiB), for the report's JSON.
+    pub samples: Vec<(f64, f64, f64)>,
     /// For a watched node: the highest RSS over the last fifth of its life
     /// minus the highest over its second fifth.
     pub growth_mib: Option<f64>,
@@ -483,6 +486,11 @@ fn node_memory(name: &str, lives: &[Life], watched: bool, load_seconds: f64) -> 
         end_mib: mib(end),
         anon_peak_mib: mib(anon_peak),
         anon_end_mib: mib(anon_end),
+        samples: lives
+            .iter()
+            .flat_map(|l| l.rss.iter().step_by(15))
+            .map(|s| (s.0.round(), mib(s.1), mib(s.2)))
+            .collect(),
         growth_mib: growth,
         verdict,
     }
