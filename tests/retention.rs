@@ -299,14 +299,13 @@ mod partitions {
     use std::sync::Arc;
 
     use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeDelta, Utc};
+    use common::records::attempt;
     use herald::config::{Config, Settings};
-    use herald::domain::ids::{AttemptId, MessageId};
+    use herald::domain::ids::MessageId;
     use herald::domain::secret::{EndpointSecret, SecretKind};
-    use herald::domain::status::{DeliveryStatus, TriggerType};
     use herald::store::partitions::UPKEEP_LOCK;
     use herald::store::{
-        Application, Attempt, AttemptFilter, DeliveryJob, Endpoint, Message, MessageFilter, NextStep, Page, Store,
-        StoreError, UpkeepPlan,
+        Application, AttemptFilter, Endpoint, Message, MessageFilter, NextStep, Page, Store, StoreError, UpkeepPlan,
     };
     use sqlx::Connection;
 
@@ -342,29 +341,6 @@ mod partitions {
             expires_at: None,
             payload_removed_at: None,
             created_at: at,
-        }
-    }
-
-    fn attempt(job: &DeliveryJob, ok: bool) -> Attempt {
-        Attempt {
-            id: AttemptId::generate(),
-            msg_id: job.msg_id.clone(),
-            endpoint_id: job.endpoint.id.clone(),
-            url: job.endpoint.url.clone(),
-            response: String::new(),
-            response_status_code: if ok { 200 } else { 500 },
-            response_duration_ms: 1,
-            status: if ok {
-                DeliveryStatus::Success
-            } else {
-                DeliveryStatus::Fail
-            },
-            trigger_type: TriggerType::Scheduled,
-            created_at: Utc::now(),
-            request_headers: None,
-            request_body: None,
-            response_headers: None,
-            event: None,
         }
     }
 

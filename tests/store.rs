@@ -8,17 +8,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::Backend;
+use common::records::attempt;
 use herald::config::{Config, Settings};
 use herald::domain::access::Scope;
 use herald::domain::clock::Clock;
 use herald::domain::format::PayloadFormat;
-use herald::domain::ids::{AppId, AttemptId, MessageId, TokenId};
+use herald::domain::ids::{AppId, MessageId, TokenId};
 use herald::domain::operational::{DisableTrigger, Listeners};
 use herald::domain::secret::{EndpointSecret, SecretKind};
-use herald::domain::status::{DeliveryOrder, DeliveryStatus, TriggerType, WhileDisabled};
+use herald::domain::status::{DeliveryOrder, WhileDisabled};
 use herald::store::{
-    ApiToken, Application, Attempt, DeliveryJob, EmailState, Endpoint, IdempotencyState, Message, NextStep, Notices,
-    Order, Page, Recovery, Store, StoreError, Window,
+    ApiToken, Application, DeliveryJob, EmailState, Endpoint, IdempotencyState, Message, NextStep, Notices, Order,
+    Page, Recovery, Store, StoreError, Window,
 };
 
 /// A store on `backend`, with the temp dir that holds its file (if any).
@@ -62,29 +63,6 @@ fn message(app: &AppId, event_type: &str, event_id: Option<&str>) -> Message {
         expires_at: None,
         payload_removed_at: None,
         created_at: Clock::system().now(),
-    }
-}
-
-fn attempt(job: &DeliveryJob, ok: bool) -> Attempt {
-    Attempt {
-        id: AttemptId::generate(),
-        msg_id: job.msg_id.clone(),
-        endpoint_id: job.endpoint.id.clone(),
-        url: job.endpoint.url.clone(),
-        response: String::new(),
-        response_status_code: if ok { 200 } else { 500 },
-        response_duration_ms: 1,
-        status: if ok {
-            DeliveryStatus::Success
-        } else {
-            DeliveryStatus::Fail
-        },
-        trigger_type: TriggerType::Scheduled,
-        created_at: Clock::system().now(),
-        request_headers: None,
-        request_body: None,
-        response_headers: None,
-        event: None,
     }
 }
 

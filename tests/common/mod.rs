@@ -11,6 +11,7 @@ pub mod process;
 pub mod proxy;
 pub mod python;
 pub mod receiver;
+pub mod records;
 pub mod smtp;
 pub mod tls;
 
