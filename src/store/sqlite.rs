@@ -61,8 +61,12 @@ impl SqlStore<SqliteDialect> {
             .busy_timeout(Duration::from_secs(10));
         // Only the writer sets it: it counts only when the file is created.
         let writer_options = options.clone().auto_vacuum(SqliteAutoVacuum::Incremental);
+        // A SQLite connection has nothing to rebalance, and a replaced one
+        // starts on a new thread with a cold page cache: keep them for the
+        // pool's life (sqlx would retire each after 30 minutes).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .max_lifetime(None)
             .after_release(|conn, _| Box::pin(async move { Ok(still_outside_a_transaction(conn).await) }))
             .connect_with(writer_options)
             .await?;
@@ -70,6 +74,7 @@ impl SqlStore<SqliteDialect> {
         hint_at_vacuum(&writer, path).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(readers.max(1))
+            .max_lifetime(None)
             .connect_with(options.read_only(true))
             .await?;
         let batcher = Queue::<SqliteDialect>::start_writer(writer.clone(), clock);
