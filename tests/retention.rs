@@ -299,7 +299,7 @@ mod partitions {
     use std::sync::Arc;
 
     use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeDelta, Utc};
-    use common::records::attempt;
+    use common::records::{attempt, message};
     use herald::config::{Config, Settings};
     use herald::domain::ids::MessageId;
     use herald::domain::secret::{EndpointSecret, SecretKind};
@@ -331,16 +331,8 @@ mod partitions {
         let id = MessageId::lowest_at(at).replace("0000000000000000", "00000000000000AA");
         Message {
             id: MessageId::parse(&id).unwrap(),
-            app_id: app.id.clone(),
-            event_type: "ticket.created".into(),
-            event_id: Some(event_id.into()),
-            payload: Arc::from(r#"{"a": 1}"#),
-            channels: None,
-            tags: None,
-            audience: None,
-            expires_at: None,
-            payload_removed_at: None,
             created_at: at,
+            ..message(&app.id, "ticket.created", Some(event_id))
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::Backend;
-use common::records::attempt;
+use common::records::{attempt, message};
 use herald::config::{Config, Settings};
 use herald::domain::access::Scope;
 use herald::domain::clock::Clock;
@@ -18,8 +18,8 @@ use herald::domain::operational::{DisableTrigger, Listeners};
 use herald::domain::secret::{EndpointSecret, SecretKind};
 use herald::domain::status::{DeliveryOrder, WhileDisabled};
 use herald::store::{
-    ApiToken, Application, DeliveryJob, EmailState, Endpoint, IdempotencyState, Message, NextStep, Notices, Order,
-    Page, Recovery, Store, StoreError, Window,
+    ApiToken, Application, DeliveryJob, EmailState, Endpoint, IdempotencyState, NextStep, Notices, Order, Page,
+    Recovery, Store, StoreError, Window,
 };
 
 /// A store on `backend`, with the temp dir that holds its file (if any).
@@ -48,22 +48,6 @@ fn endpoint(app: &AppId, types: Option<&[&str]>) -> Endpoint {
     );
     ep.filter_types = types.map(|t| t.iter().map(|s| s.to_string()).collect());
     ep
-}
-
-fn message(app: &AppId, event_type: &str, event_id: Option<&str>) -> Message {
-    Message {
-        id: MessageId::generate(),
-        app_id: app.clone(),
-        event_type: event_type.into(),
-        event_id: event_id.map(str::to_owned),
-        payload: Arc::from(r#"{"a": 1}"#),
-        channels: None,
-        tags: None,
-        audience: None,
-        expires_at: None,
-        payload_removed_at: None,
-        created_at: Clock::system().now(),
-    }
 }
 
 const LEASE: Duration = Duration::from_secs(30);

@@ -1,9 +1,28 @@
 //! Records the store stories write directly, without a server.
 
+use std::sync::Arc;
+
 use herald::domain::clock::Clock;
-use herald::domain::ids::AttemptId;
+use herald::domain::ids::{AppId, AttemptId, MessageId};
 use herald::domain::status::{DeliveryStatus, TriggerType};
-use herald::store::{Attempt, DeliveryJob};
+use herald::store::{Attempt, DeliveryJob, Message};
+
+/// A message of `app`, just published, with a small JSON payload.
+pub fn message(app: &AppId, event_type: &str, event_id: Option<&str>) -> Message {
+    Message {
+        id: MessageId::generate(),
+        app_id: app.clone(),
+        event_type: event_type.into(),
+        event_id: event_id.map(str::to_owned),
+        payload: Arc::from(r#"{"a": 1}"#),
+        channels: None,
+        tags: None,
+        audience: None,
+        expires_at: None,
+        payload_removed_at: None,
+        created_at: Clock::system().now(),
+    }
+}
 
 /// An attempt at `job`, just made: a 200 when `ok`, else a 500.
 pub fn attempt(job: &DeliveryJob, ok: bool) -> Attempt {
