@@ -553,6 +553,35 @@ async fn a_busy_endpoint_queues_for_its_next_slot(backend: Backend) {
     assert_eq!(slow.count(), 4, "each message was sent once");
 }
 
+/// The value of `herald_deliveries_dispatched_total{via="…"}`, 0 when unseen.
+fn dispatched(metrics: &str, via: &str) -> u64 {
+    let prefix = format!(r#"herald_deliveries_dispatched_total{{via="{via}"}} "#);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+async fn a_fresh_delivery_is_handed_over_and_one_without_room_waits_for_a_claim(backend: Backend) {
+    let app = spawn_app_with(&backend, |s| s.max_concurrent_deliveries = Some("2".into())).await;
+    let app_id = app.create_app("Acme").await;
+    let slow = Receiver::slow(Duration::from_secs(1)).await;
+    let ep = app.create_endpoint(&app_id, &slow.url, json!({})).await;
+    // The first two take the dispatcher's two slots straight from their
+    // publish; the rest find no room, and wait for a claim as slots free.
+    for n in 0..6 {
+        app.publish(&app_id, "ticket.created", json!({"n": n})).await;
+    }
+    app.wait_until(&format!("{}/stats", ep_path(&app_id, &ep)), |s| s["success"] == 6)
+        .await;
+    let text = app.metrics_text().await;
+    let (handed, claimed) = (dispatched(&text, "handoff"), dispatched(&text, "claim"));
+    assert!(handed >= 2, "{handed} handed over:\n{text}");
+    assert!(claimed >= 1, "{claimed} claimed:\n{text}");
+    assert_eq!(handed + claimed, 6, "{text}");
+    assert_eq!(slow.count(), 6, "each message was sent once");
+}
+
 async fn a_rate_limit_spreads_deliveries_over_time(backend: Backend) {
     let app = spawn_app(&backend).await;
     let app_id = app.create_app("Acme").await;
@@ -590,5 +619,6 @@ on_both_backends!(
     metrics_count_what_happened,
     a_slow_endpoint_does_not_hold_back_the_others,
     a_busy_endpoint_queues_for_its_next_slot,
+    a_fresh_delivery_is_handed_over_and_one_without_room_waits_for_a_claim,
     a_rate_limit_spreads_deliveries_over_time,
 );

@@ -5,6 +5,7 @@
 //! capped by a semaphore.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -21,9 +22,10 @@ use crate::domain::clock::Clock;
 use crate::domain::ids::AttemptId;
 use crate::domain::profile::DEFAULT_PROFILE;
 use crate::domain::retry::Verdict;
-use crate::domain::status::{DeliveryStatus, WhileDisabled};
+use crate::domain::status::{DeliveryOrder, DeliveryStatus, WhileDisabled};
+use crate::store::handoff::{HandOff, Handed};
 use crate::store::{Attempt, DROPPED_WHILE_DISABLED, DeliveryJob, NextStep, Notices, Store, StoreResult};
-use crate::telemetry::metrics::{Metrics, Outcome};
+use crate::telemetry::metrics::{Metrics, Outcome, Via};
 use crate::telemetry::notify::{AttemptEvent, DisableTrigger, Notifier};
 
 /// Longest nap between checks when nothing is due: a safety net, not the
@@ -53,6 +55,9 @@ struct Inner {
     metrics: Arc<Metrics>,
     lanes: Lanes,
     clock: Clock,
+    /// When the dispatcher means to look for due work next, in the clock's
+    /// milliseconds: a retry due later need not wake it.
+    looks_next: AtomicI64,
 }
 
 impl Dispatcher {
@@ -77,6 +82,7 @@ impl Dispatcher {
                 metrics,
                 lanes,
                 clock,
+                looks_next: AtomicI64::new(i64::MAX),
             }),
         }
     }
@@ -103,6 +109,9 @@ impl Dispatcher {
             max_in_flight = self.inner.config.max_concurrent_deliveries,
             "dispatcher started"
         );
+        let (handoff, inbox) = HandOff::new(self.inner.slots.clone(), self.inner.config.lease_duration);
+        self.inner.store.hand_off_to(Some(handoff));
+        tracker.spawn(self.clone().receive(inbox, shutdown.clone(), tracker.clone()));
         while !shutdown.is_cancelled() {
             let Some(permits) = self.reserve_slots(&shutdown).await else {
                 break;
@@ -122,6 +131,7 @@ impl Dispatcher {
                     self.sleep_until_due(&shutdown).await;
                 }
                 Ok(jobs) => {
+                    self.inner.metrics.dispatched(Via::Claim, jobs.len());
                     for (job, permit) in jobs.into_iter().zip(permits) {
                         let this = self.clone();
                         let shutdown = shutdown.clone();
@@ -135,7 +145,35 @@ impl Dispatcher {
                 }
             }
         }
+        self.inner.store.hand_off_to(None);
         tracing::info!("dispatcher stopped");
+    }
+
+    /// Sends what publish batches lease and hand over, each under the slot
+    /// it took, until shutdown; what arrives after is made due again at
+    /// once, for whichever node runs next.
+    async fn receive(
+        self,
+        mut inbox: tokio::sync::mpsc::UnboundedReceiver<Handed>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) {
+        loop {
+            let handed = tokio::select! {
+                handed = inbox.recv() => handed,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(Handed { job, slot }) = handed else { break };
+            self.inner.metrics.dispatched(Via::HandOff, 1);
+            let this = self.clone();
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move { this.attempt(job, slot, shutdown).await });
+        }
+        inbox.close();
+        while let Some(Handed { job, slot }) = inbox.recv().await {
+            drop(slot);
+            self.defer(&job, Duration::ZERO).await;
+        }
     }
 
     /// Waits for at least one free slot, then takes as many as are free.
@@ -156,6 +194,10 @@ impl Dispatcher {
     }
 
     async fn sleep_until_due(&self, shutdown: &CancellationToken) {
+        // From here until the nap is known, anything recorded wakes it: a
+        // retry committed before the read below is seen by it, one after
+        // sees this mark.
+        self.inner.looks_next.store(i64::MAX, Ordering::SeqCst);
         let nap = match self.inner.store.next_due_at().await {
             Ok(Some(at)) => (at - self.inner.clock.now())
                 .to_std()
@@ -170,6 +212,10 @@ impl Dispatcher {
         if nap.is_zero() {
             return;
         }
+        let wakes_at = self.inner.clock.now() + chrono::Duration::from_std(nap).unwrap_or_default();
+        self.inner
+            .looks_next
+            .store(wakes_at.timestamp_millis(), Ordering::SeqCst);
         tokio::select! {
             () = self.inner.wake.notified() => {}
             () = tokio::time::sleep(nap) => {}
@@ -243,6 +289,7 @@ impl Dispatcher {
         }
         // What this attempt tells the operator is recorded with it.
         let notices = self.report(&job, &attempt, verdict, attempts_made).await;
+        let noted = !notices.messages.is_empty();
         self.record(&job, &attempt, next, notices).await;
         if succeeded
             && !inner.config.retain_payloads
@@ -258,9 +305,21 @@ impl Dispatcher {
         } else {
             self.track_health(&job, verdict).await;
         }
-        // A retry may now be due sooner than the dispatcher's current nap.
-        self.wake();
+        // A FIFO endpoint's next delivery, or the operator's notices, are
+        // due now; a retry may be due sooner than the dispatcher's nap.
+        if noted || job.endpoint.ordering == DeliveryOrder::Fifo {
+            self.wake();
+        } else if let NextStep::RetryAt(at) = next {
+            self.wake_by(at);
+        }
         drop(permit);
+    }
+
+    /// Wakes the dispatcher if `at` comes before it means to look again.
+    fn wake_by(&self, at: chrono::DateTime<Utc>) {
+        if at.timestamp_millis() < self.inner.looks_next.load(Ordering::SeqCst) {
+            self.wake();
+        }
     }
 
     /// The endpoint's slot for `job`, and the global slot it is sent under;
@@ -399,6 +458,8 @@ impl Dispatcher {
             .await?
         {
             self.inner.notifier.written(&notices);
+            // The operator's notices are due now.
+            self.wake();
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::handoff::{HandOff, HandOffSlot};
 use super::*;
 use crate::domain::ids::DeliveryId;
 
@@ -55,6 +56,8 @@ pub(super) struct Batch {
     pub(super) plain: Vec<(Message, Answer<usize>)>,
     pub(super) completions: Vec<(Completion, Answer<()>)>,
     pub(super) deferrals: Vec<(Deferral, Answer<()>)>,
+    /// Where its fresh deliveries may be handed, if a dispatcher runs here.
+    pub(super) handoff: Option<HandOff>,
 }
 
 impl Batch {
@@ -107,6 +110,7 @@ pub(super) fn unavailable(reason: &str) -> StoreError {
 #[derive(Clone)]
 pub(super) struct Batcher {
     queue: mpsc::Sender<Write>,
+    handoff: HandOffSlot,
 }
 
 impl Batcher {
@@ -119,8 +123,14 @@ impl Batcher {
         F: Future<Output = ()> + Send + 'static,
     {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(commit, rx));
-        Self { queue }
+        let handoff = HandOffSlot::default();
+        tokio::spawn(run(commit, rx, handoff.clone()));
+        Self { queue, handoff }
+    }
+
+    /// Hands later batches' fresh deliveries to `handoff`, or to nobody.
+    pub(super) fn hand_off_to(&self, handoff: Option<HandOff>) {
+        self.handoff.set(handoff);
     }
 
     pub(super) async fn publish(&self, msg: Message) -> StoreResult<usize> {
@@ -145,10 +155,13 @@ impl Batcher {
     }
 }
 
-async fn run<F: Future<Output = ()>>(commit: impl Fn(Batch) -> F, mut rx: mpsc::Receiver<Write>) {
+async fn run<F: Future<Output = ()>>(commit: impl Fn(Batch) -> F, mut rx: mpsc::Receiver<Write>, handoff: HandOffSlot) {
     let mut writes = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut writes, MAX_BATCH).await > 0 {
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            handoff: handoff.current(),
+            ..Batch::default()
+        };
         for write in writes.drain(..) {
             match write {
                 Write::Publish(msg, answer) if msg.event_id.is_some() => batch.keyed.push((msg, answer)),

@@ -3,6 +3,7 @@
 
 mod batch;
 mod dialect;
+pub mod handoff;
 pub mod keys;
 pub mod partitions;
 pub mod postgres;
@@ -313,8 +314,12 @@ pub trait Store: Send + Sync + 'static {
     // Messages
     /// Writes the message and one delivery per matching enabled endpoint in
     /// one transaction: once this returns, the message cannot be lost.
-    /// Returns how many deliveries were created.
+    /// Returns how many deliveries it left due for a claim: those not
+    /// dropped, nor leased and handed to the dispatcher (see [`handoff`]).
     async fn publish(&self, msg: &Message) -> StoreResult<usize>;
+    /// Hands the fresh deliveries of later publishes to this process's
+    /// running dispatcher through `handoff`, or to none.
+    fn hand_off_to(&self, handoff: Option<handoff::HandOff>);
     /// Writes a message with one delivery, to `endpoint` only (test events).
     async fn publish_to(&self, msg: &Message, endpoint: &EndpointId) -> StoreResult<()>;
     async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> StoreResult<Option<Message>>;

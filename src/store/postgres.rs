@@ -46,7 +46,7 @@ impl SqlStore<PgDialect> {
             .await?;
         // sqlx takes an advisory lock, so nodes starting together migrate once.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        let batcher = Queue::<PgDialect>::start_writer(pool.clone(), clock);
+        let batcher = Queue::<PgDialect>::start_writer(pool.clone(), clock, sealer.clone());
         Ok(Self::new(pool.clone(), pool, batcher, sealer, None))
     }
 }

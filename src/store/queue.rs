@@ -13,10 +13,12 @@ use sqlx::{ColumnIndex, Pool, QueryBuilder, Transaction};
 
 use super::batch::{Batch, Batcher, Completion, Deferral, Written};
 use super::dialect::{Column, Connection, Dialect, QUEUED, RowLock, RowOf, execute, rows_as, state};
+use super::handoff::Leases;
 use super::rows::*;
 use super::*;
 use crate::domain::fanout::{Disposition, Target, matching_endpoints};
 use crate::domain::ids::DeliveryId;
+use crate::domain::sealing::Sealer;
 use crate::domain::status::{DeliveryStatus, TriggerType};
 
 /// Rows per multi-row statement: well under either backend's bound-parameter limit.
@@ -32,11 +34,25 @@ pub struct Queue<D>(PhantomData<D>);
 
 /// A delivery row to insert.
 struct NewDelivery<'m> {
+    id: DeliveryId,
     msg: &'m Message,
     endpoint_id: String,
     status: DeliveryStatus,
     /// Waits behind its FIFO endpoint's head, not due until promoted.
     queued: bool,
+    /// Leased in this batch and handed to the dispatcher.
+    leased: bool,
+}
+
+impl NewDelivery<'_> {
+    /// The state it is written in, when it is next due, and its lease.
+    fn state(&self, leases: &Leases) -> (DeliveryStatus, Option<i64>, Option<i64>) {
+        if self.leased {
+            return (DeliveryStatus::Sending, Some(leases.until), Some(leases.token));
+        }
+        let due = self.status == DeliveryStatus::Pending && !self.queued;
+        (self.status, due.then_some(ms(self.msg.created_at)), None)
+    }
 }
 
 /// An attempt with the delivery and application it belongs to.
@@ -52,9 +68,10 @@ where
     usize: ColumnIndex<RowOf<D::Db>>,
     for<'s> &'s str: ColumnIndex<RowOf<D::Db>>,
 {
-    /// Starts the group-commit writer on `pool`.
-    pub fn start_writer(pool: Pool<D::Db>, clock: Clock) -> Batcher {
-        Batcher::start(move |batch| Self::commit(pool.clone(), clock.now(), batch))
+    /// Starts the group-commit writer on `pool`; `sealer` opens the
+    /// secrets of the jobs it hands to the dispatcher.
+    pub fn start_writer(pool: Pool<D::Db>, clock: Clock, sealer: Sealer) -> Batcher {
+        Batcher::start(move |batch| Self::commit(pool.clone(), clock.now(), batch, sealer.clone()))
     }
 
     /// Reserves up to `limit` due deliveries for `lease`, marking them
@@ -114,7 +131,8 @@ where
             candidates.extend(matched.filter(|(t, _)| t.is_fifo()).map(|(t, _)| t.id.clone()));
         }
         let fifo = Self::lock_fifo(tx, &candidates).await?;
-        let created: usize = Self::publish_many(tx, notices.messages.iter(), &mut targets, &fifo)
+        let mut leases = Leases::new(None, 0);
+        let created: usize = Self::publish_many(tx, notices.messages.iter(), &mut targets, &fifo, &mut leases)
             .await?
             .iter()
             .sum();
@@ -166,8 +184,9 @@ where
     }
 
     /// Writes a batch in one transaction and answers every caller in it.
-    /// `now` is when the batch is written: FIFO heads freed by it come due then.
-    pub async fn commit(pool: Pool<D::Db>, now: DateTime<Utc>, batch: Batch) {
+    /// `now` is when the batch is written: FIFO heads freed by it come due
+    /// then, and the fresh deliveries it leases are leased from then.
+    pub async fn commit(pool: Pool<D::Db>, now: DateTime<Utc>, batch: Batch, sealer: Sealer) {
         let mut tx = match pool.begin().await {
             Ok(tx) => tx,
             Err(e) => return batch.fail_all(&e.to_string()),
@@ -186,12 +205,14 @@ where
             plain,
             completions,
             deferrals,
+            handoff,
         } = batch;
+        let mut leases = Leases::new(handoff, ms(now));
         let mut written = Written::default();
         // Each publish with an eventId in a savepoint: a duplicate fails alone.
         for (msg, answer) in keyed {
             let result = match Self::savepoint(&mut tx).await {
-                Ok(()) => Self::publish_one(&mut tx, &msg, &mut targets, &fifo).await,
+                Ok(()) => Self::publish_one(&mut tx, &msg, &mut targets, &fifo, &mut leases).await,
                 Err(e) => Err(e),
             };
             match Self::end_savepoint(&mut tx, result).await {
@@ -205,8 +226,8 @@ where
         let bulk = async {
             // The operator's notices of the attempts ride with the publishes.
             let noted = completions.iter().flat_map(|(c, _)| &c.notices.messages);
-            let mut counts =
-                Self::publish_many(&mut tx, plain.iter().map(|(m, _)| m).chain(noted), &mut targets, &fifo).await?;
+            let published = plain.iter().map(|(m, _)| m).chain(noted);
+            let mut counts = Self::publish_many(&mut tx, published, &mut targets, &fifo, &mut leases).await?;
             let noted_created: usize = counts.split_off(plain.len()).iter().sum();
             Self::complete_many(&mut tx, completions.iter().map(|(c, _)| c)).await?;
             let emails: Vec<&OperatorEmail> = completions.iter().flat_map(|(c, _)| &c.notices.emails).collect();
@@ -218,11 +239,12 @@ where
             if keyed_created + noted_created + counts.iter().sum::<usize>() > 0 {
                 D::wake_others(&mut tx).await?;
             }
-            Ok::<_, StoreError>(counts)
+            let handed = Self::read_leased(&mut tx, &leases).await?;
+            Ok::<_, StoreError>((counts, handed))
         }
         .await;
-        let counts = match bulk {
-            Ok(counts) => counts,
+        let (counts, handed) = match bulk {
+            Ok(done) => done,
             Err(e) => {
                 let _ = tx.rollback().await;
                 let reason = e.to_string();
@@ -239,7 +261,23 @@ where
         written.published.extend(plain.into_iter().map(|(_, a)| a).zip(counts));
         written.done.extend(completions.into_iter().map(|(_, a)| a));
         written.done.extend(deferrals.into_iter().map(|(_, a)| a));
-        written.answer(tx.commit().await.map_err(|e| e.to_string()));
+        let committed = tx.commit().await.map_err(|e| e.to_string());
+        if committed.is_ok() {
+            leases.hand(decode_jobs(handed, &sealer));
+        }
+        written.answer(committed);
+    }
+
+    /// The jobs of the deliveries this batch leased, read in its transaction.
+    async fn read_leased(tx: &mut Transaction<'_, D::Db>, leases: &Leases) -> StoreResult<Vec<JobRow>> {
+        let keys = leases.keys();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = rows_as::<D, _>(&mut claimed_jobs_query(&keys))
+            .fetch_all(D::exec(&mut **tx))
+            .await?;
+        Ok(rows)
     }
 
     /// The FIFO endpoints this batch queues into or finishes a delivery of,
@@ -370,96 +408,107 @@ where
         Ok(cache.get(app).map(Vec::as_slice).unwrap_or_default())
     }
 
+    /// Writes a message with an eventId and its deliveries. Answers how
+    /// many deliveries it left due for a claim.
     async fn publish_one(
         tx: &mut Transaction<'_, D::Db>,
         msg: &Message,
         cache: &mut TargetCache,
         fifo: &BTreeSet<String>,
+        leases: &mut Leases,
     ) -> StoreResult<usize> {
         Self::insert_message(tx, msg).await?;
-        let now = ms(msg.created_at);
-        let publication = publication(msg);
-        let mut created = 0;
-        for (target, disposition) in matching_endpoints(&publication, Self::targets_of(tx, &msg.app_id, cache).await?) {
-            let status = disposition.initial_status();
-            let queued = fifo.contains(&target.id);
-            let delivery =
-                Self::insert_delivery(tx, msg, &target.id, TriggerType::Scheduled, now, status, queued).await?;
-            if disposition == Disposition::Drop {
-                let attempt = Attempt::not_sent(msg, &target.id, &target.url, DROPPED_WHILE_DISABLED);
-                Self::insert_attempt(tx, &delivery, &msg.app_id, &attempt).await?;
-            } else {
-                created += 1;
-            }
-        }
-        Ok(created)
+        let mut counts = Self::write_deliveries(tx, &[msg], cache, fifo, leases).await?;
+        Ok(counts.pop().unwrap_or_default())
     }
 
     /// Writes messages without an eventId, and their deliveries, in a few
-    /// statements. Answers how many deliveries each message got.
+    /// statements. Answers how many deliveries each message left due for
+    /// a claim: those not dropped, nor leased and handed to the dispatcher.
     async fn publish_many<'m>(
         tx: &mut Transaction<'_, D::Db>,
         msgs: impl Iterator<Item = &'m Message>,
         cache: &mut TargetCache,
         fifo: &BTreeSet<String>,
+        leases: &mut Leases,
     ) -> StoreResult<Vec<usize>> {
         let msgs: Vec<&Message> = msgs.collect();
         for chunk in msgs.chunks(ROWS_PER_STATEMENT) {
             Self::insert_messages(tx, chunk).await?;
         }
+        Self::write_deliveries(tx, &msgs, cache, fifo, leases).await
+    }
+
+    /// Writes the deliveries of messages already written: one per matching
+    /// endpoint, leased where the dispatcher has room, and an attempt for
+    /// each dropped one. Answers, per message, how many it left due.
+    async fn write_deliveries(
+        tx: &mut Transaction<'_, D::Db>,
+        msgs: &[&Message],
+        cache: &mut TargetCache,
+        fifo: &BTreeSet<String>,
+        leases: &mut Leases,
+    ) -> StoreResult<Vec<usize>> {
         let mut counts = Vec::with_capacity(msgs.len());
         let mut deliveries = Vec::new();
         let mut dropped = Vec::new();
-        for msg in &msgs {
+        for msg in msgs {
             let publication = publication(msg);
-            let mut created = 0;
+            let mut left_due = 0;
             for (target, disposition) in
                 matching_endpoints(&publication, Self::targets_of(tx, &msg.app_id, cache).await?)
             {
+                let id = DeliveryId::generate();
+                let queued = fifo.contains(&target.id);
+                let status = disposition.initial_status();
+                let mut leased = false;
                 if disposition == Disposition::Drop {
-                    dropped.push((*msg, target.id.clone(), target.url.clone()));
+                    dropped.push((*msg, id.clone(), target.id.clone(), target.url.clone()));
+                } else if status == DeliveryStatus::Pending
+                    && !queued
+                    && let Some(slot) = leases.try_take()
+                {
+                    leases.leased(msg.id.as_str().to_owned(), id.as_str().to_owned(), slot);
+                    leased = true;
                 } else {
-                    created += 1;
+                    left_due += 1;
                 }
                 deliveries.push(NewDelivery {
+                    id,
                     msg,
-                    queued: fifo.contains(&target.id),
+                    queued,
+                    leased,
                     endpoint_id: target.id.clone(),
-                    status: disposition.initial_status(),
+                    status,
                 });
             }
-            counts.push(created);
+            counts.push(left_due);
         }
-        let mut drop_ids = HashMap::new();
         for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, \
-                 next_attempt_at, created_at, updated_at) ",
+                 next_attempt_at, lease_token, created_at, updated_at) ",
             );
             qb.push_values(chunk, |mut row, d| {
-                let id = DeliveryId::generate();
+                let (status, next_at, lease_token) = d.state(leases);
                 let now = ms(d.msg.created_at);
-                if d.status == DeliveryStatus::Dropped {
-                    drop_ids.insert((d.msg.id.as_str().to_owned(), d.endpoint_id.clone()), id.clone());
-                }
-                row.push_bind(id.as_str().to_owned())
+                row.push_bind(d.id.as_str().to_owned())
                     .push_bind(d.msg.id.as_str().to_owned())
                     .push_bind(d.endpoint_id.clone())
                     .push_bind(d.msg.app_id.as_str().to_owned())
-                    .push_bind(d.status.code())
+                    .push_bind(status.code())
                     .push_bind(TriggerType::Scheduled.code())
                     .push_bind(0_i64)
-                    .push_bind((d.status == DeliveryStatus::Pending && !d.queued).then_some(now))
+                    .push_bind(next_at)
+                    .push_bind(lease_token)
                     .push_bind(now)
                     .push_bind(now);
             });
             execute::<D>(&mut qb, &mut **tx).await?;
         }
-        for (msg, endpoint_id, url) in dropped {
-            if let Some(delivery) = drop_ids.get(&(msg.id.as_str().to_owned(), endpoint_id.clone())) {
-                let attempt = Attempt::not_sent(msg, &endpoint_id, &url, DROPPED_WHILE_DISABLED);
-                Self::insert_attempt(tx, delivery, &msg.app_id, &attempt).await?;
-            }
+        for (msg, delivery, endpoint_id, url) in dropped {
+            let attempt = Attempt::not_sent(msg, &endpoint_id, &url, DROPPED_WHILE_DISABLED);
+            Self::insert_attempt(tx, &delivery, &msg.app_id, &attempt).await?;
         }
         Ok(counts)
     }
@@ -627,4 +676,17 @@ where
     ) -> StoreResult<()> {
         Self::insert_attempts(tx, &[(delivery, app, attempt)]).await
     }
+}
+
+/// Opens the jobs a batch leased. One that cannot be opened is left to its
+/// lease's end and then to a claim, which reports it as a claim does.
+fn decode_jobs(rows: Vec<JobRow>, sealer: &Sealer) -> Vec<DeliveryJob> {
+    rows.into_iter()
+        .filter_map(|row| {
+            let key = (row.msg_id.clone(), row.delivery_id.clone());
+            row.into_job(sealer)
+                .map_err(|e| tracing::error!(error = %e, msg_id = %key.0, delivery_id = %key.1, "reading a leased delivery failed"))
+                .ok()
+        })
+        .collect()
 }

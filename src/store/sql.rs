@@ -535,6 +535,10 @@ where
         self.batcher.publish(msg.clone()).await
     }
 
+    fn hand_off_to(&self, handoff: Option<super::handoff::HandOff>) {
+        self.batcher.hand_off_to(handoff);
+    }
+
     async fn publish_to(&self, msg: &Message, endpoint: &EndpointId) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
         let fifo = Queue::<D>::lock_queue(&mut tx, endpoint.as_str()).await?;

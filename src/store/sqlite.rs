@@ -77,7 +77,7 @@ impl SqlStore<SqliteDialect> {
             .max_lifetime(None)
             .connect_with(options.read_only(true))
             .await?;
-        let batcher = Queue::<SqliteDialect>::start_writer(writer.clone(), clock);
+        let batcher = Queue::<SqliteDialect>::start_writer(writer.clone(), clock, sealer.clone());
         Ok(Self::new(writer, reader, batcher, sealer, Some(lock)))
     }
 }

@@ -83,9 +83,29 @@ impl Outcome {
     }
 }
 
+/// How a delivery reached the dispatcher, as the `via` label says it.
+#[derive(Debug, Clone, Copy)]
+pub enum Via {
+    /// Leased by its publish batch and handed over directly.
+    HandOff,
+    /// Claimed from the store: a retry, another node's, or one left over
+    /// when the dispatcher had no room.
+    Claim,
+}
+
+impl Via {
+    fn label(self) -> &'static str {
+        match self {
+            Self::HandOff => "handoff",
+            Self::Claim => "claim",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     published: Counter,
+    dispatched: Family<Labels, Counter>,
     attempts: Family<Labels, Counter>,
     attempt_seconds: Histogram,
     queue_depth: Gauge,
@@ -118,6 +138,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("herald");
         let published = Counter::default();
         registry.register("messages_published", "Messages accepted by the API", published.clone());
+        let dispatched = Family::<Labels, Counter>::default();
+        registry.register(
+            "deliveries_dispatched",
+            "Deliveries taken up by this node's dispatcher: handoff (leased by the publish itself) or claim",
+            dispatched.clone(),
+        );
         let attempts = Family::<Labels, Counter>::default();
         registry.register(
             "attempts",
@@ -278,6 +304,7 @@ impl Metrics {
             source_connected,
             source_reconnects,
             published,
+            dispatched,
             attempts,
             attempt_seconds,
             queue_depth,
@@ -289,6 +316,12 @@ impl Metrics {
 
     pub fn published(&self) {
         self.published.inc();
+    }
+
+    pub fn dispatched(&self, via: Via, deliveries: usize) {
+        self.dispatched
+            .get_or_create(&[("via", via.label())])
+            .inc_by(deliveries as u64);
     }
 
     pub fn attempt(&self, outcome: Outcome, seconds: Option<f64>) {
