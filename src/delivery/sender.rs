@@ -108,7 +108,8 @@ pub async fn send(
     let request_body = (prepared.body != *job.payload).then(|| prepared.body.clone());
     let route = outbound.route(&job.endpoint);
     let started = Instant::now();
-    let outcome = post(route.client, &job.endpoint.url, prepared, profile.timeout, clock)
+    // The URL as checked, so reqwest need not parse it again.
+    let outcome = post(route.client, target, prepared, profile.timeout, clock)
         .await
         .map_err(|reason| overruled(reason, route.tls_verify_ignored));
     let duration = started.elapsed();
@@ -208,7 +209,7 @@ struct Answered {
 
 async fn post(
     client: &reqwest::Client,
-    url: &str,
+    url: url::Url,
     prepared: Prepared,
     timeout: Duration,
     clock: &Clock,

@@ -22,8 +22,9 @@ pub fn parse_json_or_default<T: DeserializeOwned + Default>(bytes: &[u8]) -> Res
 /// cannot store it in text; a message's payload keeps it escaped, so only the
 /// payload may carry it.
 fn refuse_nul_outside_payload(bytes: &[u8]) -> Result<(), ServiceError> {
-    // The escape is the only way JSON text carries a NUL; most bodies have none.
-    if !bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+    // The escape is the only way JSON text carries a NUL; most bodies have
+    // none, and few backslashes to look behind.
+    if !has_nul_escape(bytes) {
         return Ok(());
     }
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
@@ -37,6 +38,21 @@ fn refuse_nul_outside_payload(bytes: &[u8]) -> Result<(), ServiceError> {
         }])),
         None => Ok(()),
     }
+}
+
+/// Whether `\u0000` appears anywhere in the text (in a string or not).
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+        if rest
+            .get(at + 1..at + 6)
+            .is_some_and(|e| e.eq_ignore_ascii_case(b"u0000"))
+        {
+            return true;
+        }
+        rest = &rest[at + 1..];
+    }
+    false
 }
 
 /// Where the first string (or key) holding a NUL is, skipping a top-level `payload`.
@@ -242,6 +258,17 @@ mod tests {
         let e = parse_json::<serde_json::Value>(br#"{"list": ["ok", "\u0000"]}"#).unwrap_err();
         assert_eq!(loc(e), ["body", "list", "1"]);
         assert!(parse_json::<In>(br#"{"name": "a", "payload": {"text": "b\u0000c"}}"#).is_ok());
+    }
+
+    #[test]
+    fn the_quick_scan_finds_every_nul_escape_and_only_those() {
+        assert!(has_nul_escape(br#""\u0000""#));
+        assert!(has_nul_escape(br#"{"a": "\\", "b": "x\u0000"}"#));
+        assert!(has_nul_escape(b"\\U0000"));
+        assert!(!has_nul_escape(br#"{"a": "\n", "b": "\u0001"}"#));
+        assert!(!has_nul_escape(b"\\u000"));
+        assert!(!has_nul_escape(b"\\"));
+        assert!(!has_nul_escape(b""));
     }
 
     #[test]

@@ -681,11 +681,10 @@ where
 /// Opens the jobs a batch leased. One that cannot be opened is left to its
 /// lease's end and then to a claim, which reports it as a claim does.
 fn decode_jobs(rows: Vec<JobRow>, sealer: &Sealer) -> Vec<DeliveryJob> {
-    rows.into_iter()
-        .filter_map(|row| {
-            let key = (row.msg_id.clone(), row.delivery_id.clone());
-            row.into_job(sealer)
-                .map_err(|e| tracing::error!(error = %e, msg_id = %key.0, delivery_id = %key.1, "reading a leased delivery failed"))
+    open_jobs(rows, sealer)
+        .into_iter()
+        .filter_map(|job| {
+            job.map_err(|e| tracing::error!(error = %e, "opening a leased delivery failed"))
                 .ok()
         })
         .collect()

@@ -3,7 +3,7 @@
 //! Both schemas use the same column types (TEXT for JSON, BIGINT/INTEGER for
 //! Unix milliseconds), so one set of row types serves SQLite and PostgreSQL.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::{FromRow, QueryBuilder};
@@ -309,6 +309,15 @@ impl TryFrom<AttemptRow> for Attempt {
 
 #[derive(FromRow)]
 pub(super) struct JobRow {
+    #[sqlx(flatten)]
+    pub(super) job: JobFields,
+    #[sqlx(flatten)]
+    pub(super) endpoint: EndpointRow,
+}
+
+/// What a job reads besides its endpoint.
+#[derive(FromRow)]
+pub(super) struct JobFields {
     pub(super) delivery_id: String,
     pub(super) lease_token: i64,
     pub(super) msg_id: String,
@@ -320,18 +329,17 @@ pub(super) struct JobRow {
     pub(super) event_id: Option<String>,
     pub(super) msg_created_at: i64,
     pub(super) app_profile: Option<String>,
-    #[sqlx(flatten)]
-    pub(super) endpoint: EndpointRow,
 }
 
-impl JobRow {
-    pub(super) fn into_job(self, sealer: &Sealer) -> StoreResult<DeliveryJob> {
-        Ok(DeliveryJob {
+impl JobFields {
+    /// The job, with its endpoint already opened.
+    fn with_endpoint(self, endpoint: Endpoint) -> DeliveryJob {
+        DeliveryJob {
             delivery_id: DeliveryId::from_trusted(self.delivery_id),
             lease_token: self.lease_token,
             msg_id: MessageId::from_trusted(self.msg_id),
             app_id: AppId::from_trusted(self.app_id),
-            endpoint: self.endpoint.into_endpoint(sealer)?,
+            endpoint,
             app_profile: self.app_profile,
             event_type: self.event_type,
             event_id: self.event_id,
@@ -339,8 +347,29 @@ impl JobRow {
             payload: self.payload.into(),
             attempts_made: u32::try_from(self.attempts).unwrap_or(0),
             trigger_type: TriggerType::from_code(self.trigger_type),
-        })
+        }
     }
+}
+
+/// Opens claimed or leased jobs, each endpoint once (its secret unsealed,
+/// its JSON parsed): a batch is mostly a few endpoints' deliveries, and
+/// the rows of one read show each endpoint the same.
+pub(super) fn open_jobs(rows: Vec<JobRow>, sealer: &Sealer) -> Vec<StoreResult<DeliveryJob>> {
+    let mut opened: HashMap<String, Endpoint> = HashMap::new();
+    rows.into_iter()
+        .map(|JobRow { job, endpoint }| {
+            let endpoint = match opened.get(&endpoint.id) {
+                Some(known) => known.clone(),
+                None => {
+                    let id = endpoint.id.clone();
+                    let endpoint = endpoint.into_endpoint(sealer)?;
+                    opened.insert(id, endpoint.clone());
+                    endpoint
+                }
+            };
+            Ok(job.with_endpoint(endpoint))
+        })
+        .collect()
 }
 
 /// An endpoint due for its repeat check, with its application's profile.

@@ -609,7 +609,7 @@ where
         if !D::after_claim(&mut conn).await {
             conn.close_on_drop();
         }
-        claimed?.into_iter().map(|r| r.into_job(&self.sealer)).collect()
+        open_jobs(claimed?, &self.sealer).into_iter().collect()
     }
 
     async fn defer(&self, job: &DeliveryJob, until: DateTime<Utc>) -> StoreResult<()> {
