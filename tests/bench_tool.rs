@@ -102,3 +102,43 @@ async fn a_compared_bench_runs_the_same_load_against_both_servers() {
         "the load went to the second server: {published}"
     );
 }
+
+/// `--nodes` starts several servers on one PostgreSQL database and spreads
+/// the publishers over them; the report says what each delivery cost the
+/// servers and the database, which is what predicts how nodes add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bench_over_two_nodes_reports_what_a_delivery_costs_them_and_the_database() {
+    let Some(db) = common::pg::fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let mut bench = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    bench
+        .args(["bench", "--messages", "400", "--nodes", "2", "--concurrency", "8"])
+        .args(["--database-url", &db, "--out"])
+        .arg(&out);
+    assert!(bench.status().await.expect("herald bench runs").success());
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(report["nodes"], 2, "{report}");
+    assert_eq!(report["delivered"], 400, "{report}");
+    assert_eq!((report["lost"].as_u64(), report["duplicates"].as_u64()), (Some(0), Some(0)));
+    assert!(report["server_cpu_ms_per_delivery"].as_f64().unwrap() > 0.0, "{report}");
+    // Every delivery writes a message, a delivery and an attempt row at least.
+    let database = &report["database"];
+    assert!(database["rows_written_per_delivery"].as_f64().unwrap() >= 2.0, "{report}");
+    assert!(database["transactions_per_delivery"].as_f64().unwrap() > 0.0, "{report}");
+    common::pg::drop_database(&db).await;
+}
+
+/// A SQLite file takes one node: asking for more is refused, and says why.
+#[test]
+fn more_nodes_than_one_need_postgresql() {
+    let output = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["bench", "--messages", "10", "--nodes", "2"])
+        .output()
+        .expect("herald bench runs");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("--nodes above 1 needs a PostgreSQL --database-url"), "{said}");
+}

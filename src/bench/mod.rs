@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use receiver::{Tally, now_us};
-use server::{Server, memory_kib};
+use server::{Server, cpu_seconds, cpu_seconds_of_family, memory_kib, parent_of};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -57,6 +57,10 @@ pub struct BenchArgs {
     /// Database of the server the bench starts [default: a fresh SQLite file]
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+    /// Start this many nodes on the --database-url (PostgreSQL) and spread
+    /// the publishers over them, as a load balancer would
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub nodes: u16,
     /// Give up waiting for deliveries after this long without progress
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
@@ -102,10 +106,25 @@ pub struct Report {
     pub latency_ms: Percentiles,
     pub idle_rss_mib: Option<f64>,
     pub peak_rss_mib: Option<f64>,
+    /// Nodes the load was spread over (servers the bench started).
+    pub nodes: u16,
+    /// CPU time (user and system) the bench's own servers spent per
+    /// delivery, from the first publish to the last receipt.
+    pub server_cpu_ms_per_delivery: Option<f64>,
+    /// On PostgreSQL: the database server's CPU time (when it runs on this
+    /// machine), its transactions and the rows it wrote, per delivery.
+    pub database: Option<DatabaseCost>,
     /// With --backlog: how long enabling the endpoints took (it makes the
     /// whole backlog due), and the server's peak memory while it drained.
     pub backlog: Option<BacklogReport>,
     pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DatabaseCost {
+    pub cpu_ms_per_delivery: f64,
+    pub transactions_per_delivery: f64,
+    pub rows_written_per_delivery: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -174,24 +193,28 @@ pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
 
 /// Runs one load against Herald (started here, or at `--url`) and reports it.
 async fn run_once(args: &BenchArgs) -> Result<Report, BenchError> {
-    let server = match &args.url {
-        Some(_) => None,
-        None => Some(Server::start(args.database_url.as_deref(), &[]).await?),
+    let servers = match &args.url {
+        Some(_) => Vec::new(),
+        None => start_nodes(args).await?,
     };
-    let (base, token) = match (&server, &args.url) {
-        (Some(s), _) => (s.base.clone(), s.token.clone()),
+    let (bases, token) = match (servers.first(), &args.url) {
+        (Some(s), _) => (servers.iter().map(|s| s.base.clone()).collect(), s.token.clone()),
         (None, Some(url)) => (
-            url.trim_end_matches('/').to_owned(),
+            vec![url.trim_end_matches('/').to_owned()],
             args.token
                 .clone()
                 .ok_or_else(|| BenchError::Setup("--url needs --token (or HERALD_ADMIN_TOKEN)".to_owned()))?,
         ),
         (None, None) => return Err(BenchError::Setup("no server".to_owned())),
     };
-    let pid = server.as_ref().and_then(Server::pid);
+    let pids: Vec<u32> = servers.iter().filter_map(Server::pid).collect();
     // Idle: after start, before any load.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss = pid.and_then(|p| memory_kib(p, "VmRSS"));
+    let idle_rss = pids.iter().filter_map(|p| memory_kib(*p, "VmRSS")).max();
+    let database = match &args.database_url {
+        Some(url) if !servers.is_empty() && url.starts_with("postgres") => Some(DatabaseProbe::connect(url).await?),
+        _ => None,
+    };
 
     let tally = Arc::new(Tally::new(args.messages, args.fanout));
     let stop = CancellationToken::new();
@@ -199,11 +222,11 @@ async fn run_once(args: &BenchArgs) -> Result<Report, BenchError> {
     let receiver_base = format!("http://{}", listener.local_addr()?);
     receiver::spawn(listener, tally.clone(), stop.clone());
 
-    let api = Api::new(base, token)?;
+    let api = Api::new(bases, token)?;
     let (app_id, endpoints) = api.setup(&receiver_base, args.fanout, args.backlog).await?;
 
     let peak = Arc::new(AtomicU64::new(idle_rss.unwrap_or(0)));
-    if let Some(pid) = pid {
+    for &pid in &pids {
         let (peak, stop) = (peak.clone(), stop.clone());
         tokio::spawn(async move {
             while !stop.is_cancelled() {
@@ -214,6 +237,11 @@ async fn run_once(args: &BenchArgs) -> Result<Report, BenchError> {
             }
         });
     }
+    let cpu_before: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
+    let db_before = match &database {
+        Some(probe) => Some(probe.read().await?),
+        None => None,
+    };
 
     let expected = args.messages * args.fanout;
     let bar = ProgressBar::new(expected);
@@ -229,7 +257,7 @@ async fn run_once(args: &BenchArgs) -> Result<Report, BenchError> {
         while !publishing.is_finished() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let at_enable = pid.and_then(|p| memory_kib(p, "VmRSS"));
+        let at_enable = pids.iter().filter_map(|p| memory_kib(*p, "VmRSS")).max();
         peak.store(at_enable.unwrap_or(0), Ordering::Relaxed);
         started_us = now_us();
         let enabling = Instant::now();
@@ -262,6 +290,9 @@ async fn run_once(args: &BenchArgs) -> Result<Report, BenchError> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bar.finish();
+    let cpu_after: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
+    // Read before the nodes stop, while their backends still exist.
+    let db_cpu_after = database.as_ref().map_or(0.0, DatabaseProbe::cpu_seconds);
     let outcome = publishing
         .await
         .map_err(|e| BenchError::Setup(format!("the publishers failed: {e}")))?;
@@ -271,15 +302,35 @@ async fn run_once(args: &BenchArgs) -> Result<Report, BenchError> {
 
     let delivered = tally.delivered.load(Ordering::Relaxed);
     let delivery_secs = (tally.last_at_us.load(Ordering::Relaxed).saturating_sub(started_us)) as f64 / 1e6;
-    let peak_rss = pid.map(|p| {
-        let hwm = memory_kib(p, "VmHWM").unwrap_or(0);
-        hwm.max(peak.load(Ordering::Relaxed))
-    });
+    let peak_rss = pids
+        .iter()
+        .map(|p| memory_kib(*p, "VmHWM").unwrap_or(0))
+        .max()
+        .map(|hwm| hwm.max(peak.load(Ordering::Relaxed)));
     let backlog = backlog_started.map(|(enable_seconds, at_enable)| BacklogReport {
         enable_seconds,
         rss_at_enable_mib: at_enable.map(mib),
-        drain_peak_rss_mib: pid.map(|_| mib(peak.load(Ordering::Relaxed))),
+        drain_peak_rss_mib: (!pids.is_empty()).then(|| mib(peak.load(Ordering::Relaxed))),
     });
+    let nodes = u16::try_from(servers.len()).unwrap_or(1).max(1);
+    for server in servers {
+        server.stop().await;
+    }
+    let per_delivery = |total: f64| total / delivered.max(1) as f64;
+    let server_cpu_ms_per_delivery = (!pids.is_empty()).then(|| per_delivery((cpu_after - cpu_before) * 1000.0));
+    // A backend reports its last statistics as it exits, with the node.
+    let db_after = match &database {
+        Some(probe) => Some(probe.settled().await?),
+        None => None,
+    };
+    let database = match (db_before, db_after) {
+        (Some(before), Some(after)) => Some(DatabaseCost {
+            cpu_ms_per_delivery: per_delivery((db_cpu_after - before.cpu_seconds) * 1000.0),
+            transactions_per_delivery: per_delivery((after.transactions - before.transactions) as f64),
+            rows_written_per_delivery: per_delivery((after.rows_written - before.rows_written) as f64),
+        }),
+        _ => None,
+    };
     let report = Report {
         messages: args.messages,
         concurrency: args.concurrency,
@@ -296,49 +347,148 @@ async fn run_once(args: &BenchArgs) -> Result<Report, BenchError> {
         latency_ms: Percentiles::of(&tally.latencies()),
         idle_rss_mib: idle_rss.map(mib),
         peak_rss_mib: peak_rss.map(mib),
+        nodes,
+        server_cpu_ms_per_delivery,
+        database,
         backlog,
         seconds: started.elapsed().as_secs_f64(),
     };
-    if let Some(server) = server {
-        server.stop().await;
-    }
     Ok(report)
+}
+
+/// The bench's own servers: one, or `--nodes` on one PostgreSQL database,
+/// started one after the other (the first migrates it).
+async fn start_nodes(args: &BenchArgs) -> Result<Vec<Server>, BenchError> {
+    let shared = args.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
+    if args.nodes > 1 && !shared {
+        return Err(BenchError::Setup(
+            "--nodes above 1 needs a PostgreSQL --database-url (a SQLite file takes one node)".to_owned(),
+        ));
+    }
+    let first = Server::start(args.database_url.as_deref(), &[], None).await?;
+    let token = first.token.clone();
+    let mut servers = vec![first];
+    for _ in 1..args.nodes {
+        servers.push(Server::start(args.database_url.as_deref(), &[], Some(&token)).await?);
+    }
+    Ok(servers)
+}
+
+/// Whether the database URL names this machine.
+fn database_is_local(url: &str) -> bool {
+    let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned));
+    matches!(host.as_deref(), None | Some("" | "localhost" | "127.0.0.1" | "[::1]"))
+}
+
+/// Reads what the database server has done so far: its processes' CPU
+/// (on this machine) and the database's statistics.
+struct DatabaseProbe {
+    pool: sqlx::PgPool,
+    /// The server's main process, found as the parent of a backend.
+    postmaster: Option<u32>,
+}
+
+struct DatabaseReading {
+    cpu_seconds: f64,
+    transactions: i64,
+    rows_written: i64,
+}
+
+impl DatabaseProbe {
+    async fn connect(url: &str) -> Result<Self, BenchError> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .map_err(|e| BenchError::Setup(format!("cannot read the database's statistics: {e}")))?;
+        let backend: Option<i32> = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .ok();
+        // Only a server on this machine: a remote backend's pid means nothing here.
+        let postmaster = backend
+            .and_then(|pid| parent_of(u32::try_from(pid).ok()?))
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_end() == "postgres")
+            })
+            .filter(|_| database_is_local(url));
+        Ok(Self { pool, postmaster })
+    }
+
+    /// The server's CPU time so far, or 0 when it runs elsewhere.
+    fn cpu_seconds(&self) -> f64 {
+        self.postmaster.map_or(0.0, cpu_seconds_of_family)
+    }
+
+    /// The statistics once the nodes' backends have exited, which is when
+    /// they report their last (a live one reports about once a second).
+    async fn settled(&self) -> Result<DatabaseReading, BenchError> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.read().await
+    }
+
+    async fn read(&self) -> Result<DatabaseReading, BenchError> {
+        let (transactions, rows_written): (i64, i64) = sqlx::query_as(
+            "SELECT (xact_commit + xact_rollback)::int8, (tup_inserted + tup_updated + tup_deleted)::int8 \
+             FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| BenchError::Setup(format!("cannot read the database's statistics: {e}")))?;
+        Ok(DatabaseReading {
+            cpu_seconds: self.cpu_seconds(),
+            transactions,
+            rows_written,
+        })
+    }
 }
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// The API of the node (or nodes) under load.
 #[derive(Clone)]
 struct Api {
     http: reqwest::Client,
-    base: String,
+    bases: Arc<[String]>,
     token: String,
 }
 
 impl Api {
-    fn new(base: String, token: String) -> Result<Self, BenchError> {
+    fn new(bases: Vec<String>, token: String) -> Result<Self, BenchError> {
         let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
-        Ok(Self { http, base, token })
+        Ok(Self {
+            http,
+            bases: bases.into(),
+            token,
+        })
     }
 
     async fn post(&self, path: &str, body: &serde_json::Value) -> Result<reqwest::Response, BenchError> {
-        self.send(reqwest::Method::POST, path, body).await
+        self.send(0, reqwest::Method::POST, path, body).await
+    }
+
+    /// Posts through the `n`th node, counted round.
+    async fn post_via(&self, n: u64, path: &str, body: &serde_json::Value) -> Result<reqwest::Response, BenchError> {
+        self.send(n, reqwest::Method::POST, path, body).await
     }
 
     async fn patch(&self, path: &str, body: &serde_json::Value) -> Result<reqwest::Response, BenchError> {
-        self.send(reqwest::Method::PATCH, path, body).await
+        self.send(0, reqwest::Method::PATCH, path, body).await
     }
 
     async fn send(
         &self,
+        node: u64,
         method: reqwest::Method,
         path: &str,
         body: &serde_json::Value,
     ) -> Result<reqwest::Response, BenchError> {
+        let base = &self.bases[(node % self.bases.len().max(1) as u64) as usize];
         Ok(self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{base}{path}"))
             .bearer_auth(&self.token)
             .json(body)
             .send()
@@ -394,7 +544,8 @@ async fn publish_all(api: Api, app_id: String, args: BenchArgs) -> PublishOutcom
                     "eventType": "bench.event",
                     "payload": {"seq": seq, "sentAt": now_us(), "pad": &*pad},
                 });
-                match api.post(&path, &body).await {
+                // Spread over the nodes by sequence, as a load balancer would.
+                match api.post_via(seq, &path, &body).await {
                     Ok(r) if r.status().is_success() => accepted.fetch_add(1, Ordering::Relaxed),
                     _ => rejected.fetch_add(1, Ordering::Relaxed),
                 };
@@ -543,10 +694,20 @@ fn print_table(r: &Report) {
         r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p99, r.latency_ms.max
     );
     println!(
-        "  server RSS MiB    idle {}  peak {}",
+        "  server RSS MiB    idle {}  peak {}{}",
         opt(r.idle_rss_mib),
-        opt(r.peak_rss_mib)
+        opt(r.peak_rss_mib),
+        if r.nodes > 1 { " (the largest node)" } else { "" }
     );
+    if let Some(cpu) = r.server_cpu_ms_per_delivery {
+        println!("  server CPU        {cpu:.3} ms per delivery, all {} node(s)", r.nodes);
+    }
+    if let Some(db) = &r.database {
+        println!(
+            "  database          {:.3} ms CPU, {:.2} transactions, {:.2} rows written per delivery",
+            db.cpu_ms_per_delivery, db.transactions_per_delivery, db.rows_written_per_delivery
+        );
+    }
     if let Some(b) = &r.backlog {
         println!(
             "  backlog           enabled in {:.1} s; RSS {} MiB then, peak {} MiB while it drained",

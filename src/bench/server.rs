@@ -43,10 +43,18 @@ mod tempfile_dir {
 
 impl Server {
     /// Starts `herald serve` on a free loopback port with a fresh SQLite file
-    /// (or `database_url`), loopback receivers allowed, and waits until it answers.
-    pub async fn start(database_url: Option<&str>, extra_env: &[(String, String)]) -> Result<Self, BenchError> {
+    /// (or `database_url`), loopback receivers allowed, and waits until it
+    /// answers. Nodes of one database are given the same admin `token`.
+    pub async fn start(
+        database_url: Option<&str>,
+        extra_env: &[(String, String)],
+        token: Option<&str>,
+    ) -> Result<Self, BenchError> {
         let port = free_port()?;
-        let token = format!("bench-{}", crate::domain::ids::AppId::generate());
+        let token = token.map_or_else(
+            || format!("bench-{}", crate::domain::ids::AppId::generate()),
+            str::to_owned,
+        );
         let (data, db) = match database_url {
             Some(url) => (None, url.to_owned()),
             None => {
@@ -110,6 +118,40 @@ impl Server {
 fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (which is in
+/// parentheses and may hold spaces): the state is the first.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split(' ').map(str::to_owned).collect())
+}
+
+/// CPU time a process has used so far (user and system), in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let fields = stat_fields(pid)?;
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    // utime and stime, the 14th and 15th fields, in USER_HZ (100 on Linux).
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
+/// The parent of a process.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// CPU time used so far by `parent` and its children (a database server's
+/// backends and background writers), in seconds.
+pub fn cpu_seconds_of_family(parent: u32) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    let children: f64 = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| parent_of(*pid) == Some(parent))
+        .filter_map(cpu_seconds)
+        .sum();
+    children + cpu_seconds(parent).unwrap_or(0.0)
 }
 
 /// Resident memory of a process in KiB: `VmRSS` now, or `VmHWM` (its peak).
