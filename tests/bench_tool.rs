@@ -116,6 +116,7 @@ async fn a_bench_over_two_nodes_reports_what_a_delivery_costs_them_and_the_datab
     let mut bench = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
     bench
         .args(["bench", "--messages", "400", "--nodes", "2", "--concurrency", "8"])
+        .args(["--server-binary", env!("CARGO_BIN_EXE_herald")])
         .args(["--database-url", &db, "--out"])
         .arg(&out);
     assert!(bench.status().await.expect("herald bench runs").success());

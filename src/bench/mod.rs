@@ -57,6 +57,10 @@ pub struct BenchArgs {
     /// Database of the server the bench starts [default: a fresh SQLite file]
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+    /// Start this Herald binary as the server instead of this one: two
+    /// builds measured by the same load tool
+    #[arg(long, value_name = "PATH")]
+    pub server_binary: Option<std::path::PathBuf>,
     /// Start this many nodes on the --database-url (PostgreSQL) and spread
     /// the publishers over them, as a load balancer would
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
@@ -365,11 +369,15 @@ async fn start_nodes(args: &BenchArgs) -> Result<Vec<Server>, BenchError> {
             "--nodes above 1 needs a PostgreSQL --database-url (a SQLite file takes one node)".to_owned(),
         ));
     }
-    let first = Server::start(args.database_url.as_deref(), &[], None).await?;
+    let binary = match &args.server_binary {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?,
+    };
+    let first = Server::start(&binary, args.database_url.as_deref(), &[], None).await?;
     let token = first.token.clone();
     let mut servers = vec![first];
     for _ in 1..args.nodes {
-        servers.push(Server::start(args.database_url.as_deref(), &[], Some(&token)).await?);
+        servers.push(Server::start(&binary, args.database_url.as_deref(), &[], Some(&token)).await?);
     }
     Ok(servers)
 }

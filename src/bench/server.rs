@@ -1,7 +1,6 @@
 //! A Herald server started by the bench, as a child process, so its memory
 //! can be read from /proc and nothing of the bench runs inside it.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -42,10 +41,11 @@ mod tempfile_dir {
 }
 
 impl Server {
-    /// Starts `herald serve` on a free loopback port with a fresh SQLite file
+    /// Starts `binary serve` on a free loopback port with a fresh SQLite file
     /// (or `database_url`), loopback receivers allowed, and waits until it
     /// answers. Nodes of one database are given the same admin `token`.
     pub async fn start(
+        binary: &std::path::Path,
         database_url: Option<&str>,
         extra_env: &[(String, String)],
         token: Option<&str>,
@@ -63,8 +63,7 @@ impl Server {
                 (Some(dir), db)
             }
         };
-        let exe: PathBuf = std::env::current_exe()?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = Command::new(binary);
         cmd.arg("serve")
             .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
             .env("HERALD_DATABASE_URL", db)
