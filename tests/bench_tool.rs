@@ -123,12 +123,21 @@ async fn a_bench_over_two_nodes_reports_what_a_delivery_costs_them_and_the_datab
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(report["nodes"], 2, "{report}");
     assert_eq!(report["delivered"], 400, "{report}");
-    assert_eq!((report["lost"].as_u64(), report["duplicates"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (report["lost"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(0))
+    );
     assert!(report["server_cpu_ms_per_delivery"].as_f64().unwrap() > 0.0, "{report}");
     // Every delivery writes a message, a delivery and an attempt row at least.
     let database = &report["database"];
-    assert!(database["rows_written_per_delivery"].as_f64().unwrap() >= 2.0, "{report}");
-    assert!(database["transactions_per_delivery"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        database["rows_written_per_delivery"].as_f64().unwrap() >= 2.0,
+        "{report}"
+    );
+    assert!(
+        database["transactions_per_delivery"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
     common::pg::drop_database(&db).await;
 }
 
@@ -141,5 +150,8 @@ fn more_nodes_than_one_need_postgresql() {
         .expect("herald bench runs");
     assert!(!output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
-    assert!(said.contains("--nodes above 1 needs a PostgreSQL --database-url"), "{said}");
+    assert!(
+        said.contains("--nodes above 1 needs a PostgreSQL --database-url"),
+        "{said}"
+    );
 }

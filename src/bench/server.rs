@@ -143,7 +143,9 @@ pub fn parent_of(pid: u32) -> Option<u32> {
 /// CPU time used so far by `parent` and its children (a database server's
 /// backends and background writers), in seconds.
 pub fn cpu_seconds_of_family(parent: u32) -> f64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
     let children: f64 = dir
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())

@@ -37,6 +37,9 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 const RECORD_TRIES: u32 = 4;
 /// Most deliveries claimed in one transaction.
 const CLAIM_BATCH: usize = 128;
+/// How long a stopping dispatcher waits for publish batches still writing
+/// to hand over what they leased, to make it due again at once.
+const HANDOFF_DRAIN: Duration = Duration::from_secs(5);
 /// The failed attempt, in a row, that reports a delivery as failing.
 const FAILING_AT_ATTEMPT: u32 = 4;
 
@@ -151,7 +154,7 @@ impl Dispatcher {
 
     /// Sends what publish batches lease and hand over, each under the slot
     /// it took, until shutdown; what arrives after is made due again at
-    /// once, for whichever node runs next.
+    /// once, for whichever node runs next, rather than at its lease's end.
     async fn receive(
         self,
         mut inbox: tokio::sync::mpsc::UnboundedReceiver<Handed>,
@@ -169,10 +172,19 @@ impl Dispatcher {
             let shutdown = shutdown.clone();
             tracker.spawn(async move { this.attempt(job, slot, shutdown).await });
         }
-        inbox.close();
-        while let Some(Handed { job, slot }) = inbox.recv().await {
-            drop(slot);
-            self.defer(&job, Duration::ZERO).await;
+        // No batch leases for this node from here on; one already writing
+        // may still hand over, until it ends and drops its sender.
+        self.inner.store.hand_off_to(None);
+        let drain = async {
+            while let Some(Handed { job, slot }) = inbox.recv().await {
+                drop(slot);
+                self.defer(&job, Duration::ZERO).await;
+            }
+        };
+        if tokio::time::timeout(HANDOFF_DRAIN, drain).await.is_err() {
+            tracing::warn!(
+                "a publish batch was still writing at shutdown; what it leased comes back when its lease ends"
+            );
         }
     }
 

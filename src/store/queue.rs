@@ -38,6 +38,9 @@ struct NewDelivery<'m> {
     msg: &'m Message,
     endpoint_id: String,
     status: DeliveryStatus,
+    trigger: TriggerType,
+    /// When it was made, in the store's milliseconds.
+    at: i64,
     /// Waits behind its FIFO endpoint's head, not due until promoted.
     queued: bool,
     /// Leased in this batch and handed to the dispatcher.
@@ -51,7 +54,7 @@ impl NewDelivery<'_> {
             return (DeliveryStatus::Sending, Some(leases.until), Some(leases.token));
         }
         let due = self.status == DeliveryStatus::Pending && !self.queued;
-        (self.status, due.then_some(ms(self.msg.created_at)), None)
+        (self.status, due.then_some(self.at), None)
     }
 }
 
@@ -480,32 +483,13 @@ where
                     leased,
                     endpoint_id: target.id.clone(),
                     status,
+                    trigger: TriggerType::Scheduled,
+                    at: ms(msg.created_at),
                 });
             }
             counts.push(left_due);
         }
-        for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, \
-                 next_attempt_at, lease_token, created_at, updated_at) ",
-            );
-            qb.push_values(chunk, |mut row, d| {
-                let (status, next_at, lease_token) = d.state(leases);
-                let now = ms(d.msg.created_at);
-                row.push_bind(d.id.as_str().to_owned())
-                    .push_bind(d.msg.id.as_str().to_owned())
-                    .push_bind(d.endpoint_id.clone())
-                    .push_bind(d.msg.app_id.as_str().to_owned())
-                    .push_bind(status.code())
-                    .push_bind(TriggerType::Scheduled.code())
-                    .push_bind(0_i64)
-                    .push_bind(next_at)
-                    .push_bind(lease_token)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            execute::<D>(&mut qb, &mut **tx).await?;
-        }
+        Self::insert_deliveries(tx, &deliveries, leases).await?;
         for (msg, delivery, endpoint_id, url) in dropped {
             let attempt = Attempt::not_sent(msg, &endpoint_id, &url, DROPPED_WHILE_DISABLED);
             Self::insert_attempt(tx, &delivery, &msg.app_id, &attempt).await?;
@@ -645,25 +629,49 @@ where
         status: DeliveryStatus,
         queued: bool,
     ) -> StoreResult<DeliveryId> {
-        let id = DeliveryId::generate();
-        let mut qb = QueryBuilder::new(
-            "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, \
-             next_attempt_at, created_at, updated_at) ",
-        );
-        qb.push_values([()], |mut row, ()| {
-            row.push_bind(id.as_str().to_owned())
-                .push_bind(msg.id.as_str().to_owned())
-                .push_bind(endpoint_id.to_owned())
-                .push_bind(msg.app_id.as_str().to_owned())
-                .push_bind(status.code())
-                .push_bind(trigger.code())
-                .push_bind(0_i64)
-                .push_bind((status == DeliveryStatus::Pending && !queued).then_some(now))
-                .push_bind(now)
-                .push_bind(now);
-        });
-        execute::<D>(&mut qb, &mut **tx).await?;
-        Ok(id)
+        let delivery = NewDelivery {
+            id: DeliveryId::generate(),
+            msg,
+            endpoint_id: endpoint_id.to_owned(),
+            status,
+            trigger,
+            at: now,
+            queued,
+            leased: false,
+        };
+        Self::insert_deliveries(tx, std::slice::from_ref(&delivery), &Leases::new(None, 0)).await?;
+        Ok(delivery.id)
+    }
+
+    /// Writes delivery rows in a few multi-row statements; a leased one is
+    /// written sending, under the batch's lease.
+    async fn insert_deliveries(
+        tx: &mut Transaction<'_, D::Db>,
+        deliveries: &[NewDelivery<'_>],
+        leases: &Leases,
+    ) -> StoreResult<()> {
+        for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO deliveries (id, msg_id, endpoint_id, app_id, status, trigger_type, attempts, \
+                 next_attempt_at, lease_token, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut row, d| {
+                let (status, next_at, lease_token) = d.state(leases);
+                row.push_bind(d.id.as_str().to_owned())
+                    .push_bind(d.msg.id.as_str().to_owned())
+                    .push_bind(d.endpoint_id.clone())
+                    .push_bind(d.msg.app_id.as_str().to_owned())
+                    .push_bind(status.code())
+                    .push_bind(d.trigger.code())
+                    .push_bind(0_i64)
+                    .push_bind(next_at)
+                    .push_bind(lease_token)
+                    .push_bind(d.at)
+                    .push_bind(d.at);
+            });
+            execute::<D>(&mut qb, &mut **tx).await?;
+        }
+        Ok(())
     }
 
     /// Records one attempt, unless its delivery was deleted meanwhile (with
