@@ -631,7 +631,11 @@ async fn disk_chaos(mut ctx: ChaosCtx, disk: Arc<disk::SmallDisk>) -> Result<(),
 /// Endpoint stats (deliveries by state) of every target, once nothing is
 /// pending or being sent, or once the backlog has not shrunk for `stall`.
 /// A receiver slower than the load offered to it is left a backlog by the
-/// run; it is not lost while it drains.
+/// run; it is not lost while it drains. Progress is read from each
+/// target's queue-depth gauge: one count over the queue a second, where
+/// the endpoints' stats would scan all their history, a load of the
+/// checker's own on the node whose memory it judges. The stats are read
+/// once, at the end, for the checks.
 async fn drain(
     http: &reqwest::Client,
     targets: &[Target],
@@ -641,33 +645,21 @@ async fn drain(
     let started = Instant::now();
     let (mut lowest, mut progress_at, mut told_at) = (u64::MAX, started, started);
     loop {
-        let mut all = Vec::new();
-        let mut busy = false;
         let mut left = 0;
+        let mut unknown = false;
         for t in targets {
-            let base = t
-                .nodes
-                .lock()
-                .ok()
-                .and_then(|n| n.first().map(|n| n.base.clone()))
-                .unwrap_or_default();
-            for (kind, ep) in &t.endpoints {
-                let url = format!("{base}/api/v1/app/{}/endpoint/{ep}/stats", t.app_id);
-                let stats: Option<check::Stats> = match http.get(url).bearer_auth(token).send().await {
-                    Ok(r) if r.status().is_success() => r.json().await.ok(),
-                    _ => None,
-                };
-                busy |= stats.as_ref().is_none_or(|s| s.pending + s.sending > 0);
-                left += stats.as_ref().map_or(0, |s| s.pending + s.sending);
-                all.push((t.name.to_owned(), *kind, stats));
+            match queue_depth(http, &first_base(t)).await {
+                Some(n) => left += n,
+                None => unknown = true,
             }
         }
         let now = Instant::now();
         if left < lowest {
             (lowest, progress_at) = (left, now);
         }
+        let busy = unknown || left > 0;
         if !busy || now - progress_at >= stall || now - started >= stall * 10 {
-            return all;
+            break;
         }
         if now - told_at >= Duration::from_secs(30) {
             eprintln!(
@@ -678,4 +670,38 @@ async fn drain(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let mut all = Vec::new();
+    for t in targets {
+        let base = first_base(t);
+        for (kind, ep) in &t.endpoints {
+            let url = format!("{base}/api/v1/app/{}/endpoint/{ep}/stats", t.app_id);
+            let stats: Option<check::Stats> = match http.get(url).bearer_auth(token).send().await {
+                Ok(r) if r.status().is_success() => r.json().await.ok(),
+                _ => None,
+            };
+            all.push((t.name.to_owned(), *kind, stats));
+        }
+    }
+    all
+}
+
+/// The API address of a target's first node.
+fn first_base(t: &Target) -> String {
+    t.nodes
+        .lock()
+        .ok()
+        .and_then(|n| n.first().map(|n| n.base.clone()))
+        .unwrap_or_default()
+}
+
+/// Deliveries pending or being sent on a node's database, from its
+/// `herald_queue_depth` gauge; `None` when the node does not answer.
+async fn queue_depth(http: &reqwest::Client, base: &str) -> Option<u64> {
+    let response = http.get(format!("{base}/metrics")).send().await.ok()?;
+    let text = response.error_for_status().ok()?.text().await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("herald_queue_depth "))?
+        .trim()
+        .parse()
+        .ok()
 }
