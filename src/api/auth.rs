@@ -19,9 +19,9 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use crate::domain::access::{self, Decision, OwnerCheck, Scope};
-use crate::domain::ids::AttemptId;
 use crate::service::AppState;
 use crate::service::auth::{self as guard, TokenHash, hash_token};
+use crate::service::error::ServiceError;
 use crate::service::portal::{PORTAL_TOKEN_PREFIX, PortalGrant};
 use crate::telemetry::metrics::AuthSurface;
 
@@ -193,10 +193,13 @@ async fn authorize(state: &AppState, scope: &Scope, parts: &mut Parts) -> Result
             }
         }
         OwnerCheck::Attempt(owner) => {
-            let attempt = param("attempt_id").and_then(|a| AttemptId::parse(&a));
-            let found = match attempt {
-                Some(id) => state.store.get_attempt(&app, &id).await?,
-                None => None,
+            let (msg, attempt) = (
+                param("msg_id").unwrap_or_default(),
+                param("attempt_id").unwrap_or_default(),
+            );
+            let found = match crate::service::attempt::find_attempt(state, &app, &msg, &attempt).await {
+                Err(ServiceError::NotFound(_)) => None,
+                found => Some(found?),
             };
             let endpoint = match found {
                 Some(a) => state.store.get_endpoint(&app, a.endpoint_id.as_str()).await?,

@@ -155,7 +155,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         .merge(pages)
         .fallback(|| async { error::ApiError::NotFound("route") })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .layer(tower_http::trace::TraceLayer::new_for_http().on_failure(log_failure))
+        .layer(tower_http::trace::TraceLayer::new_for_http().on_failure(FailureLog::default()))
         .with_state(state);
     // Outside the routes, so the path is trimmed before they are matched.
     let app = Router::new()
@@ -206,15 +206,78 @@ async fn trim_trailing_slash(mut req: axum::extract::Request) -> axum::extract::
     req
 }
 
+/// How often, at most, the 503s of an outage are logged: one line for
+/// each window, counting the requests refused, not one per request.
+const UNAVAILABLE_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// A 503 means "try again": the database is restarting or its disk is full,
-/// which its own log lines explain, so it is a warning. Other server errors
-/// stay errors.
-fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
-    let latency_ms = latency.as_millis();
-    match class {
-        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
-            tracing::warn!(classification = %class, latency_ms, "response failed");
+/// which its own log lines explain, so it is a warning, and one line per
+/// window counts them. Other server errors stay errors, one per request.
+#[derive(Clone, Default)]
+struct FailureLog {
+    unavailable: Arc<std::sync::Mutex<UnavailableTally>>,
+}
+
+#[derive(Default)]
+struct UnavailableTally {
+    /// When the last line was written.
+    said_at: Option<std::time::Instant>,
+    /// 503s answered since.
+    unsaid: u64,
+}
+
+impl UnavailableTally {
+    /// Counts one 503; answers how many to report when a line is due.
+    fn refused(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.unsaid += 1;
+        if self
+            .said_at
+            .is_some_and(|at| now.duration_since(at) < UNAVAILABLE_LOG_EVERY)
+        {
+            return None;
         }
-        _ => tracing::error!(classification = %class, latency_ms, "response failed"),
+        self.said_at = Some(now);
+        Some(std::mem::take(&mut self.unsaid))
+    }
+}
+
+impl tower_http::trace::OnFailure<ServerErrorsFailureClass> for FailureLog {
+    fn on_failure(&mut self, class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+        let latency_ms = latency.as_millis();
+        match class {
+            ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+                let due = self
+                    .unavailable
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .refused(std::time::Instant::now());
+                if let Some(refused) = due {
+                    tracing::warn!(classification = %class, latency_ms, refused, "response failed");
+                }
+            }
+            _ => tracing::error!(classification = %class, latency_ms, "response failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod failure_log_tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_logged_once_a_window_with_what_was_refused_since() {
+        let mut tally = UnavailableTally::default();
+        let start = std::time::Instant::now();
+        assert_eq!(tally.refused(start), Some(1), "the first 503 is said at once");
+        for n in 1..=3 {
+            assert_eq!(tally.refused(start + Duration::from_secs(n)), None);
+        }
+        let later = start + UNAVAILABLE_LOG_EVERY + Duration::from_millis(1);
+        assert_eq!(
+            tally.refused(later),
+            Some(4),
+            "the next line counts every 503 since the last"
+        );
+        assert_eq!(tally.refused(later + Duration::from_secs(1)), None);
     }
 }

@@ -233,19 +233,21 @@ pub fn ensure_enabled(ep: &Endpoint) -> ServiceResult<()> {
     Ok(())
 }
 
-async fn find_attempt(state: &AppState, app_id: &AppId, msg_id: &str, attempt_id: &str) -> ServiceResult<Attempt> {
-    let attempt = match AttemptId::parse(attempt_id) {
-        Some(id) => state.store.get_attempt(app_id, &id).await?,
-        None => None,
+/// An attempt of a message named by id or eventId, as the API's paths name them.
+pub async fn find_attempt(state: &AppState, app_id: &AppId, msg_id: &str, attempt_id: &str) -> ServiceResult<Attempt> {
+    let not_found = || ServiceError::NotFound("attempt");
+    let id = AttemptId::parse(attempt_id).ok_or_else(not_found)?;
+    // The message first (the path may name it by eventId): its id names the
+    // day the attempt is kept in, so the lookup reads that day alone.
+    let msg = match find_message(state, app_id, msg_id).await {
+        Err(ServiceError::NotFound(_)) => return Err(not_found()),
+        found => found?,
     };
-    attempt
-        .filter(|a| a.msg_id.as_str() == msg_id || state_msg_matches(a, msg_id))
-        .ok_or(ServiceError::NotFound("attempt"))
-}
-
-/// The message may be named by its eventId in the path.
-fn state_msg_matches(a: &Attempt, msg_id: &str) -> bool {
-    a.event.as_ref().and_then(|e| e.event_id.as_deref()) == Some(msg_id)
+    state
+        .store
+        .get_attempt(app_id, &msg.id, &id)
+        .await?
+        .ok_or_else(not_found)
 }
 
 pub async fn get_attempt(
@@ -268,6 +270,9 @@ pub async fn expunge_attempt_content(
 ) -> ServiceResult<()> {
     let app = find_app(state, app_id).await?;
     let attempt = find_attempt(state, &app.id, msg_id, attempt_id).await?;
-    state.store.remove_attempt_content(&app.id, &attempt.id).await?;
+    state
+        .store
+        .remove_attempt_content(&app.id, &attempt.msg_id, &attempt.id)
+        .await?;
     Ok(())
 }

@@ -416,7 +416,7 @@ pub trait Store: Send + Sync + 'static {
     /// delivery of the message has succeeded.
     async fn remove_payload_if_delivered(&self, msg: &MessageId, now: DateTime<Utc>) -> StoreResult<()>;
     /// Removes what an attempt sent and received (bodies and headers).
-    async fn remove_attempt_content(&self, app: &AppId, attempt: &AttemptId) -> StoreResult<bool>;
+    async fn remove_attempt_content(&self, app: &AppId, msg: &MessageId, attempt: &AttemptId) -> StoreResult<bool>;
     /// Forgets idempotency keys older than `oldest`.
     async fn remove_idempotency_keys(&self, oldest: DateTime<Utc>) -> StoreResult<u64>;
     /// Applications keeping their history for fewer days than the server.
@@ -452,7 +452,8 @@ pub trait Store: Send + Sync + 'static {
 
     // Attempts
     async fn list_attempts(&self, app: &AppId, filter: &AttemptFilter, page: &Page) -> StoreResult<Vec<Attempt>>;
-    async fn get_attempt(&self, app: &AppId, id: &AttemptId) -> StoreResult<Option<Attempt>>;
+    /// An attempt of message `msg`, which names the day it is kept in.
+    async fn get_attempt(&self, app: &AppId, msg: &MessageId, id: &AttemptId) -> StoreResult<Option<Attempt>>;
 
     // Operator emails
     /// Reserves up to `limit` emails due by `now` for `lease`: each counts

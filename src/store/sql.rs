@@ -923,13 +923,14 @@ where
         Ok(())
     }
 
-    async fn remove_attempt_content(&self, app: &AppId, attempt: &AttemptId) -> StoreResult<bool> {
+    async fn remove_attempt_content(&self, app: &AppId, msg: &MessageId, attempt: &AttemptId) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE attempts SET request_body = '', response = '', request_headers = NULL, response_headers = NULL \
-             WHERE id = $1 AND app_id = $2",
+             WHERE id = $1 AND app_id = $2 AND msg_id = $3",
         )
         .bind(attempt.as_str().to_owned())
         .bind(app.as_str().to_owned())
+        .bind(msg.as_str().to_owned())
         .execute(D::exec(&mut *self.write().await?))
         .await?;
         Ok(done.rows_affected() == 1)
@@ -1098,14 +1099,16 @@ where
         )
     }
 
-    async fn get_attempt(&self, app: &AppId, id: &AttemptId) -> StoreResult<Option<Attempt>> {
+    async fn get_attempt(&self, app: &AppId, msg: &MessageId, id: &AttemptId) -> StoreResult<Option<Attempt>> {
+        // The message's id on both tables picks one day's partitions.
         let sql = format!(
             "SELECT {ATTEMPT_COLUMNS} FROM attempts a JOIN messages m ON m.id = a.msg_id \
-             WHERE a.app_id = $1 AND a.id = $2"
+             WHERE a.app_id = $1 AND a.id = $2 AND a.msg_id = $3 AND m.id = $3"
         );
         let row: Option<AttemptRow> = sqlx::query_as(&sql)
             .bind(app.as_str().to_owned())
             .bind(id.as_str().to_owned())
+            .bind(msg.as_str().to_owned())
             .fetch_optional(D::exec(&mut *self.read().await?))
             .await?;
         row.map(Attempt::try_from).transpose()
