@@ -532,6 +532,14 @@ async fn a_slow_endpoint_does_not_hold_back_the_others(backend: Backend) {
     assert!(slow.count() <= 2, "the slow endpoint had {} in flight", slow.count());
 }
 
+/// The value of one series in the `/metrics` text, 0 when unseen.
+fn series(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
 async fn a_busy_endpoint_queues_for_its_next_slot(backend: Backend) {
     let app = spawn_app_with(&backend, |s| s.max_in_flight_per_endpoint = Some("2".into())).await;
     let app_id = app.create_app("Acme").await;
@@ -545,21 +553,12 @@ async fn a_busy_endpoint_queues_for_its_next_slot(backend: Backend) {
     // Two in flight, two queued behind them: none went back to the store
     // to wait, where a freed slot would sit idle until it came due again.
     let text = app.metrics_text().await;
-    let deferred = text
-        .lines()
-        .find_map(|l| l.strip_prefix(r#"herald_attempts_total{outcome="deferred"} "#))
-        .unwrap_or("0");
-    assert_eq!(deferred, "0", "{text}");
+    assert_eq!(
+        series(&text, r#"herald_attempts_total{outcome="deferred"}"#),
+        0,
+        "{text}"
+    );
     assert_eq!(slow.count(), 4, "each message was sent once");
-}
-
-/// The value of `herald_deliveries_dispatched_total{via="…"}`, 0 when unseen.
-fn dispatched(metrics: &str, via: &str) -> u64 {
-    let prefix = format!(r#"herald_deliveries_dispatched_total{{via="{via}"}} "#);
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .map_or(0, |n| n.parse().unwrap())
 }
 
 async fn a_fresh_delivery_is_handed_over_and_one_without_room_waits_for_a_claim(backend: Backend) {
@@ -567,19 +566,24 @@ async fn a_fresh_delivery_is_handed_over_and_one_without_room_waits_for_a_claim(
     let app_id = app.create_app("Acme").await;
     let slow = Receiver::slow(Duration::from_secs(1)).await;
     let ep = app.create_endpoint(&app_id, &slow.url, json!({})).await;
-    // The first two take the dispatcher's two slots straight from their
-    // publish; the rest find no room, and wait for a claim as slots free.
-    for n in 0..6 {
+    // The first message waits until the dispatcher is running and idle:
+    // once it is delivered, nothing is due and nothing wakes it.
+    let stats = format!("{}/stats", ep_path(&app_id, &ep));
+    app.publish(&app_id, "ticket.created", json!({"n": 0})).await;
+    app.wait_until(&stats, |s| s["success"] == 1).await;
+    // The next two take the dispatcher's two slots straight from their
+    // publish; the rest find no room and wait for a claim as slots free.
+    for n in 1..7 {
         app.publish(&app_id, "ticket.created", json!({"n": n})).await;
     }
-    app.wait_until(&format!("{}/stats", ep_path(&app_id, &ep)), |s| s["success"] == 6)
-        .await;
+    app.wait_until(&stats, |s| s["success"] == 7).await;
     let text = app.metrics_text().await;
-    let (handed, claimed) = (dispatched(&text, "handoff"), dispatched(&text, "claim"));
+    let handed = series(&text, r#"herald_deliveries_dispatched_total{via="handoff"}"#);
+    let claimed = series(&text, r#"herald_deliveries_dispatched_total{via="claim"}"#);
     assert!(handed >= 2, "{handed} handed over:\n{text}");
     assert!(claimed >= 1, "{claimed} claimed:\n{text}");
-    assert_eq!(handed + claimed, 6, "{text}");
-    assert_eq!(slow.count(), 6, "each message was sent once");
+    assert_eq!(handed + claimed, 7, "{text}");
+    assert_eq!(slow.count(), 7, "each message was sent once");
 }
 
 async fn a_rate_limit_spreads_deliveries_over_time(backend: Backend) {
