@@ -115,6 +115,9 @@ async fn wait_until_all_delivered(receiver: &Receiver, ids: &[String], limit: Du
 }
 
 const MAX_IN_FLIGHT: usize = 16;
+/// How long after its death a killed node's last writes may still be read
+/// by the receiver: bytes already in the loopback socket, not yet handled.
+const SENT_BEFORE_DEATH: Duration = Duration::from_millis(50);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_the_work_and_survive_the_death_of_one() {
@@ -168,8 +171,11 @@ async fn three_nodes_share_the_work_and_survive_the_death_of_one() {
             .into_iter()
             .find(|r| r.header("webhook-id") == id)
             .unwrap();
+        // Its first copy had reached the receiver by the kill: what the node
+        // wrote before it died can still take a moment to be read, and the
+        // receiver answers 5 ms later, so arrival is what counts.
         assert!(
-            first.at <= killed_at,
+            first.began <= killed_at + SENT_BEFORE_DEATH,
             "{id} was sent twice, but not because of the kill"
         );
     }

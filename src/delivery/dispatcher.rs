@@ -148,7 +148,6 @@ impl Dispatcher {
                 }
             }
         }
-        self.inner.store.hand_off_to(None);
         tracing::info!("dispatcher stopped");
     }
 

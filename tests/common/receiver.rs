@@ -18,7 +18,10 @@ pub struct Received {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When it was answered (after the receiver's delay, if it has one).
     pub at: tokio::time::Instant,
+    /// When it had arrived whole, before any delay.
+    pub began: tokio::time::Instant,
 }
 
 /// An answer chosen by a test: status, headers, body.
@@ -211,6 +214,7 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
+    let began = tokio::time::Instant::now();
     inner.begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     inner.begun_notify.notify_waiters();
     if !inner.delay.is_zero() {
@@ -223,6 +227,7 @@ async fn record(
         headers,
         body,
         at: tokio::time::Instant::now(),
+        began,
     };
     let reply = match &inner.responder {
         Some(respond) => respond(&received),
