@@ -341,6 +341,33 @@ mod partitions {
         store.get_message(&app.id, id_or_event_id).await.unwrap().is_none()
     }
 
+    async fn app_with_endpoint(store: &dyn Store) -> Application {
+        let app = Application::new("Acme".into(), None, Utc::now());
+        store.create_app(&app).await.unwrap();
+        let secret = EndpointSecret::generate(SecretKind::StandardHmac);
+        let ep = Endpoint::new(app.id.clone(), "https://example.com/hook".into(), secret, Utc::now());
+        store.create_endpoint(&ep).await.unwrap();
+        app
+    }
+
+    /// Publishes `msgs` and answers one attempt each: `failing` is retried
+    /// an hour later, the others are delivered.
+    async fn publish_and_answer(store: &dyn Store, msgs: &[&Message], failing: &Message) {
+        for msg in msgs {
+            assert_eq!(store.publish(msg).await.unwrap(), 1);
+        }
+        let jobs = store.claim_due(Utc::now(), 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(jobs.len(), msgs.len());
+        for job in &jobs {
+            let (ok, next) = if job.msg_id == failing.id {
+                (false, NextStep::RetryAt(Utc::now() + TimeDelta::hours(1)))
+            } else {
+                (true, NextStep::Succeeded)
+            };
+            store.complete_attempt(job, &attempt(job, ok), next).await.unwrap();
+        }
+    }
+
     async fn attempts_of(store: &dyn Store, app: &Application, msg: &Message) -> usize {
         let filter = AttemptFilter {
             msg_id: Some(msg.id.clone()),
@@ -373,27 +400,11 @@ mod partitions {
             .unwrap();
         assert_eq!(made.created, vec![old, old + Days::new(1)]);
 
-        let app = Application::new("Acme".into(), None, Utc::now());
-        store.create_app(&app).await.unwrap();
-        let secret = EndpointSecret::generate(SecretKind::StandardHmac);
-        let ep = Endpoint::new(app.id.clone(), "https://example.com/hook".into(), secret, Utc::now());
-        store.create_endpoint(&ep).await.unwrap();
+        let app = app_with_endpoint(store.as_ref()).await;
         let delivered = message_at(&app, midnight(old) + TimeDelta::hours(1), "delivered");
         let retrying = message_at(&app, midnight(old) + TimeDelta::hours(2), "retrying");
         let next_day = message_at(&app, midnight(old + Days::new(1)) + TimeDelta::hours(1), "next-day");
-        for msg in [&delivered, &retrying, &next_day] {
-            assert_eq!(store.publish(msg).await.unwrap(), 1);
-        }
-        let jobs = store.claim_due(Utc::now(), 10, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(jobs.len(), 3);
-        for job in &jobs {
-            let (ok, next) = if job.msg_id == retrying.id {
-                (false, NextStep::RetryAt(Utc::now() + TimeDelta::hours(1)))
-            } else {
-                (true, NextStep::Succeeded)
-            };
-            store.complete_attempt(job, &attempt(job, ok), next).await.unwrap();
-        }
+        publish_and_answer(store.as_ref(), &[&delivered, &retrying, &next_day], &retrying).await;
 
         // The old day ended more than the window ago; the next one did not.
         let upkeep = store
@@ -443,6 +454,135 @@ mod partitions {
             .unwrap();
         assert_eq!((removed.messages, removed.deliveries, removed.attempts), (1, 1, 2));
         assert!(gone(store.as_ref(), &app, retrying.id.as_str()).await);
+        store.close().await;
+        common::pg::drop_database(&url).await;
+    }
+
+    /// An upkeep stopped after detaching a day's deliveries (each table
+    /// goes in a transaction of its own) leaves the rest to the next one,
+    /// which carries the same messages over and drops the day.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_day_left_half_detached_is_finished_by_the_next_upkeep() {
+        let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+            return;
+        };
+        let store = open(&url).await;
+        let old = Utc::now().date_naive() - Days::new(10);
+        let plan = |drop_before| UpkeepPlan {
+            first_day: old,
+            last_day: old,
+            drop_before,
+        };
+        store.upkeep_partitions(&plan(DateTime::<Utc>::MIN_UTC)).await.unwrap();
+        let app = app_with_endpoint(store.as_ref()).await;
+        let delivered = message_at(&app, midnight(old) + TimeDelta::hours(1), "delivered");
+        let retrying = message_at(&app, midnight(old) + TimeDelta::hours(2), "retrying");
+        publish_and_answer(store.as_ref(), &[&delivered, &retrying], &retrying).await;
+
+        // What the first of the three steps commits: the deliveries
+        // detached, the retrying message's carried over.
+        let deliveries = format!("deliveries_p{}", old.format("%Y%m%d"));
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        for sql in [
+            format!("ALTER TABLE deliveries DETACH PARTITION {deliveries}"),
+            format!("INSERT INTO deliveries SELECT * FROM {deliveries} WHERE status IN (1, 3, 4)"),
+        ] {
+            sqlx::query(&sql).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+
+        let upkeep = store
+            .upkeep_partitions(&plan(midnight(old + Days::new(1))))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(upkeep.dropped, vec![old], "{upkeep:?}");
+        assert_eq!(upkeep.carried, 1, "{upkeep:?}");
+        assert!(upkeep.errors.is_empty(), "{upkeep:?}");
+        assert!(gone(store.as_ref(), &app, delivered.id.as_str()).await);
+        assert!(!gone(store.as_ref(), &app, retrying.id.as_str()).await);
+        assert_eq!(attempts_of(store.as_ref(), &app, &retrying).await, 1);
+        let now = |event_id| Message {
+            id: MessageId::generate(),
+            ..message_at(&app, Utc::now(), event_id)
+        };
+        assert_eq!(
+            store.publish(&now("delivered")).await.unwrap(),
+            1,
+            "its eventId is free"
+        );
+        let clash = store.publish(&now("retrying")).await.unwrap_err();
+        assert!(matches!(clash, StoreError::Conflict(_)), "{clash:?}");
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_class WHERE relname LIKE '%_p' || $1")
+            .bind(old.format("%Y%m%d").to_string())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "none of the day's tables is left");
+        conn.close().await.unwrap();
+        store.close().await;
+        common::pg::drop_database(&url).await;
+    }
+
+    /// Today's partitions start empty, without statistics; the upkeep
+    /// gathers them once enough was written, and not again until a tenth
+    /// of the rows changed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_upkeep_gives_the_day_being_written_its_statistics() {
+        let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+            return;
+        };
+        let store = open(&url).await;
+        let today = Utc::now().date_naive();
+        let plan = UpkeepPlan {
+            first_day: today,
+            last_day: today,
+            drop_before: DateTime::<Utc>::MIN_UTC,
+        };
+        let app = app_with_endpoint(store.as_ref()).await;
+        for n in 0..100 {
+            let msg = message_at(&app, Utc::now(), &format!("ticket-{n}"));
+            let msg = Message {
+                id: MessageId::generate(),
+                ..msg
+            };
+            store.publish(&msg).await.unwrap();
+        }
+        let suffix = today.format("%Y%m%d");
+        let deliveries = format!("deliveries_p{suffix}");
+        let messages = format!("messages_p{suffix}");
+        // PostgreSQL counts a session's writes once that session reports
+        // them, up to a second later.
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let counted: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE relname = ANY($1) AND n_mod_since_analyze >= 100",
+            )
+            .bind(vec![deliveries.clone(), messages.clone()])
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            if counted == 2 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the writes are never counted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let upkeep = store.upkeep_partitions(&plan).await.unwrap().unwrap();
+        assert!(upkeep.analyzed.contains(&deliveries), "{upkeep:?}");
+        assert!(upkeep.analyzed.contains(&messages), "{upkeep:?}");
+        let known: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stats WHERE tablename = $1 AND attname = 'msg_id'")
+                .bind(&deliveries)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(known, 1, "the planner knows the day's message ids");
+        let again = store.upkeep_partitions(&plan).await.unwrap().unwrap();
+        assert!(again.analyzed.is_empty(), "nothing changed since: {again:?}");
+        conn.close().await.unwrap();
         store.close().await;
         common::pg::drop_database(&url).await;
     }

@@ -81,6 +81,9 @@ fn report_upkeep(upkeep: &Upkeep, took: Duration, metrics: &Metrics) {
              to the default partition and go once they end"
         );
     }
+    if !upkeep.analyzed.is_empty() {
+        tracing::debug!(partitions = ?upkeep.analyzed, "history partitions' statistics refreshed");
+    }
     for error in &upkeep.errors {
         tracing::warn!(%error, "a history partition was left for the next upkeep");
     }

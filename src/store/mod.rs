@@ -172,6 +172,9 @@ pub struct Upkeep {
     pub longest_lock: Duration,
     /// The most tries a drop needed to get the tables' lock.
     pub lock_tries: u32,
+    /// Partitions whose statistics were refreshed (today's, yesterday's
+    /// and the default ones, when a tenth of them changed since).
+    pub analyzed: Vec<String>,
 }
 
 /// The state of an idempotency key when a request arrives with it.
