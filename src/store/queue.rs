@@ -560,8 +560,12 @@ where
             ") INSERT INTO attempts (id, delivery_id, msg_id, endpoint_id, app_id, url, status, response_status_code, \
              response, response_duration_ms, trigger_type, created_at, request_headers, request_body, response_headers, \
              status_class) SELECT * FROM v \
-             WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = v.msg_id AND d.id = v.delivery_id)",
+             WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = v.msg_id AND d.id = v.delivery_id",
         );
+        // Planned over the messages' days only, not over every day kept
+        // (1.5 ms a statement with 30 days on PostgreSQL, against 0.1 ms).
+        push_msg_ids(&mut qb, "d.msg_id", rows.iter().map(|(_, _, a)| &a.msg_id));
+        qb.push(")");
         execute::<D>(&mut qb, &mut **tx).await?;
         Ok(())
     }
