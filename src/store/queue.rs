@@ -13,7 +13,7 @@ use sqlx::{ColumnIndex, Pool, QueryBuilder, Transaction};
 
 use super::batch::{Batch, Batcher, Completion, Deferral, Written};
 use super::dialect::{Column, Connection, Dialect, QUEUED, RowLock, RowOf, execute, rows_as, state};
-use super::handoff::Leases;
+use super::handoff::{Leased, Leases};
 use super::rows::*;
 use super::*;
 use crate::domain::fanout::{Disposition, Target, matching_endpoints};
@@ -214,13 +214,18 @@ where
         let mut written = Written::default();
         // Each publish with an eventId in a savepoint: a duplicate fails alone.
         for (msg, answer) in keyed {
+            let mark = leases.mark();
             let result = match Self::savepoint(&mut tx).await {
                 Ok(()) => Self::publish_one(&mut tx, &msg, &mut targets, &fifo, &mut leases).await,
                 Err(e) => Err(e),
             };
             match Self::end_savepoint(&mut tx, result).await {
                 Ok(n) => written.published.push((answer, n)),
-                Err(e) => drop(answer.send(Err(e))),
+                Err(e) => {
+                    // Rolled back: what it leased was never written.
+                    leases.forget_since(mark);
+                    drop(answer.send(Err(e)));
+                }
             }
         }
         // Everything else in a few multi-row statements; a failure there
@@ -242,7 +247,7 @@ where
             if keyed_created + noted_created + counts.iter().sum::<usize>() > 0 {
                 D::wake_others(&mut tx).await?;
             }
-            let handed = Self::read_leased(&mut tx, &leases).await?;
+            let handed = Self::leased_endpoints(&mut tx, &leases).await?;
             Ok::<_, StoreError>((counts, handed))
         }
         .await;
@@ -266,21 +271,28 @@ where
         written.done.extend(deferrals.into_iter().map(|(_, a)| a));
         let committed = tx.commit().await.map_err(|e| e.to_string());
         if committed.is_ok() {
-            leases.hand(decode_jobs(handed, &sealer));
+            leases.hand(&open_endpoints(handed, &sealer));
         }
         written.answer(committed);
     }
 
-    /// The jobs of the deliveries this batch leased, read in its transaction.
-    async fn read_leased(tx: &mut Transaction<'_, D::Db>, leases: &Leases) -> StoreResult<Vec<JobRow>> {
-        let keys = leases.keys();
-        if keys.is_empty() {
+    /// The endpoints of the deliveries this batch leased, with their
+    /// applications' profiles, read in its transaction: the rest of each
+    /// job is what the batch wrote.
+    async fn leased_endpoints(
+        tx: &mut Transaction<'_, D::Db>,
+        leases: &Leases,
+    ) -> StoreResult<Vec<ProfiledEndpointRow>> {
+        let ids = leases.endpoint_ids();
+        if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = rows_as::<D, _>(&mut claimed_jobs_query(&keys))
-            .fetch_all(D::exec(&mut **tx))
-            .await?;
-        Ok(rows)
+        let mut qb = QueryBuilder::new(format!(
+            "SELECT {ENDPOINT_COLUMNS}, a.profile AS app_profile \
+             FROM endpoints e JOIN applications a ON a.id = e.app_id WHERE TRUE"
+        ));
+        push_in(&mut qb, "e.id", &ids);
+        Ok(rows_as::<D, _>(&mut qb).fetch_all(D::exec(&mut **tx)).await?)
     }
 
     /// The FIFO endpoints this batch queues into or finishes a delivery of,
@@ -471,7 +483,17 @@ where
                     && !queued
                     && let Some(slot) = leases.try_take()
                 {
-                    leases.leased(msg.id.as_str().to_owned(), id.as_str().to_owned(), slot);
+                    let delivery = Leased {
+                        delivery_id: id.clone(),
+                        msg_id: msg.id.clone(),
+                        app_id: msg.app_id.clone(),
+                        endpoint_id: target.id.clone(),
+                        event_type: msg.event_type.clone(),
+                        event_id: msg.event_id.clone(),
+                        msg_created_at: msg.created_at,
+                        payload: msg.payload.clone(),
+                    };
+                    leases.leased(delivery, slot);
                     leased = true;
                 } else {
                     left_due += 1;
@@ -690,14 +712,17 @@ where
     }
 }
 
-/// Opens the jobs a batch leased. One that cannot be opened is left to its
-/// lease's end and then to a claim, which reports it as a claim does.
-fn decode_jobs(rows: Vec<JobRow>, sealer: &Sealer) -> Vec<DeliveryJob> {
-    open_jobs(rows, sealer)
-        .into_iter()
-        .filter_map(|job| {
-            job.map_err(|e| tracing::error!(error = %e, "opening a leased delivery failed"))
+/// Opens the endpoints a batch leased deliveries to. One that cannot be
+/// opened leaves its deliveries to their lease's end and then to a claim,
+/// which reports it as a claim does.
+fn open_endpoints(rows: Vec<ProfiledEndpointRow>, sealer: &Sealer) -> HashMap<String, (Endpoint, Option<String>)> {
+    rows.into_iter()
+        .filter_map(|row| {
+            let id = row.endpoint.id.clone();
+            row.into_pair(sealer)
+                .map_err(|e| tracing::error!(error = %e, endpoint = %id, "opening a leased delivery's endpoint failed"))
                 .ok()
+                .map(|opened| (id, opened))
         })
         .collect()
 }

@@ -351,7 +351,7 @@ impl JobFields {
     }
 }
 
-/// Opens claimed or leased jobs, each endpoint once (its secret unsealed,
+/// Opens claimed jobs, each endpoint once (its secret unsealed,
 /// its JSON parsed): a batch is mostly a few endpoints' deliveries, and
 /// the rows of one read show each endpoint the same.
 pub(super) fn open_jobs(rows: Vec<JobRow>, sealer: &Sealer) -> Vec<StoreResult<DeliveryJob>> {
@@ -372,15 +372,16 @@ pub(super) fn open_jobs(rows: Vec<JobRow>, sealer: &Sealer) -> Vec<StoreResult<D
         .collect()
 }
 
-/// An endpoint due for its repeat check, with its application's profile.
+/// An endpoint with its application's profile: one due for its repeat
+/// check, or one a publish batch leased deliveries to.
 #[derive(FromRow)]
-pub(super) struct ReverifyRow {
+pub(super) struct ProfiledEndpointRow {
     #[sqlx(flatten)]
     pub(super) endpoint: EndpointRow,
     pub(super) app_profile: Option<String>,
 }
 
-impl ReverifyRow {
+impl ProfiledEndpointRow {
     pub(super) fn into_pair(self, sealer: &Sealer) -> StoreResult<(Endpoint, Option<String>)> {
         Ok((self.endpoint.into_endpoint(sealer)?, self.app_profile))
     }

@@ -468,7 +468,7 @@ where
              JOIN applications a ON a.id = e.app_id \
              WHERE e.disabled = FALSE AND e.reverify_at <= $1 ORDER BY e.reverify_at LIMIT $2"
         );
-        let rows: Vec<ReverifyRow> = sqlx::query_as(&sql)
+        let rows: Vec<ProfiledEndpointRow> = sqlx::query_as(&sql)
             .bind(ms(now))
             .bind(i64::from(limit))
             .fetch_all(D::exec(&mut *self.read().await?))
