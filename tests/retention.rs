@@ -336,6 +336,14 @@ mod partitions {
         }
     }
 
+    /// A message made now, with `event_id`.
+    fn message_now(app: &Application, event_id: &str) -> Message {
+        Message {
+            id: MessageId::generate(),
+            ..message_at(app, Utc::now(), event_id)
+        }
+    }
+
     /// Whether the message named by id or eventId is no longer found.
     async fn gone(store: &dyn Store, app: &Application, id_or_event_id: &str) -> bool {
         store.get_message(&app.id, id_or_event_id).await.unwrap().is_none()
@@ -427,12 +435,8 @@ mod partitions {
         assert_eq!(listed, vec![&retrying.id, &next_day.id], "the list simply ends");
         assert_eq!(attempts_of(store.as_ref(), &app, &retrying).await, 1);
         // The dropped message's eventId is free again; the kept one's is not.
-        let now = |event_id| Message {
-            id: MessageId::generate(),
-            ..message_at(&app, Utc::now(), event_id)
-        };
-        assert_eq!(store.publish(&now("delivered")).await.unwrap(), 1);
-        let clash = store.publish(&now("retrying")).await.unwrap_err();
+        assert_eq!(store.publish(&message_now(&app, "delivered")).await.unwrap(), 1);
+        let clash = store.publish(&message_now(&app, "retrying")).await.unwrap_err();
         assert!(matches!(clash, StoreError::Conflict(_)), "{clash:?}");
 
         // The carried-over message is still sent; once it ends, the row
@@ -503,16 +507,12 @@ mod partitions {
         assert!(gone(store.as_ref(), &app, delivered.id.as_str()).await);
         assert!(!gone(store.as_ref(), &app, retrying.id.as_str()).await);
         assert_eq!(attempts_of(store.as_ref(), &app, &retrying).await, 1);
-        let now = |event_id| Message {
-            id: MessageId::generate(),
-            ..message_at(&app, Utc::now(), event_id)
-        };
         assert_eq!(
-            store.publish(&now("delivered")).await.unwrap(),
+            store.publish(&message_now(&app, "delivered")).await.unwrap(),
             1,
             "its eventId is free"
         );
-        let clash = store.publish(&now("retrying")).await.unwrap_err();
+        let clash = store.publish(&message_now(&app, "retrying")).await.unwrap_err();
         assert!(matches!(clash, StoreError::Conflict(_)), "{clash:?}");
         let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_class WHERE relname LIKE '%_p' || $1")
             .bind(old.format("%Y%m%d").to_string())
@@ -542,12 +542,7 @@ mod partitions {
         };
         let app = app_with_endpoint(store.as_ref()).await;
         for n in 0..100 {
-            let msg = message_at(&app, Utc::now(), &format!("ticket-{n}"));
-            let msg = Message {
-                id: MessageId::generate(),
-                ..msg
-            };
-            store.publish(&msg).await.unwrap();
+            store.publish(&message_now(&app, &format!("ticket-{n}"))).await.unwrap();
         }
         let suffix = today.format("%Y%m%d");
         let deliveries = format!("deliveries_p{suffix}");
