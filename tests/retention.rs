@@ -322,6 +322,22 @@ mod partitions {
         herald::store::open(&config, &Clock::system()).await.unwrap()
     }
 
+    /// A store on a fresh PostgreSQL database, with its URL; none where
+    /// no PostgreSQL answers.
+    async fn fresh_store() -> Option<(String, Arc<dyn Store>)> {
+        let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+            return None;
+        };
+        let store = open(&url).await;
+        Some((url, store))
+    }
+
+    /// Closes `store` and drops its database.
+    async fn finish(store: Arc<dyn Store>, url: &str) {
+        store.close().await;
+        common::pg::drop_database(url).await;
+    }
+
     fn midnight(day: NaiveDate) -> DateTime<Utc> {
         day.and_time(NaiveTime::MIN).and_utc()
     }
@@ -390,10 +406,9 @@ mod partitions {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_day_past_the_window_goes_whole_and_what_is_still_sent_stays() {
-        let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        let Some((url, store)) = fresh_store().await else {
             return;
         };
-        let store = open(&url).await;
         let today = Utc::now().date_naive();
         let old = today - Days::new(10);
         let plan = |drop_before| UpkeepPlan {
@@ -458,8 +473,7 @@ mod partitions {
             .unwrap();
         assert_eq!((removed.messages, removed.deliveries, removed.attempts), (1, 1, 2));
         assert!(gone(store.as_ref(), &app, retrying.id.as_str()).await);
-        store.close().await;
-        common::pg::drop_database(&url).await;
+        finish(store, &url).await;
     }
 
     /// An upkeep stopped after detaching a day's deliveries (each table
@@ -467,10 +481,9 @@ mod partitions {
     /// which carries the same messages over and drops the day.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_day_left_half_detached_is_finished_by_the_next_upkeep() {
-        let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        let Some((url, store)) = fresh_store().await else {
             return;
         };
-        let store = open(&url).await;
         let old = Utc::now().date_naive() - Days::new(10);
         let plan = |drop_before| UpkeepPlan {
             first_day: old,
@@ -521,8 +534,7 @@ mod partitions {
             .unwrap();
         assert_eq!(left, 0, "none of the day's tables is left");
         conn.close().await.unwrap();
-        store.close().await;
-        common::pg::drop_database(&url).await;
+        finish(store, &url).await;
     }
 
     /// Today's partitions start empty, without statistics; the upkeep
@@ -530,10 +542,9 @@ mod partitions {
     /// of the rows changed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_upkeep_gives_the_day_being_written_its_statistics() {
-        let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        let Some((url, store)) = fresh_store().await else {
             return;
         };
-        let store = open(&url).await;
         let today = Utc::now().date_naive();
         let plan = UpkeepPlan {
             first_day: today,
@@ -578,8 +589,7 @@ mod partitions {
         let again = store.upkeep_partitions(&plan).await.unwrap().unwrap();
         assert!(again.analyzed.is_empty(), "nothing changed since: {again:?}");
         conn.close().await.unwrap();
-        store.close().await;
-        common::pg::drop_database(&url).await;
+        finish(store, &url).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
